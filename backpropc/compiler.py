@@ -1,0 +1,256 @@
+"""The pipeline, end to end: model -> graph -> reverse accumulation -> statements -> module text.
+
+`compile` is the public entry point; `Compiled` holds the generated source and can write it
+(atomically) or import it.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import tempfile
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy as sp
+
+from . import __version__
+from .emit import CodePrinter, Schedule, Statement, print_code, print_math
+from .errors import ModelError
+from .graph import CONST, closure
+from .model import REDUCTIONS, Model, Program, lower
+from .naming import Namer, clean
+from .reverse import backprop
+from .templates import render
+
+
+@dataclass
+class Compiled:
+    """A compiled model: the generated module's `source`, its op counts, and ways to use it."""
+
+    name: str
+    source: str
+    ops: dict[str, int]
+    wrt: tuple[str, ...]
+    args: tuple[str, ...]
+    program: Program = field(repr=False)
+    statements: list[Statement] = field(repr=False, default_factory=list)
+
+    def write(self, path) -> Path:
+        """Write the module to `path` atomically: an error leaves an existing file untouched."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(self.source)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def load(self) -> types.ModuleType:
+        """The generated module, imported (without writing a file)."""
+        module = types.ModuleType(f"{clean(self.name)}_grad")
+        module.__file__ = f"<backpropc:{self.name}>"
+        exec(builtins.compile(self.source, module.__file__, "exec"), module.__dict__)
+        return module
+
+
+def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str = "sum") -> Compiled:
+    """Compile a `Model`, or a loss expression with `wrt` (and optional `inputs`), to a module.
+
+    The generated module computes the objective = the sum (or, with reduction="mean", the mean)
+    of the per-example loss over all broadcast elements, and its gradient.
+    """
+    if reduction not in REDUCTIONS:
+        raise ModelError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
+    if not isinstance(model, Model):
+        model = Model(name=name, steps=[], loss=model, wrt=wrt if wrt is not None else [],
+                      inputs=inputs)
+    elif wrt is not None or inputs is not None:
+        raise ModelError("pass wrt and inputs inside the Model, not to compile()")
+    program = lower(model)
+    return _Emitter(program, reduction).compiled()
+
+
+class _Emitter:
+    """Builds the statements of `forward` and `value_and_grad` and renders the module."""
+
+    def __init__(self, program: Program, reduction: str) -> None:
+        self.program = program
+        self.reduction = reduction
+        self.printer = CodePrinter()
+        graph = program.graph
+        self.arg_nodes = {s: graph.find_symbol(s) for s in program.args}
+        reached = set(closure(graph, [program.loss]))
+        self.every_arg_reaches_loss = all(i in reached for i in self.arg_nodes.values())
+
+    def _namer(self) -> tuple[Namer, dict[int, str], dict[int, str]]:
+        """A fresh namer with the arguments and steps named first, in order (deterministic)."""
+        namer = Namer()
+        names: dict[int, str] = {}
+        for s in self.program.args:
+            name = namer.name(("symbol", s), s.name)
+            if self.arg_nodes[s] is not None:
+                names[self.arg_nodes[s]] = name
+        wanted: dict[int, str] = {}
+        for sym, node in self.program.steps:
+            if node not in wanted and not self.program.graph[node].is_leaf:
+                wanted[node] = sym.name
+        if self.program.loss not in wanted and not self.program.graph[self.program.loss].is_leaf:
+            wanted[self.program.loss] = "L"
+        for node, wanted_name in wanted.items():
+            namer.name(("node", node), wanted_name)
+        return namer, names, wanted
+
+    def _arg_list(self, names: dict[int, str], namer: Namer) -> list[str]:
+        return [namer.names[("symbol", s)] for s in self.program.args]
+
+    def compiled(self) -> Compiled:
+        program, graph = self.program, self.program.graph
+        # forward(): the per-example loss only
+        namer, names, wanted = self._namer()
+        args = self._arg_list(names, namer)
+        forward = Schedule(graph, [program.loss], wanted, namer, program.n_forward)
+        forward_lines = self._lines(forward, names, [])
+        forward_math = [f"{s.name} = {print_math(s.rhs)}" for s in forward_lines]
+        loss_name = self._ref(program.loss, names, forward)
+
+        # value_and_grad(): seed, reverse accumulation, then the same forward pass and the backward
+        namer, names, wanted = self._namer()
+        seed_code = None
+        if self.reduction == "sum" and self.every_arg_reaches_loss:
+            seed = graph.const(1)
+        else:
+            seed = graph.symbol(sp.Dummy("seed"))
+        backward = backprop(program, seed)
+        if seed_code is None and graph[seed].op != CONST:
+            wanted_seed = f"{wanted.get(program.loss, loss_name)}_bar"
+            names[seed] = namer.name(("node", seed), wanted_seed)
+
+        aliases: list[tuple[float, str, int, int]] = []  # (position, name, node, step node)
+        signal_of: dict[int, int] = {}
+        for v in sorted(backward.signals, reverse=True):
+            s = backward.signals[v]
+            signal_of.setdefault(s, v)
+            if v not in wanted or graph[s].op == CONST:
+                continue
+            bar = f"{wanted[v]}_bar"
+            if s not in wanted and not graph[s].is_leaf and s != seed:
+                wanted[s] = bar
+                namer.name(("node", s), bar)
+            else:
+                aliases.append((backward.marks[v] - 0.5, bar, s, v))
+        roots = [program.loss] + [a[2] for a in aliases]
+        full = Schedule(graph, roots, wanted, namer, program.n_forward, backward.grads)
+        statements = self._lines(full, names, aliases, signal_of, backward.senders)
+        value_grad_loss = self._ref(program.loss, names, full)
+        grads = []
+        for w, g in zip(program.wrt, backward.grads):
+            w_name = namer.names[("symbol", w)]
+            grads.append((namer.fresh(f"{w_name}_bar"), self._ref(g, names, full), w_name,
+                          self._from(backward.senders.get(self.arg_nodes[w], []), full, statements)))
+        if graph[seed].op != CONST:
+            seed_code = (f"1/np.size({value_grad_loss})" if self.reduction == "mean" else
+                         f"_batch_size({', '.join(args)})/np.size({value_grad_loss})")
+        value = {"sum": f"np.sum({value_grad_loss})" if seed_code is None
+                 else f"np.sum({value_grad_loss})*{names[seed]}",
+                 "mean": f"np.mean({value_grad_loss})"}[self.reduction]
+        forward_return = loss_name if self.every_arg_reaches_loss else \
+            f"np.broadcast_to({loss_name}, _batch_shape({', '.join(args)}))"
+
+        code_lines = [f"{s.name} = {s.code}" for s in statements if s.section == "backward"]
+        code_lines += [f"{name} = _sum_like({code}, {arg})" for name, code, arg, _ in grads]
+        width = min(max(map(len, code_lines), default=0), 56)
+        body = "\n".join(s.code for s in forward_lines + statements) + "".join(g[1] for g in grads)
+        special = _special_source() if ("_erf(" in body or "_erfc(" in body) else ""
+        ops = {"forward": forward.ops,
+               "value_and_grad": full.ops + len(grads) + 1 + (1 if seed_code else 0)}
+        source = render(
+            name=clean(program.name),
+            version=__version__,
+            steps=forward_math,
+            args=args,
+            args_tuple=_tuple(f'"{a}"' for a in args),
+            wrt_tuple=_tuple(f'"{namer.names[("symbol", w)]}"' for w in program.wrt),
+            grads_tuple=_tuple(g[0] for g in grads),
+            wrt=[namer.names[("symbol", w)] for w in program.wrt],
+            reduction=self.reduction,
+            forward_lines=forward_lines,
+            forward_return=forward_return,
+            lines=statements,
+            seed=(names[seed], seed_code) if seed_code else None,
+            grads=grads,
+            value=value,
+            width=width,
+            uses_batch="_batch_" in forward_return + (seed_code or ""),
+            special=special,
+        )
+        ast.parse(source)  # the generated module must be valid Python, whatever the names
+        return Compiled(program.name, source, ops, tuple(g[2] for g in grads), tuple(args),
+                        program, statements)
+
+    def _ref(self, node: int, names: dict[int, str], schedule: Schedule) -> str:
+        """How code refers to a node's value: its name, or its expression when it has none."""
+        if node in names:
+            return names[node]
+        return print_code(schedule.rhs(node, names), self.printer)
+
+    def _lines(self, schedule: Schedule, names: dict[int, str], aliases, signal_of=None,
+               senders=None) -> list[Statement]:
+        """Statements in order, printed; `names` is updated as each one names its node."""
+        order = [(float(i), None, i, None) for i in schedule.own] + list(aliases)
+        order.sort(key=lambda item: item[0])
+        statements: list[Statement] = []
+        owner = schedule.inlined_into()
+        for _, alias_name, node, step in order:
+            section = "forward" if node < schedule.n_forward and alias_name is None else "backward"
+            if alias_name is None:
+                name = schedule.names[node]
+                rhs = schedule.rhs(node, names)
+                v = signal_of.get(node) if signal_of else None
+                if v is not None and senders is not None:
+                    origins = tuple(senders.get(v, ()))
+                else:
+                    origin = schedule.graph.origin_of.get(node)
+                    origins = () if origin is None else (origin,)
+            else:
+                name, rhs = alias_name, sp.Symbol(names[node])
+                origins = tuple(senders.get(step, ()))
+            statements.append(Statement(name, node, section, rhs, origins,
+                                        print_code(rhs, self.printer)))
+            names[node] = name
+        for statement in statements:  # comments may point at later forward statements
+            statement.comment = self._from(statement.origins, schedule, statements, owner)
+        return statements
+
+    def _from(self, origins, schedule: Schedule, statements: list[Statement], owner=None) -> str:
+        """'from z = w*x + b': the forward statements whose rules produced a backward line."""
+        if not origins:
+            return ""
+        owner = owner if owner is not None else schedule.inlined_into()
+        by_node = {s.node: s for s in statements if s.section == "forward"}
+        texts = []
+        for v in origins:
+            s = by_node.get(owner.get(v, v))
+            if s is not None:
+                text = f"{s.name} = {print_math(s.rhs)}"
+                if text not in texts:
+                    texts.append(text)
+        return "from " + "; ".join(texts) if texts else ""
+
+
+def _special_source() -> str:
+    from .special import ERF_SOURCE
+
+    return ERF_SOURCE.strip()
+
+
+def _tuple(items) -> str:
+    """Python source of a tuple of the given item texts: (a,) or (a, b)."""
+    items = list(items)
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"

@@ -1,0 +1,25 @@
+"""Typed errors and warnings: every way a model can be refused, each with the fix in its message."""
+
+
+class BackpropcError(Exception):
+    """Base class of every error backpropc raises for bad input."""
+
+
+class ModelError(BackpropcError, ValueError):
+    """The model is malformed: a bad step, a redefined symbol, a cycle, a bad argument list."""
+
+
+class NonScalarLossError(ModelError):
+    """The loss is not a scalar expression."""
+
+
+class UnsupportedFunctionError(BackpropcError, TypeError):
+    """A function has no derivative rule or no NumPy form."""
+
+
+class NonRealConstantError(ModelError):
+    """The model contains a constant that is not real (I, zoo, nan, oo)."""
+
+
+class UnusedWrtWarning(UserWarning):
+    """A `wrt` symbol does not occur in the loss: its gradient is zero."""

@@ -1,0 +1,91 @@
+"""backpropc's own SymPy functions: each defines its derivative (`fdiff`) and a stable NumPy form.
+
+The NumPy forms live in the printer (`backpropc.emit`); the derivatives here are written in terms
+of the function itself where that is cheaper, so reverse accumulation reuses the forward value.
+"""
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+__all__ = ["sigmoid", "softplus", "relu", "logsumexp", "log1p", "expm1"]
+
+
+class sigmoid(sp.Function):
+    """The logistic function 1/(1 + exp(-x)); emitted as exp(-logaddexp(0, -x)), which never overflows."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return self * (1 - self)
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.S.Half
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+
+class softplus(sp.Function):
+    """log(1 + exp(x)); emitted as logaddexp(0, x), which never overflows."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_log(self, x, **kwargs):
+        return sp.log(1 + sp.exp(x))
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+
+class relu(sp.Function):
+    """max(x, 0), with relu'(0) = 0 (SPEC §3.3)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return sp.Heaviside(self.args[0], 0)
+
+    def _eval_rewrite_as_Max(self, x, **kwargs):
+        return sp.Max(x, 0)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+
+class logsumexp(sp.Function):
+    """log(exp(a) + exp(b) + ...) of its arguments, elementwise; emitted without overflow.
+
+    d/da_i = exp(a_i - out): the softmax weight of argument i, computed from the output.
+    """
+
+    def fdiff(self, argindex=1):
+        if not 1 <= argindex <= len(self.args):
+            raise sp.ArgumentIndexError(self, argindex)
+        return sp.exp(self.args[argindex - 1] - self)
+
+    @classmethod
+    def eval(cls, *args):
+        if len(args) == 0:
+            raise TypeError("logsumexp needs at least one argument")
+        if len(args) == 1:
+            return args[0]
+
+    def _eval_rewrite_as_exp(self, *args, **kwargs):
+        return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+
+    def _eval_is_real(self):
+        return all(a.is_real for a in self.args) or None

@@ -1,0 +1,299 @@
+"""The graph IR: a hash-consed DAG with one node per distinct (op, args) pair.
+
+Input: SymPy expressions. Output: a `Graph` whose node ids are a topological order (arguments
+always have smaller ids than their users). Nodes are built through smart constructors that fold
+constants, 0 and 1, negations and repeated terms, so the forward pass, the backward pass and
+every rewrite share one value numbering: a quantity needed twice is one node.
+
+SymPy expressions are walked once each, memoised by object, iteratively (deep chains would
+overflow the interpreter's stack); nothing here ever walks a printed tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.logic.boolalg import Boolean, BooleanAtom
+
+from .errors import ModelError, NonRealConstantError, UnsupportedFunctionError
+
+SYMBOL = "symbol"
+CONST = "const"
+
+# Ops whose argument order does not matter: their arguments are sorted by node id.
+COMMUTATIVE = (sp.Add, sp.Mul, sp.Max, sp.Min, sp.And, sp.Or)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One value of the program: an op applied to earlier nodes, or a leaf.
+
+    `op` is a SymPy class (`sp.Add`, `sp.sin`, `sigmoid`, ...) or SYMBOL / CONST for leaves;
+    `value` holds the leaf's SymPy symbol or number.
+    """
+
+    op: object
+    args: tuple[int, ...] = ()
+    value: sp.Basic | None = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op in (SYMBOL, CONST)
+
+
+def _is_number(value) -> bool:
+    """A constant that arithmetic can fold: an integer, rational or float (not pi, not True)."""
+    return isinstance(value, sp.Number)
+
+
+class Graph:
+    """Nodes in topological order plus the table that makes them unique."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self._index: dict[tuple, int] = {}
+        # The forward node whose derivative rule is running; new nodes remember it ("from").
+        self.origin_of: dict[int, int] = {}
+        self.current_origin: int | None = None
+        # Step symbols not yet defined while a step is lowered (using one is an ordering error).
+        self.pending: dict[sp.Symbol, int] = {}
+        self.pending_step: sp.Symbol | None = None
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, i: int) -> Node:
+        return self.nodes[i]
+
+    # ---- raw construction ------------------------------------------------------------------
+    def _intern(self, node: Node) -> int:
+        key = (node.op, node.args, node.value)
+        found = self._index.get(key)
+        if found is not None:
+            return found
+        i = len(self.nodes)
+        self.nodes.append(node)
+        self._index[key] = i
+        if self.current_origin is not None:
+            self.origin_of[i] = self.current_origin
+        return i
+
+    def symbol(self, sym: sp.Symbol) -> int:
+        return self._intern(Node(SYMBOL, (), sym))
+
+    def const(self, value) -> int:
+        value = sp.sympify(value)
+        if value in (sp.nan, sp.zoo, sp.oo, -sp.oo) or (value.is_number and value.is_real is False):
+            raise NonRealConstantError(
+                f"constant {value} is not a finite real number; replace it with a real value")
+        return self._intern(Node(CONST, (), value))
+
+    def find_symbol(self, sym: sp.Symbol) -> int | None:
+        """The node of a symbol, or None when the graph does not use it."""
+        return self._index.get((SYMBOL, (), sym))
+
+    def number(self, i: int):
+        """The folded numeric value of node i, or None when it is not a plain number."""
+        node = self.nodes[i]
+        if node.op == CONST and _is_number(node.value):
+            return node.value
+        return None
+
+    # ---- smart constructors -----------------------------------------------------------------
+    def add(self, *args: int) -> int:
+        total = sp.S.Zero
+        counts: dict[int, int] = {}
+        for a in args:
+            k = self.number(a)
+            if k is not None:
+                total += k
+            else:
+                counts[a] = counts.get(a, 0) + 1
+        terms = [a if n == 1 else self.mul(self.const(n), a) for a, n in counts.items()]
+        if total != 0:
+            terms.append(self.const(total))
+        if not terms:
+            return self.const(0)
+        if len(terms) == 1:
+            return terms[0]
+        return self._intern(Node(sp.Add, tuple(sorted(terms))))
+
+    def mul(self, *args: int) -> int:
+        coeff = sp.S.One
+        factors: list[int] = []
+        for a in args:
+            k = self.number(a)
+            if k is not None:
+                coeff *= k
+                continue
+            inner_coeff, rest = self.split_coeff(a)
+            coeff *= inner_coeff
+            factors.append(rest)
+        if coeff == 0:
+            return self.const(0)
+        factors.sort()
+        if coeff != 1:
+            factors.insert(0, self.const(coeff))
+        if not factors:
+            return self.const(coeff)
+        if len(factors) == 1:
+            return factors[0]
+        return self._intern(Node(sp.Mul, tuple(factors)))
+
+    def split_coeff(self, i: int) -> tuple[sp.Number, int]:
+        """Node i as (numeric coefficient, the rest): -2*x*y gives (-2, x*y)."""
+        node = self.nodes[i]
+        if node.op is sp.Mul:
+            k = self.number(node.args[0])
+            if k is not None:
+                rest = node.args[1:]
+                return k, rest[0] if len(rest) == 1 else self._intern(Node(sp.Mul, rest))
+        return sp.S.One, i
+
+    def pow(self, base: int, exp: int) -> int:
+        e = self.number(exp)
+        b = self.number(base)
+        if e is not None:
+            if e == 0:
+                return self.const(1)
+            if e == 1:
+                return base
+            if b is not None:
+                folded = b ** e
+                if _is_number(folded):
+                    return self.const(folded)
+            node = self.nodes[base]
+            inner = self.number(node.args[1]) if node.op is sp.Pow else None
+            if inner is not None and e.is_integer:
+                return self.pow(node.args[0], self.const(inner * e))
+        if b == 1:
+            return base
+        return self._intern(Node(sp.Pow, (base, exp)))
+
+    def apply(self, op, *args: int) -> int:
+        """Any other op. With only constant arguments SymPy evaluates it (sin(0) -> 0)."""
+        if op is sp.Add:
+            return self.add(*args)
+        if op is sp.Mul:
+            return self.mul(*args)
+        if op is sp.Pow:
+            return self.pow(*args)
+        if op is sp.Piecewise:
+            return self.piecewise(*zip(args[::2], args[1::2]))
+        if all(self.nodes[a].op == CONST for a in args):
+            value = op(*[self.nodes[a].value for a in args])
+            if _is_number(value) or isinstance(value, BooleanAtom):
+                return self.const(value)
+        if op in COMMUTATIVE:
+            args = tuple(sorted(set(args)))
+            if len(args) == 1:
+                return args[0]
+        return self._intern(Node(op, tuple(args)))
+
+    def piecewise(self, *pairs: tuple[int, int]) -> int:
+        """Piecewise((expr, cond), ...): branches after an always-true condition are dropped."""
+        kept: list[int] = []
+        for expr, cond in pairs:
+            value = self.nodes[cond].value if self.nodes[cond].op == CONST else None
+            if value is sp.false:
+                continue
+            kept += [expr, cond]
+            if value is sp.true:
+                break
+        if len(kept) == 2 and self.nodes[kept[1]].value is sp.true:
+            return kept[0]
+        if not kept:
+            raise ModelError("Piecewise has no branch that can be taken; add a (value, True) branch")
+        return self._intern(Node(sp.Piecewise, tuple(kept)))
+
+    # ---- from SymPy ----------------------------------------------------------------------------
+    def from_sympy(self, expr: sp.Basic, env: dict[sp.Basic, int]) -> int:
+        """The node of a SymPy expression; symbols in `env` stand for existing nodes.
+
+        Each distinct SymPy object is converted once (memo by identity), with an explicit stack.
+        """
+        memo: dict[int, int] = {}
+        keep_alive = []
+        stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+        while stack:
+            e, ready = stack.pop()
+            if id(e) in memo:
+                continue
+            children = _children(e)
+            if not ready:
+                stack.append((e, True))
+                stack.extend((c, False) for c in reversed(children) if id(c) not in memo)
+                continue
+            keep_alive.append(e)
+            memo[id(e)] = self._convert(e, [memo[id(c)] for c in children], env)
+        return memo[id(expr)]
+
+    def _convert(self, e: sp.Basic, args: list[int], env: dict[sp.Basic, int]) -> int:
+        if isinstance(e, sp.Symbol):
+            found = env.get(e)
+            if found is not None:
+                return found
+            if e in self.pending:
+                if e == self.pending_step:
+                    raise ModelError(f"step {e} uses itself; a step may only use earlier steps")
+                raise ModelError(f"step {self.pending_step} uses {e} before {e} is defined; put the "
+                                 f"steps in order (a cycle among steps is not allowed)")
+            return self.symbol(e)
+        if isinstance(e, (sp.Number, sp.NumberSymbol, BooleanAtom)) or e is sp.S.ImaginaryUnit:
+            return self.const(e)
+        if isinstance(e, sp.Piecewise):
+            return self.piecewise(*zip(args[::2], args[1::2]))
+        check_supported(e)
+        return self.apply(e.func, *args)
+
+
+def _children(e: sp.Basic) -> tuple:
+    if isinstance(e, sp.Piecewise):
+        return tuple(part for pair in e.args for part in pair)  # expr, cond, expr, cond, ...
+    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, BooleanAtom)):
+        return ()
+    return e.args
+
+
+def check_supported(e: sp.Basic) -> None:
+    """Refuse what cannot be differentiated or printed, naming what to add (SPEC §7.4)."""
+    from .rules import has_rule  # the rule table decides what is supported
+
+    if isinstance(e, AppliedUndef):
+        raise UnsupportedFunctionError(
+            f"function {e.func.__name__!r} is undefined; define it as a sympy.Function subclass "
+            f"with fdiff (its derivative) and _numpycode (its NumPy form), or write it out")
+    if isinstance(e, (sp.Expr, Boolean)) and has_rule(e.func):
+        return
+    if isinstance(e, sp.Function):
+        missing = [m for m, ok in (("fdiff", _defines(e.func, "fdiff", sp.Function)),
+                                   ("_numpycode", hasattr(e.func, "_numpycode"))) if not ok]
+        if not missing:
+            return
+        raise UnsupportedFunctionError(
+            f"function {e.func.__name__!r} is not supported: add {' and '.join(missing)} to it "
+            f"(see the supported list with backpropc.supported_functions())")
+    if isinstance(e, (sp.MatrixBase, sp.MatrixExpr, sp.Tuple)):
+        raise ModelError(f"{type(e).__name__} is not a scalar expression; the loss and every "
+                         f"step must be scalar (sum the entries)")
+    raise UnsupportedFunctionError(
+        f"{type(e).__name__} is not supported; write it with the supported functions "
+        f"(backpropc.supported_functions())")
+
+
+def _defines(cls: type, method: str, base: type) -> bool:
+    return getattr(cls, method, None) is not getattr(base, method, None)
+
+
+def closure(graph: Graph, roots: list[int]) -> list[int]:
+    """Ids of the roots and every node they depend on, in increasing (topological) order."""
+    seen = set(roots)
+    stack = list(roots)
+    while stack:
+        for a in graph[stack.pop()].args:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return sorted(seen)
+

@@ -1,0 +1,154 @@
+"""The model a user writes, validated and lowered to the graph IR.
+
+Input: a `Model` (named steps, loss, wrt, inputs). Output: a `Program`: the graph, the node of
+every step, the loss node and the argument symbols. Validation happens here, with typed errors
+that say how to fix the model; nothing walks a SymPy tree except `Graph.from_sympy`, once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
+from .graph import SYMBOL, Graph
+
+REDUCTIONS = ("sum", "mean")
+
+
+@dataclass
+class Model:
+    """A forward pass: `steps` in order, the scalar `loss`, the parameters `wrt`, the data `inputs`.
+
+    `steps` holds (Symbol, expression) pairs or `sympy.Eq(Symbol, expression)`; `inputs` defaults
+    to every other free symbol, sorted by name.
+    """
+
+    name: str
+    steps: list = field(default_factory=list)
+    loss: object = None
+    wrt: list = field(default_factory=list)
+    inputs: list | None = None
+
+
+@dataclass
+class Program:
+    """A model lowered to the graph IR."""
+
+    name: str
+    graph: Graph
+    steps: list[tuple[sp.Symbol, int]]     # user step names with their nodes, in order
+    loss: int
+    wrt: list[sp.Symbol]
+    inputs: list[sp.Symbol]
+    n_forward: int                         # nodes with smaller ids belong to the forward pass
+
+    @property
+    def args(self) -> list[sp.Symbol]:
+        return self.wrt + self.inputs
+
+
+def _as_symbol_list(values, what: str) -> list[sp.Symbol]:
+    if values is None:
+        return []
+    if isinstance(values, (sp.Basic, str)):
+        values = [values]
+    result = []
+    for v in values:
+        if isinstance(v, str):
+            v = sp.Symbol(v)
+        if not isinstance(v, sp.Symbol):
+            raise ModelError(f"{what} must hold SymPy symbols, got {v!r} ({type(v).__name__}); "
+                             f"declare it with sympy.symbols")
+        if v in result:
+            raise ModelError(f"{what} lists {v} twice; list each symbol once")
+        result.append(v)
+    return result
+
+
+def _parse_steps(steps) -> list[tuple[sp.Symbol, sp.Basic]]:
+    parsed = []
+    for step in steps or []:
+        if isinstance(step, sp.Equality):
+            lhs, rhs = step.lhs, step.rhs
+        elif isinstance(step, (tuple, list)) and len(step) == 2:
+            lhs, rhs = step
+        else:
+            raise ModelError(f"step {step!r} is not a (Symbol, expression) pair or sympy.Eq(Symbol, "
+                             f"expression)")
+        if not isinstance(lhs, sp.Symbol):
+            raise ModelError(f"step {lhs} = ... must assign to a single SymPy Symbol")
+        parsed.append((lhs, _scalar(rhs, f"step {lhs}")))
+    return parsed
+
+
+def _scalar(expr, what: str) -> sp.Basic:
+    if isinstance(expr, (list, tuple, sp.MatrixBase, sp.MatrixExpr, sp.Tuple)):
+        shape = getattr(expr, "shape", None) or (len(expr),)
+        if not (shape == (1, 1) and isinstance(expr, sp.MatrixBase)):
+            raise NonScalarLossError(f"{what} has shape {tuple(shape)}, not a scalar; reduce it to "
+                                     f"one number (for example sum its entries)")
+        expr = expr[0, 0]
+    try:
+        expr = sp.sympify(expr)
+    except (sp.SympifyError, TypeError) as exc:
+        raise ModelError(f"{what} is not a SymPy expression: {expr!r}") from exc
+    if not isinstance(expr, sp.Expr):
+        raise ModelError(f"{what} is {type(expr).__name__}, not a scalar expression")
+    return expr
+
+
+def lower(model: Model) -> Program:
+    """Validate the model and build its graph (one node per distinct subexpression)."""
+    if not isinstance(model.name, str) or not model.name.strip():
+        raise ModelError("the model needs a non-empty name (Model(name='...'))")
+    steps = _parse_steps(model.steps)
+    wrt = _as_symbol_list(model.wrt, "wrt")
+    if not wrt:
+        raise ModelError("wrt is empty; list the symbols to differentiate with respect to")
+    inputs = None if model.inputs is None else _as_symbol_list(model.inputs, "inputs")
+    if model.loss is None:
+        if not steps:
+            raise ModelError("the model has no loss; give loss= an expression or a step symbol")
+        loss_expr = steps[-1][0]
+    else:
+        loss_expr = _scalar(model.loss, "the loss")
+
+    step_index = {}
+    for i, (lhs, _) in enumerate(steps):
+        if lhs in step_index:
+            raise ModelError(f"step {lhs} is defined twice; give the second one another name")
+        if lhs in wrt or (inputs is not None and lhs in inputs):
+            raise ModelError(f"step {lhs} redefines an argument; rename the step or the argument")
+        step_index[lhs] = i
+    for w in wrt:
+        if inputs is not None and w in inputs:
+            raise ModelError(f"{w} is both in wrt and in inputs; list it in one of them")
+
+    graph = Graph()
+    env: dict[sp.Basic, int] = {}
+    named: list[tuple[sp.Symbol, int]] = []
+    for i, (lhs, rhs) in enumerate(steps):
+        graph.pending = {s: j for s, j in step_index.items() if j >= i}
+        graph.pending_step = lhs
+        node = graph.from_sympy(rhs, env)
+        env[lhs] = node
+        named.append((lhs, node))
+    graph.pending = {}
+    loss = graph.from_sympy(loss_expr, env)
+
+    leaves = [n.value for n in graph.nodes if n.op == SYMBOL]
+    for w in wrt:
+        if w not in leaves:
+            warnings.warn(f"wrt symbol {w} does not occur in the loss; its gradient is zero",
+                          UnusedWrtWarning, stacklevel=3)
+    if inputs is None:
+        inputs = sorted((s for s in leaves if s not in wrt), key=lambda s: (s.name, str(s.assumptions0)))
+    else:
+        missing = [s for s in leaves if s not in wrt and s not in inputs]
+        if missing:
+            names = ", ".join(sorted(str(s) for s in missing))
+            raise ModelError(f"symbol(s) {names} used but not listed; add them to inputs or wrt")
+    return Program(model.name, graph, named, loss, wrt, inputs, n_forward=len(graph))

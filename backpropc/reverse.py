@@ -1,0 +1,69 @@
+"""Activity analysis and reverse accumulation.
+
+Input: a `Program` and the seed node (dObjective/dLoss). Output: a `Backward`: each active node's
+error signal `v_bar`, the gradient node of every `wrt` symbol, and which nodes sent each signal
+its contributions. Nodes are visited once, in reverse topological order (the lecture's slide 14);
+an error signal is the sum of the contributions its users send (the multivariate chain rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .graph import SYMBOL
+from .model import Program
+from .rules import Ref, rule_for
+
+
+@dataclass
+class Backward:
+    signals: dict[int, int]            # forward node -> its error signal node
+    senders: dict[int, list[int]]      # forward node -> the users whose rules sent contributions
+    grads: list[int]                   # gradient node of each wrt symbol, in wrt order
+    marks: dict[int, int]              # forward node -> graph size once its signal existed
+
+
+def active_nodes(program: Program) -> list[bool]:
+    """Nodes that depend on a wrt symbol AND reach the loss: only they get error signals."""
+    graph, n = program.graph, program.n_forward
+    wrt = set(program.wrt)
+    depends = [False] * n
+    for i in range(n):
+        node = graph[i]
+        depends[i] = (node.op == SYMBOL and node.value in wrt) or any(depends[a] for a in node.args)
+    reaches = [False] * n
+    reaches[program.loss] = True
+    for i in range(program.loss, -1, -1):
+        if reaches[i]:
+            for a in graph[i].args:
+                reaches[a] = True
+    return [d and r for d, r in zip(depends, reaches)]
+
+
+def backprop(program: Program, seed: int) -> Backward:
+    graph = program.graph
+    active = active_nodes(program)
+    contributions: dict[int, list[int]] = {program.loss: [seed]} if active[program.loss] else {}
+    senders: dict[int, list[int]] = {}
+    signals: dict[int, int] = {}
+    marks: dict[int, int] = {}
+    for v in range(program.loss, -1, -1):
+        parts = contributions.pop(v, None)
+        if not parts:
+            continue
+        graph.current_origin = v
+        signals[v] = v_bar = graph.add(*parts)
+        marks[v] = len(graph)
+        node = graph[v]
+        if node.is_leaf:
+            continue
+        needed = [active[a] for a in node.args]
+        args = [Ref(graph, a) for a in node.args]
+        for a, part in zip(node.args, rule_for(node.op)(Ref(graph, v_bar), Ref(graph, v), args, needed)):
+            if part is not None and active[a]:
+                contributions.setdefault(a, []).append(part.id)
+                senders.setdefault(a, []).append(v)
+    graph.current_origin = None
+    zero = graph.const(0)
+    grads = [signals.get(graph.symbol(w), zero) for w in program.wrt]
+    return Backward(signals, senders, grads, marks)
