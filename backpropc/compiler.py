@@ -120,17 +120,15 @@ class _Emitter:
         forward_math = [f"{s.name} = {print_math(s.rhs)}" for s in forward_lines]
         loss_name = self._ref(program.loss, names, forward)
 
-        # value_and_grad(): seed, reverse accumulation, then the same forward pass and the backward
+        # value_and_grad(): every value is conceptually broadcast to the batch shape of all the
+        # arguments, so the seed is a scalar: 1 for the sum, 1/size for the mean.
         namer, names, wanted = self._namer()
-        seed_code = None
-        if self.reduction == "sum" and self.every_arg_reaches_loss:
+        if self.reduction == "sum":
             seed = graph.const(1)
         else:
             seed = graph.symbol(sp.Dummy("seed"))
+            names[seed] = namer.name(("node", seed), f"{wanted.get(program.loss, loss_name)}_bar")
         backward = backprop(program, seed)
-        if seed_code is None and graph[seed].op != CONST:
-            wanted_seed = f"{wanted.get(program.loss, loss_name)}_bar"
-            names[seed] = namer.name(("node", seed), wanted_seed)
 
         aliases: list[tuple[float, str, int, int]] = []  # (position, name, node, step node)
         signal_of: dict[int, int] = {}
@@ -140,31 +138,35 @@ class _Emitter:
             if v not in wanted or graph[s].op == CONST:
                 continue
             bar = f"{wanted[v]}_bar"
-            if s not in wanted and not graph[s].is_leaf and s != seed:
+            if s not in wanted and not graph[s].is_leaf:
                 wanted[s] = bar
                 namer.name(("node", s), bar)
             else:
                 aliases.append((backward.marks[v] - 0.5, bar, s, v))
         roots = [program.loss] + [a[2] for a in aliases]
-        full = Schedule(graph, roots, wanted, namer, program.n_forward, backward.grads)
+        full = Schedule(graph, roots, wanted, namer, program.n_forward, backward.grads, signal_of)
         statements = self._lines(full, names, aliases, signal_of, backward.senders)
-        value_grad_loss = self._ref(program.loss, names, full)
+        loss = self._ref(program.loss, names, full)
+        shape = namer.fresh("shape")
+        shape_code = f"np.shape({loss})" if self.every_arg_reaches_loss else \
+            f"_batch_shape({', '.join(args)})"
         grads = []
         for w, g in zip(program.wrt, backward.grads):
             w_name = namer.names[("symbol", w)]
             grads.append((namer.fresh(f"{w_name}_bar"), self._ref(g, names, full), w_name,
-                          self._from(backward.senders.get(self.arg_nodes[w], []), full, statements)))
-        if graph[seed].op != CONST:
-            seed_code = (f"1/np.size({value_grad_loss})" if self.reduction == "mean" else
-                         f"_batch_size({', '.join(args)})/np.size({value_grad_loss})")
-        value = {"sum": f"np.sum({value_grad_loss})" if seed_code is None
-                 else f"np.sum({value_grad_loss})*{names[seed]}",
-                 "mean": f"np.mean({value_grad_loss})"}[self.reduction]
+                          self._from(backward.senders.get(self.arg_nodes[w], []))))
+        seed_code = None if self.reduction == "sum" else f"1/int(np.prod({shape}))"
+        if self.reduction == "mean":
+            value = f"np.mean({loss})"
+        elif self.every_arg_reaches_loss:
+            value = f"np.sum({loss})"
+        else:
+            value = f"np.sum(np.broadcast_to({loss}, {shape}))"
         forward_return = loss_name if self.every_arg_reaches_loss else \
             f"np.broadcast_to({loss_name}, _batch_shape({', '.join(args)}))"
 
         code_lines = [f"{s.name} = {s.code}" for s in statements if s.section == "backward"]
-        code_lines += [f"{name} = _sum_like({code}, {arg})" for name, code, arg, _ in grads]
+        code_lines += [f"{name} = _sum_like({code}, {arg}, {shape})" for name, code, arg, _ in grads]
         width = min(max(map(len, code_lines), default=0), 56)
         body = "\n".join(s.code for s in forward_lines + statements) + "".join(g[1] for g in grads)
         special = _special_source() if ("_erf(" in body or "_erfc(" in body) else ""
@@ -183,11 +185,12 @@ class _Emitter:
             forward_lines=forward_lines,
             forward_return=forward_return,
             lines=statements,
+            shape=(shape, shape_code),
             seed=(names[seed], seed_code) if seed_code else None,
             grads=grads,
             value=value,
             width=width,
-            uses_batch="_batch_" in forward_return + (seed_code or ""),
+            uses_batch="_batch_" in forward_return,
             special=special,
         )
         ast.parse(source)  # the generated module must be valid Python, whatever the names
@@ -224,19 +227,17 @@ class _Emitter:
             statements.append(Statement(name, node, section, rhs, origins,
                                         print_code(rhs, self.printer)))
             names[node] = name
+        self._owner = owner
+        self._forward_by_node = {s.node: s for s in statements if s.section == "forward"}
         for statement in statements:  # comments may point at later forward statements
-            statement.comment = self._from(statement.origins, schedule, statements, owner)
+            statement.comment = self._from(statement.origins)
         return statements
 
-    def _from(self, origins, schedule: Schedule, statements: list[Statement], owner=None) -> str:
+    def _from(self, origins) -> str:
         """'from z = w*x + b': the forward statements whose rules produced a backward line."""
-        if not origins:
-            return ""
-        owner = owner if owner is not None else schedule.inlined_into()
-        by_node = {s.node: s for s in statements if s.section == "forward"}
         texts = []
         for v in origins:
-            s = by_node.get(owner.get(v, v))
+            s = self._forward_by_node.get(self._owner.get(v, v))
             if s is not None:
                 text = f"{s.name} = {print_math(s.rhs)}"
                 if text not in texts:

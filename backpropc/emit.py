@@ -57,8 +57,9 @@ class Schedule:
     """Which nodes of a function get statements, and how each statement reads."""
 
     def __init__(self, graph: Graph, roots: list[int], wanted: dict[int, str], namer: Namer,
-                 n_forward: int, results: list[int] = ()) -> None:
-        """`roots` get statements of their own; `results` are used once more, by the return."""
+                 n_forward: int, results: list[int] = (), signal_of: dict[int, int] = None) -> None:
+        """`roots` get statements of their own; `results` are used once more, by the return.
+        `signal_of` maps error-signal nodes to their forward node, to name them `v_bar`."""
         self.graph = graph
         live = closure(graph, list(roots) + list(results))
         uses = dict.fromkeys(live, 0)
@@ -83,8 +84,15 @@ class Schedule:
         self.own = sorted(own)
         self.ops = sum(node_cost(graph, i) for i in live)
         self.names: dict[int, str] = {}
+        signal_of = signal_of or {}
         for i in self.own:
-            self.names[i] = namer.name(("node", i), wanted[i]) if i in wanted else namer.temp()
+            v = signal_of.get(i)
+            if i in wanted:
+                self.names[i] = namer.name(("node", i), wanted[i])
+            elif v in self.names:
+                self.names[i] = namer.name(("node", i), f"{self.names[v]}_bar")
+            else:
+                self.names[i] = namer.temp()
         self.n_forward = n_forward
 
     def rhs(self, i: int, names: dict[int, str]) -> sp.Basic:
@@ -110,6 +118,8 @@ class Schedule:
                 args = [built[a] for a in node.args]
                 if node.op is sp.Piecewise:
                     built[j] = sp.Piecewise(*zip(args[::2], args[1::2]))
+                elif isinstance(node.op, type) and issubclass(node.op, sp.Function):
+                    built[j] = node.op(*args, evaluate=False)  # the graph already folded it
                 else:
                     built[j] = node.op(*args)
         return built[i]

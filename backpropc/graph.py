@@ -59,6 +59,8 @@ class Graph:
         # Step symbols not yet defined while a step is lowered (using one is an ordering error).
         self.pending: dict[sp.Symbol, int] = {}
         self.pending_step: sp.Symbol | None = None
+        # User steps keep their own node: folding never splits a named value into pieces.
+        self.protected: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -144,7 +146,7 @@ class Graph:
     def split_coeff(self, i: int) -> tuple[sp.Number, int]:
         """Node i as (numeric coefficient, the rest): -2*x*y gives (-2, x*y)."""
         node = self.nodes[i]
-        if node.op is sp.Mul:
+        if node.op is sp.Mul and i not in self.protected:
             k = self.number(node.args[0])
             if k is not None:
                 rest = node.args[1:]

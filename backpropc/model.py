@@ -135,19 +135,22 @@ def lower(model: Model) -> Program:
         graph.pending_step = lhs
         node = graph.from_sympy(rhs, env)
         env[lhs] = node
+        graph.protected.add(node)
         named.append((lhs, node))
     graph.pending = {}
     loss = graph.from_sympy(loss_expr, env)
 
     leaves = [n.value for n in graph.nodes if n.op == SYMBOL]
+    used = set(leaves)
     for w in wrt:
-        if w not in leaves:
+        if w not in used:
             warnings.warn(f"wrt symbol {w} does not occur in the loss; its gradient is zero",
                           UnusedWrtWarning, stacklevel=3)
+    listed = set(wrt) | set(inputs or [])
     if inputs is None:
-        inputs = sorted((s for s in leaves if s not in wrt), key=lambda s: (s.name, str(s.assumptions0)))
+        inputs = sorted((s for s in leaves if s not in listed), key=lambda s: (s.name, str(s.assumptions0)))
     else:
-        missing = [s for s in leaves if s not in wrt and s not in inputs]
+        missing = [s for s in leaves if s not in listed]
         if missing:
             names = ", ".join(sorted(str(s) for s in missing))
             raise ModelError(f"symbol(s) {names} used but not listed; add them to inputs or wrt")

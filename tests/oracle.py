@@ -1,0 +1,71 @@
+"""The two references every emitted gradient is checked against.
+
+- `sympy_gradient`: the exact oracle, `sympy.diff` of the fully substituted loss, evaluated with
+  mpmath at each example (only small models: this is the naive expansion).
+- `finite_difference_gradient`: central finite differences of the module's own objective.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+import backpropc as bp
+
+MPMATH = {
+    "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
+    "softplus": lambda x: mpmath.log1p(mpmath.exp(x)),
+    "relu": lambda x: max(x, 0),
+    "logsumexp": lambda *a: mpmath.log(sum(mpmath.exp(v) for v in a)),
+    "log1p": mpmath.log1p,
+    "expm1": mpmath.expm1,
+    "Heaviside": lambda x, h0=0.5: mpmath.mpf(1) if x > 0 else (mpmath.mpf(0) if x < 0 else h0),
+    "sign": lambda x: mpmath.sign(x),
+    "Abs": abs,
+    "floor": mpmath.floor,
+    "ceiling": mpmath.ceil,
+    "DiracDelta": lambda *a: 0,  # the points checked are never at a jump
+}
+
+
+def substituted_loss(model: bp.Model) -> sp.Expr:
+    env = {}
+    for step in model.steps:
+        lhs, rhs = (step.lhs, step.rhs) if isinstance(step, sp.Equality) else step
+        env[lhs] = sp.sympify(rhs).xreplace(env)
+    return sp.sympify(model.loss).xreplace(env)
+
+
+def sympy_gradient(model: bp.Model, args: list[sp.Symbol], point: dict, reduction="sum"):
+    """d(objective)/d(wrt) by sympy.diff, summed (or averaged) over the broadcast examples."""
+    loss = substituted_loss(model)
+    # Derivatives SymPy leaves unevaluated (floor, ceiling) are 0 away from their jumps.
+    grads = [sp.diff(loss, w).replace(lambda e: isinstance(e, sp.Derivative), lambda e: 0)
+             for w in model.wrt]
+    f = sp.lambdify(args, grads, modules=[MPMATH, "mpmath"])
+    arrays = np.broadcast_arrays(*[np.asarray(point[str(a)], dtype=float) for a in args])
+    total = np.zeros(len(grads))
+    count = arrays[0].size
+    with mpmath.workdps(30):
+        for values in zip(*[a.ravel() for a in arrays]):
+            total += np.array([float(g) for g in f(*[mpmath.mpf(float(v)) for v in values])])
+    return total / count if reduction == "mean" else total
+
+
+def finite_difference_gradient(module, point: dict, h=1e-6):
+    grads = []
+    for name in module.WRT:
+        x = point[name]
+        step = h * max(1.0, abs(x))
+        up = module.value_and_grad(**dict(point, **{name: x + step}))[0]
+        down = module.value_and_grad(**dict(point, **{name: x - step}))[0]
+        grads.append((up - down) / (2 * step))
+    return np.array(grads)
+
+
+def assert_close(actual, expected, rtol, atol=1e-12, what=""):
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    err = np.abs(actual - expected) / np.maximum(np.abs(expected), 1.0)
+    assert np.all(np.isfinite(actual)), f"{what}: non-finite gradient {actual}"
+    assert np.all(err <= rtol + atol), f"{what}: max relative error {err.max():.3e}\n{actual}\n{expected}"

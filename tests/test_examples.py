@@ -1,0 +1,77 @@
+"""Every shipped example: the generated module against sympy.diff and finite differences,
+per example and on a batch, and its source against a golden file."""
+
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backpropc as bp
+from oracle import assert_close, finite_difference_gradient, sympy_gradient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.endswith("_grad"))
+
+
+def load_model(name):
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"))["model"]
+
+
+def random_point(module, model, rng, batch):
+    """Parameters as scalars, data as arrays of `batch` examples (or scalars when batch is None)."""
+    point = {}
+    for name in module.ARGS:
+        shape = () if name in module.WRT or batch is None else (batch,)
+        point[name] = rng.uniform(-1.5, 1.5, shape) if shape else float(rng.uniform(-1.5, 1.5))
+    return point
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def example(request):
+    model = load_model(request.param)
+    return request.param, model, bp.compile(model)
+
+
+@pytest.mark.parametrize("batch", [None, 5])
+def test_gradient_matches_sympy_diff_and_finite_differences(example, batch):
+    name, model, compiled = example
+    module = compiled.load()
+    rng = np.random.default_rng(sum(map(ord, name)))
+    for _ in range(3):
+        point = random_point(module, model, rng, batch)
+        value, grads = module.value_and_grad(**point)
+        exact = sympy_gradient(model, model.wrt + list(model.inputs), point)
+        assert_close(grads, exact, 1e-10, what=f"{name} vs sympy.diff")
+        assert_close(grads, finite_difference_gradient(module, point), 1e-6, what=f"{name} vs finite differences")
+        assert np.isclose(value, np.sum(module.forward(**point)))
+
+
+def test_scalar_parameters_get_scalar_gradients(example):
+    name, model, compiled = example
+    module = compiled.load()
+    point = random_point(module, model, np.random.default_rng(1), 7)
+    for g in module.grad(**point):
+        assert np.ndim(g) == 0
+
+
+def test_generated_module_self_check_passes(example, capsys):
+    name, model, compiled = example
+    assert compiled.load()._self_check() == 0
+    assert "max relative error" in capsys.readouterr().out
+
+
+def test_golden_source(example, update_golden):
+    name, model, compiled = example
+    golden = GOLDEN / f"{name}_grad.py"
+    if update_golden:
+        golden.write_text(compiled.source)
+    assert golden.exists(), f"no golden file for {name}; run pytest --update-golden"
+    assert compiled.source == golden.read_text(), f"{name}: generated code changed; review and run --update-golden"
+
+
+def test_backward_costs_about_two_forward_passes(example):
+    """The lecture's rule of thumb (slide 19) and SPEC §8: ops(value and grad) <= 3 ops(forward)."""
+    name, model, compiled = example
+    assert compiled.ops["value_and_grad"] <= 3 * compiled.ops["forward"]
