@@ -143,7 +143,8 @@ class CodePrinter(NumPyPrinter):
     """SymPy's NumPy printer with `np.` names, stable forms and readable operators."""
 
     def __init__(self) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": False, "human": False})
+        super().__init__({"fully_qualified_modules": True, "strict": False, "human": False,
+                          "order": "none"})
 
     def _module_format(self, fqn, register=True):
         text = super()._module_format(fqn, register)

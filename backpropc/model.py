@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
-from .graph import SYMBOL, Graph
+from .graph import SYMBOL, Graph, closure
 
 REDUCTIONS = ("sum", "mean")
 
@@ -140,7 +140,7 @@ def lower(model: Model) -> Program:
     graph.pending = {}
     loss = graph.from_sympy(loss_expr, env)
 
-    leaves = [n.value for n in graph.nodes if n.op == SYMBOL]
+    leaves = [graph[i].value for i in closure(graph, [loss]) if graph[i].op == SYMBOL]
     used = set(leaves)
     for w in wrt:
         if w not in used:

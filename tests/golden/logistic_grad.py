@@ -23,7 +23,7 @@ def forward(w, b, x, t):
     """The per-example loss (the broadcast shape of the arguments)."""
     z = b + w*x
     y = np.exp(-np.logaddexp(0, -z))
-    L = (1/2)*(-t + y)**2
+    L = (1/2)*(y - t)**2
     return L
 
 
@@ -32,7 +32,7 @@ def value_and_grad(w, b, x, t):
     # forward pass
     z = b + w*x
     y = np.exp(-np.logaddexp(0, -z))
-    y_bar = -t + y                        # from L = y_bar**2/2
+    y_bar = y - t                         # from L = y_bar**2/2
     L = (1/2)*y_bar**2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)

@@ -25,7 +25,7 @@ def forward(w, b, x, t, lam):
     """The per-example loss (the broadcast shape of the arguments)."""
     z = b + w*x
     y = np.exp(-np.logaddexp(0, -z))
-    L = (1/2)*(-t + y)**2
+    L = (1/2)*(y - t)**2
     R = (1/2)*w**2
     L_reg = L + R*lam
     return L_reg
@@ -36,7 +36,7 @@ def value_and_grad(w, b, x, t, lam):
     # forward pass
     z = b + w*x
     y = np.exp(-np.logaddexp(0, -z))
-    y_bar = -t + y                                  # from L = y_bar**2/2
+    y_bar = y - t                                   # from L = y_bar**2/2
     L = (1/2)*y_bar**2
     R = (1/2)*w**2
     L_reg = L + R*lam

@@ -39,7 +39,7 @@ def forward(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_2, w1_3
     h4 = np.exp(-np.logaddexp(0, -z4))
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
-    L = (1/2)*(-t1 + y1)**2 + (1/2)*(-t2 + y2)**2
+    L = (1/2)*(y1 - t1)**2 + (1/2)*(y2 - t2)**2
     return L
 
 
@@ -56,8 +56,8 @@ def value_and_grad(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_
     h4 = np.exp(-np.logaddexp(0, -z4))
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
-    y1_bar = -t1 + y1                                 # from L = y1_bar**2/2 + y2_bar**2/2
-    y2_bar = -t2 + y2                                 # from L = y1_bar**2/2 + y2_bar**2/2
+    y1_bar = y1 - t1                                  # from L = y1_bar**2/2 + y2_bar**2/2
+    y2_bar = y2 - t2                                  # from L = y1_bar**2/2 + y2_bar**2/2
     L = (1/2)*y1_bar**2 + (1/2)*y2_bar**2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)

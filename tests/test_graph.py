@@ -1,0 +1,86 @@
+"""The graph IR and the passes around it: sharing, folding, activity, deep graphs."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import backpropc as bp
+from backpropc.graph import SYMBOL, Graph
+from backpropc.model import lower
+from backpropc.reverse import active_nodes
+
+x, y, w, b = sp.symbols("x y w b")
+
+
+def chain(depth):
+    """x_{k+1} = sin(w_k*x_k + x_k) as ONE expression: its printed tree has ~2**depth nodes."""
+    ws = sp.symbols(f"w0:{depth}")
+    e = x
+    for k in range(depth):
+        e = sp.sin(ws[k] * e + e)
+    return e, list(ws)
+
+
+def test_one_node_per_distinct_subexpression():
+    e, ws = chain(30)
+    program = lower(bp.Model("chain", [], e, ws, [x]))
+    # per level: w_k, w_k*x_k, w_k*x_k + x_k, sin(...); plus the leaf x
+    assert len(program.graph) == 4 * 30 + 1
+
+
+def test_smart_constructors_fold_constants_zero_one_and_negation():
+    g = Graph()
+    a, c = g.symbol(x), g.symbol(y)
+    zero, one, two = g.const(0), g.const(1), g.const(2)
+    assert g.add(a, zero) == a
+    assert g.mul(a, one) == a
+    assert g.mul(a, zero) == zero
+    assert g.pow(a, one) == a
+    assert g.mul(g.const(-1), g.mul(g.const(-1), a)) == a
+    assert g.number(g.add(two, g.const(sp.Rational(1, 2)))) == sp.Rational(5, 2)
+    assert g.mul(a, c) == g.mul(c, a)  # commutative ops are canonical
+    assert g.add(a, a) == g.mul(two, a)
+    assert g.apply(sp.sin, zero) == zero
+
+
+def test_step_names_are_kept_and_steps_share_nodes():
+    z, h = sp.symbols("z h")
+    model = bp.Model("m", [(z, w * x + b), (h, sp.tanh(z) + sp.tanh(w * x + b))], h, [w, b], [x])
+    program = lower(model)
+    assert [s.name for s, _ in program.steps] == ["z", "h"]
+    source = bp.compile(model).source
+    assert source.count("np.tanh(z)") == 2  # forward() and value_and_grad() compute it once each
+    assert "h = 2*np.tanh(z)" in source
+
+
+def test_activity_analysis_skips_nodes_that_do_not_depend_on_wrt():
+    z = sp.Symbol("z")
+    model = bp.Model("m", [(z, sp.exp(x) * y)], z * w, [w], [x, y])
+    program = lower(model)
+    active = active_nodes(program)
+    names = {program.graph[i].value: active[i] for i in range(len(active)) if program.graph[i].op == SYMBOL}
+    assert names == {x: False, y: False, w: True}
+    assert "x_bar" not in bp.compile(model).source and "z_bar" not in bp.compile(model).source
+
+
+def test_products_are_differentiated_without_division():
+    module = bp.compile(w * x * y * b, wrt=[w, x, y, b], name="product").load()
+    assert module.grad(0.0, 0.0, 2.0, 3.0) == (0.0, 0.0, 0.0, 0.0)
+    assert module.grad(0.0, 5.0, 2.0, 3.0)[0] == 30.0
+    source = bp.compile(w * x * y * b, wrt=[w, x, y, b], name="product").source
+    backward = source.split("# backward pass")[1].split("\n", 1)[1].split("return")[0]
+    assert "/" not in "".join(line.split("#")[0] for line in backward.splitlines())
+
+
+def test_thousand_level_chain_compiles_and_passes_a_directional_check():
+    e, ws = chain(1000)
+    compiled = bp.compile(e, wrt=ws, inputs=[x], name="chain")
+    assert compiled.ops["value_and_grad"] <= 3 * compiled.ops["forward"]
+    module = compiled.load()
+    rng = np.random.default_rng(0)
+    w0, xs = rng.uniform(-0.3, 0.3, 1000), rng.uniform(0.5, 1.0, 3)
+    direction, h = rng.normal(size=1000), 1e-6
+    _, grads = module.value_and_grad(*w0, xs)
+    slope = (np.sum(module.forward(*(w0 + h * direction), xs))
+             - np.sum(module.forward(*(w0 - h * direction), xs))) / (2 * h)
+    assert np.dot(grads, direction) == pytest.approx(slope, rel=1e-5, abs=1e-9)
