@@ -15,32 +15,35 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.endswith("_grad"))
 
 
-def load_model(name):
-    return runpy.run_path(str(EXAMPLES / f"{name}.py"))["model"]
+def load_example(name):
+    """The example's model, and its optional DOMAINS: {argument name: (low, high)}."""
+    namespace = runpy.run_path(str(EXAMPLES / f"{name}.py"))
+    return namespace["model"], namespace.get("DOMAINS", {})
 
 
-def random_point(module, model, rng, batch):
+def random_point(module, domains, rng, batch):
     """Parameters as scalars, data as arrays of `batch` examples (or scalars when batch is None)."""
     point = {}
     for name in module.ARGS:
+        low, high = domains.get(name, (-1.5, 1.5))
         shape = () if name in module.WRT or batch is None else (batch,)
-        point[name] = rng.uniform(-1.5, 1.5, shape) if shape else float(rng.uniform(-1.5, 1.5))
+        point[name] = rng.uniform(low, high, shape) if shape else float(rng.uniform(low, high))
     return point
 
 
 @pytest.fixture(scope="module", params=NAMES)
 def example(request):
-    model = load_model(request.param)
-    return request.param, model, bp.compile(model)
+    model, domains = load_example(request.param)
+    return request.param, model, bp.compile(model), domains
 
 
 @pytest.mark.parametrize("batch", [None, 5])
 def test_gradient_matches_sympy_diff_and_finite_differences(example, batch):
-    name, model, compiled = example
+    name, model, compiled, domains = example
     module = compiled.load()
     rng = np.random.default_rng(sum(map(ord, name)))
     for _ in range(3):
-        point = random_point(module, model, rng, batch)
+        point = random_point(module, domains, rng, batch)
         value, grads = module.value_and_grad(**point)
         exact = sympy_gradient(model, model.wrt + list(model.inputs), point)
         assert_close(grads, exact, 1e-10, what=f"{name} vs sympy.diff")
@@ -49,21 +52,21 @@ def test_gradient_matches_sympy_diff_and_finite_differences(example, batch):
 
 
 def test_scalar_parameters_get_scalar_gradients(example):
-    name, model, compiled = example
+    name, model, compiled, domains = example
     module = compiled.load()
-    point = random_point(module, model, np.random.default_rng(1), 7)
+    point = random_point(module, domains, np.random.default_rng(1), 7)
     for g in module.grad(**point):
         assert np.ndim(g) == 0
 
 
 def test_generated_module_self_check_passes(example, capsys):
-    name, model, compiled = example
+    name, model, compiled, domains = example
     assert compiled.load()._self_check() == 0
     assert "max relative error" in capsys.readouterr().out
 
 
 def test_golden_source(example, update_golden):
-    name, model, compiled = example
+    name, model, compiled, domains = example
     golden = GOLDEN / f"{name}_grad.py"
     if update_golden:
         golden.write_text(compiled.source)
@@ -73,5 +76,5 @@ def test_golden_source(example, update_golden):
 
 def test_backward_costs_about_two_forward_passes(example):
     """The lecture's rule of thumb (slide 19) and SPEC §8: ops(value and grad) <= 3 ops(forward)."""
-    name, model, compiled = example
+    name, model, compiled, domains = example
     assert compiled.ops["value_and_grad"] <= 3 * compiled.ops["forward"]

@@ -46,12 +46,16 @@ def models(draw):
     loss = pool[-1] + draw(st.sampled_from(PARAMS)) * draw(st.sampled_from(pool))
     model = bp.Model("random", steps, loss, list(PARAMS), list(DATA))
     used = substituted_loss(model).free_symbols
+    if not used & set(PARAMS):  # the terms cancelled: keep one parameter in play
+        model.loss = loss + PARAMS[0] ** 2
+        used.add(PARAMS[0])
     model.wrt = [p for p in PARAMS if p in used]
     model.inputs = list(DATA)
     return model
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(model=models(), seed=st.integers(0, 2 ** 16))
 def test_random_models_match_sympy_diff_and_compile_deterministically(model, seed):
     compiled = bp.compile(model)
