@@ -27,6 +27,16 @@ from .templates import render
 
 
 @dataclass
+class Listing:
+    """The statements behind the generated code, for `explain` and `graph`."""
+
+    forward: list[Statement]           # forward(): the per-example loss
+    lines: list[Statement]             # value_and_grad(): forward then backward statements
+    gradients: list[Statement]         # one per wrt symbol (`arg`), before the sum over the batch
+    seed: tuple[str, str] | None       # (name, value) of the loss's error signal when not 1
+
+
+@dataclass
 class Compiled:
     """A compiled model: the generated module's `source`, its op counts, and ways to use it."""
 
@@ -36,7 +46,7 @@ class Compiled:
     wrt: tuple[str, ...]
     args: tuple[str, ...]
     program: Program = field(repr=False)
-    statements: list[Statement] = field(repr=False, default_factory=list)
+    listing: Listing = field(repr=False, default=None)
 
     def write(self, path) -> Path:
         """Write the module to `path` atomically: an error leaves an existing file untouched."""
@@ -153,8 +163,10 @@ class _Emitter:
         grads = []
         for w, g in zip(program.wrt, backward.grads):
             w_name = namer.names[("symbol", w)]
-            grads.append((namer.fresh(f"{w_name}_bar"), self._ref(g, names, full), w_name,
-                          self._from(backward.senders.get(self.arg_nodes[w], []))))
+            rhs = sp.Symbol(names[g]) if g in names else full.rhs(g, names)
+            grads.append(Statement(namer.fresh(f"{w_name}_bar"), g, "gradient", rhs,
+                                   code=print_code(rhs, self.printer), arg=w_name,
+                                   comment=self._from(backward.senders.get(self.arg_nodes[w], []))))
         seed_code = None if self.reduction == "sum" else f"1/int(np.prod({shape}))"
         if self.reduction == "mean":
             value = f"np.mean({loss})"
@@ -166,9 +178,9 @@ class _Emitter:
             f"np.broadcast_to({loss_name}, _batch_shape({', '.join(args)}))"
 
         code_lines = [f"{s.name} = {s.code}" for s in statements if s.section == "backward"]
-        code_lines += [f"{name} = _sum_like({code}, {arg}, {shape})" for name, code, arg, _ in grads]
+        code_lines += [f"{g.name} = _sum_like({g.code}, {g.arg}, {shape})" for g in grads]
         width = min(max(map(len, code_lines), default=0), 56)
-        body = "\n".join(s.code for s in forward_lines + statements) + "".join(g[1] for g in grads)
+        body = "\n".join(s.code for s in forward_lines + statements + grads)
         special = _special_source() if ("_erf(" in body or "_erfc(" in body) else ""
         ops = {"forward": forward.ops,
                "value_and_grad": full.ops + len(grads) + 1 + (1 if seed_code else 0)}
@@ -179,7 +191,7 @@ class _Emitter:
             args=args,
             args_tuple=_tuple(f'"{a}"' for a in args),
             wrt_tuple=_tuple(f'"{namer.names[("symbol", w)]}"' for w in program.wrt),
-            grads_tuple=_tuple(g[0] for g in grads),
+            grads_tuple=_tuple(g.name for g in grads),
             wrt=[namer.names[("symbol", w)] for w in program.wrt],
             reduction=self.reduction,
             forward_lines=forward_lines,
@@ -194,8 +206,10 @@ class _Emitter:
             special=special,
         )
         ast.parse(source)  # the generated module must be valid Python, whatever the names
-        return Compiled(program.name, source, ops, tuple(g[2] for g in grads), tuple(args),
-                        program, statements)
+        listing = Listing(forward_lines, statements, grads,
+                          (names[seed], "1/N") if seed_code else None)
+        return Compiled(program.name, source, ops, tuple(g.arg for g in grads), tuple(args),
+                        program, listing)
 
     def _ref(self, node: int, names: dict[int, str], schedule: Schedule) -> str:
         """How code refers to a node's value: its name, or its expression when it has none."""

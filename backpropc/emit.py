@@ -17,8 +17,8 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.str import StrPrinter
 
 from .errors import UnsupportedFunctionError
-from .functions import logsumexp
 from .graph import CONST, SYMBOL, Graph, closure
+from .opcount import node_cost
 from .naming import Namer
 
 # Deeper single-use chains are split into temporaries: readable, and far from the parser's limit.
@@ -29,28 +29,12 @@ MAX_INLINE_DEPTH = 8
 class Statement:
     name: str
     node: int
-    section: str                  # "forward" or "backward"
+    section: str                  # "forward", "backward" or "gradient"
     rhs: sp.Basic                 # small SymPy expression over names
     origins: tuple[int, ...] = ()  # forward nodes whose derivative rules produced it
     code: str = ""                # the right-hand side as NumPy code
     comment: str = ""             # "from ...": the forward statements a backward line comes from
-
-
-def op_cost(op, nargs: int, ends_with_true: bool = False) -> int:
-    """Operations to evaluate one node (SPEC §5): one per arithmetic operator or function call."""
-    if op in (SYMBOL, CONST):
-        return 0
-    if op in (sp.Add, sp.Mul, sp.Max, sp.Min, sp.And, sp.Or, logsumexp):
-        return nargs - 1
-    if op is sp.Piecewise:
-        return nargs // 2 - (1 if ends_with_true else 0)
-    return 1
-
-
-def node_cost(graph: Graph, i: int) -> int:
-    node = graph[i]
-    last_true = node.op is sp.Piecewise and graph[node.args[-1]].value is sp.true
-    return op_cost(node.op, len(node.args), last_true)
+    arg: str = ""                 # for a gradient: the argument it belongs to
 
 
 class Schedule:
