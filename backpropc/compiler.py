@@ -19,7 +19,7 @@ import sympy as sp
 from . import __version__
 from .emit import CodePrinter, Schedule, Statement, print_code, print_math
 from .errors import ModelError
-from .graph import CONST, closure
+from .graph import CONST, SYMBOL, closure
 from .model import REDUCTIONS, Model, Program, lower
 from .naming import Namer, clean
 from .reverse import backprop
@@ -34,6 +34,25 @@ class Listing:
     lines: list[Statement]             # value_and_grad(): forward then backward statements
     gradients: list[Statement]         # one per wrt symbol (`arg`), before the sum over the batch
     seed: tuple[str, str] | None       # (name, value) of the loss's error signal when not 1
+
+    def _moved(self) -> list[Statement]:
+        """Forward statements that are error signals (y_bar = y - t, computed once for both
+        passes): the equations list them with the backward pass."""
+        return [s for s in self.lines if s.section == "forward" and s.origins]
+
+    def forward_equations(self) -> list[tuple[str, sp.Basic]]:
+        """(name, right-hand side) of the forward pass, with moved signals written out."""
+        inline = {sp.Symbol(s.name): s.rhs for s in self._moved()}
+        return [(s.name, s.rhs.xreplace(inline)) for s in self.lines
+                if s.section == "forward" and not s.origins]
+
+    def backward_equations(self) -> list[tuple[str, sp.Basic, str]]:
+        """(name, right-hand side, kind) of the backward pass: signals, then gradients."""
+        result = [] if self.seed is None else [(self.seed[0], sp.Symbol(self.seed[1]), "signal")]
+        result += [(s.name, s.rhs, "signal") for s in self._moved()]
+        result += [(s.name, s.rhs, "signal") for s in self.lines if s.section == "backward"]
+        result += [(g.name, g.rhs, "gradient") for g in self.gradients]
+        return result
 
 
 @dataclass
@@ -122,17 +141,12 @@ class _Emitter:
 
     def compiled(self) -> Compiled:
         program, graph = self.program, self.program.graph
-        # forward(): the per-example loss only
-        namer, names, wanted = self._namer()
-        args = self._arg_list(names, namer)
-        forward = Schedule(graph, [program.loss], wanted, namer, program.n_forward)
-        forward_lines = self._lines(forward, names, [])
-        forward_math = [f"{s.name} = {print_math(s.rhs)}" for s in forward_lines]
-        loss_name = self._ref(program.loss, names, forward)
-
         # value_and_grad(): every value is conceptually broadcast to the batch shape of all the
         # arguments, so the seed is a scalar: 1 for the sum, 1/size for the mean.
         namer, names, wanted = self._namer()
+        args = self._arg_list(names, namer)
+        step_names = dict(wanted)
+        loss_name = wanted.get(program.loss) or names.get(program.loss)
         if self.reduction == "sum":
             seed = graph.const(1)
         else:
@@ -145,18 +159,25 @@ class _Emitter:
         for v in sorted(backward.signals, reverse=True):
             s = backward.signals[v]
             signal_of.setdefault(s, v)
-            if v not in wanted or graph[s].op == CONST:
+            if v not in wanted or graph[s].op == CONST or s == seed:
                 continue
             bar = f"{wanted[v]}_bar"
             if s not in wanted and not graph[s].is_leaf:
                 wanted[s] = bar
                 namer.name(("node", s), bar)
-            else:
-                aliases.append((backward.marks[v] - 0.5, bar, s, v))
+            else:  # the signal already has a name: say `v_bar = <that name>`, as the lecture would
+                aliases.append((backward.marks[v] - 0.5, namer.name(("signal", v), bar), s, v))
         roots = [program.loss] + [a[2] for a in aliases]
         full = Schedule(graph, roots, wanted, namer, program.n_forward, backward.grads, signal_of)
         statements = self._lines(full, names, aliases, signal_of, backward.senders)
         loss = self._ref(program.loss, names, full)
+
+        # forward(): the per-example loss only, with the same names for the same values
+        forward_names = {node: name for node, name in names.items() if graph[node].op == SYMBOL}
+        forward = Schedule(graph, [program.loss], step_names, namer, program.n_forward)
+        forward_lines = self._lines(forward, forward_names, [])
+        loss_name = self._ref(program.loss, forward_names, forward)
+
         shape = namer.fresh("shape")
         shape_code = f"np.shape({loss})" if self.every_arg_reaches_loss else \
             f"_batch_shape({', '.join(args)})"
@@ -184,10 +205,12 @@ class _Emitter:
         special = _special_source() if ("_erf(" in body or "_erfc(" in body) else ""
         ops = {"forward": forward.ops,
                "value_and_grad": full.ops + len(grads) + 1 + (1 if seed_code else 0)}
+        listing = Listing(forward_lines, statements, grads,
+                          (names[seed], "1/N") if seed_code else None)
         source = render(
             name=clean(program.name),
             version=__version__,
-            steps=forward_math,
+            steps=[f"{name} = {print_math(rhs)}" for name, rhs in listing.forward_equations()],
             args=args,
             args_tuple=_tuple(f'"{a}"' for a in args),
             wrt_tuple=_tuple(f'"{namer.names[("symbol", w)]}"' for w in program.wrt),
@@ -206,8 +229,6 @@ class _Emitter:
             special=special,
         )
         ast.parse(source)  # the generated module must be valid Python, whatever the names
-        listing = Listing(forward_lines, statements, grads,
-                          (names[seed], "1/N") if seed_code else None)
         return Compiled(program.name, source, ops, tuple(g.arg for g in grads), tuple(args),
                         program, listing)
 
@@ -240,7 +261,8 @@ class _Emitter:
                 origins = tuple(senders.get(step, ()))
             statements.append(Statement(name, node, section, rhs, origins,
                                         print_code(rhs, self.printer)))
-            names[node] = name
+            if not schedule.graph[node].is_leaf:  # arguments keep their own names
+                names[node] = name
         self._owner = owner
         self._forward_by_node = {s.node: s for s in statements if s.section == "forward"}
         for statement in statements:  # comments may point at later forward statements
@@ -249,14 +271,14 @@ class _Emitter:
 
     def _from(self, origins) -> str:
         """'from z = w*x + b': the forward statements whose rules produced a backward line."""
-        texts = []
+        sources = []
         for v in origins:
             s = self._forward_by_node.get(self._owner.get(v, v))
-            if s is not None:
-                text = f"{s.name} = {print_math(s.rhs)}"
-                if text not in texts:
-                    texts.append(text)
-        return "from " + "; ".join(texts) if texts else ""
+            if s is not None and s not in sources:
+                sources.append(s)
+        if len(sources) == 1:
+            return f"from {sources[0].name} = {print_math(sources[0].rhs)}"
+        return "from " + ", ".join(s.name for s in sources) if sources else ""
 
 
 def _special_source() -> str:

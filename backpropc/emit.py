@@ -60,24 +60,40 @@ class Schedule:
                 depth[i] = 0
                 continue
             d = 1 + max((depth[a] for a in node.args), default=0)
+            if self._is_negation_of_name(i, own) and i not in wanted and i not in roots:
+                depth[i] = 0  # `-v` is written where it is used: a - v costs what a + c does
+                continue
             if i in wanted or uses[i] > 1 or i in roots or d > MAX_INLINE_DEPTH:
                 own.add(i)
                 d = 0
             depth[i] = d
         self.live = live
         self.own = sorted(own)
-        self.ops = sum(node_cost(graph, i) for i in live)
+        # A negation written into a sum is a subtraction: no operation of its own.
+        users_are_sums = {i: True for i in live}
+        for i in live:
+            for a in graph[i].args:
+                users_are_sums[a] = users_are_sums[a] and graph[i].op is sp.Add
+        self.ops = sum(0 if self._is_negation_of_name(i, own) and users_are_sums[i]
+                       else node_cost(graph, i) for i in live)
         self.names: dict[int, str] = {}
         signal_of = signal_of or {}
         for i in self.own:
             v = signal_of.get(i)
-            if i in wanted:
+            if ("node", i) in namer.names:  # named by another function of the module
+                self.names[i] = namer.names[("node", i)]
+            elif i in wanted:
                 self.names[i] = namer.name(("node", i), wanted[i])
             elif v in self.names:
                 self.names[i] = namer.name(("node", i), f"{self.names[v]}_bar")
             else:
                 self.names[i] = namer.temp()
         self.n_forward = n_forward
+
+    def _is_negation_of_name(self, i: int, own: set[int]) -> bool:
+        node = self.graph[i]
+        return (node.op is sp.Mul and len(node.args) == 2 and self.graph.number(node.args[0]) == -1
+                and (node.args[1] in own or self.graph[node.args[1]].is_leaf))
 
     def rhs(self, i: int, names: dict[int, str]) -> sp.Basic:
         """Node i's expression, with named nodes (other than i) as symbols."""

@@ -165,10 +165,6 @@ class Graph:
                 folded = b ** e
                 if _is_number(folded):
                     return self.const(folded)
-            node = self.nodes[base]
-            inner = self.number(node.args[1]) if node.op is sp.Pow else None
-            if inner is not None and e.is_integer:
-                return self.pow(node.args[0], self.const(inner * e))
         if b == 1:
             return base
         return self._intern(Node(sp.Pow, (base, exp)))

@@ -36,16 +36,16 @@ def value_and_grad(w, b, x, t, lam):
     # forward pass
     z = b + w*x
     y = np.exp(-np.logaddexp(0, -z))
-    y_bar = y - t                                   # from L = y_bar**2/2
+    y_bar = y - t                                 # from L = y_bar**2/2
     L = (1/2)*y_bar**2
     R = (1/2)*w**2
     L_reg = L + R*lam
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L_reg)
-    R_bar = lam                                     # from L_reg = L + R*lam
-    z_bar = y*y_bar*(1 - y)                         # from y = sigmoid(z)
-    w_bar = _sum_like(R_bar*w + x*z_bar, w, shape)  # from R = w**2/2; z = b + w*x
-    b_bar = _sum_like(z_bar, b, shape)              # from z = b + w*x
+    R_bar = lam                                   # from L_reg = L + R*lam
+    z_bar = y*y_bar*(1 - y)                       # from y = sigmoid(z)
+    w_bar = _sum_like(lam*w + x*z_bar, w, shape)  # from R, z
+    b_bar = _sum_like(z_bar, b, shape)            # from z = b + w*x
     return np.sum(L_reg), (w_bar, b_bar)
 
 

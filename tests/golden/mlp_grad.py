@@ -61,13 +61,13 @@ def value_and_grad(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_
     L = (1/2)*y1_bar**2 + (1/2)*y2_bar**2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    h4_bar = w2_1_4*y1_bar + w2_2_4*y2_bar            # from y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4; y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
+    h4_bar = w2_1_4*y1_bar + w2_2_4*y2_bar            # from y2, y1
     z4_bar = h4*h4_bar*(1 - h4)                       # from h4 = sigmoid(z4)
-    h3_bar = w2_1_3*y1_bar + w2_2_3*y2_bar            # from y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4; y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
+    h3_bar = w2_1_3*y1_bar + w2_2_3*y2_bar            # from y2, y1
     z3_bar = h3*h3_bar*(1 - h3)                       # from h3 = sigmoid(z3)
-    h2_bar = w2_1_2*y1_bar + w2_2_2*y2_bar            # from y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4; y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
+    h2_bar = w2_1_2*y1_bar + w2_2_2*y2_bar            # from y2, y1
     z2_bar = h2*h2_bar*(1 - h2)                       # from h2 = sigmoid(z2)
-    h1_bar = w2_1_1*y1_bar + w2_2_1*y2_bar            # from y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4; y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
+    h1_bar = w2_1_1*y1_bar + w2_2_1*y2_bar            # from y2, y1
     z1_bar = h1*h1_bar*(1 - h1)                       # from h1 = sigmoid(z1)
     w1_1_1_bar = _sum_like(x1*z1_bar, w1_1_1, shape)  # from z1 = b1_1 + w1_1_1*x1 + w1_1_2*x2 + w1_1_3*x3
     w1_1_2_bar = _sum_like(x2*z1_bar, w1_1_2, shape)  # from z1 = b1_1 + w1_1_1*x1 + w1_1_2*x2 + w1_1_3*x3

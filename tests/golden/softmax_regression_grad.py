@@ -5,8 +5,10 @@ Forward steps:
     z2 = b2 + w21*x1 + w22*x2
     z3 = b3 + w31*x1 + w32*x2
     lse = logsumexp(z1, z2, z3)
-    c0 = -lse
-    L = -t1*(c0 + z1) - t2*(c0 + z2) - t3*(c0 + z3)
+    c0 = z1 - lse
+    c1 = z2 - lse
+    c2 = z3 - lse
+    L = -c0*t1 - c1*t2 - c2*t3
 
 Differentiated with respect to: w11, w12, w21, w22, w31, w32, b1, b2, b3.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -28,8 +30,7 @@ def forward(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3):
     z2 = b2 + w21*x1 + w22*x2
     z3 = b3 + w31*x1 + w32*x2
     lse = np.logaddexp(np.logaddexp(z1, z2), z3)
-    c0 = -lse
-    L = -t1*(c0 + z1) - t2*(c0 + z2) - t3*(c0 + z3)
+    L = -t1*(z1 - lse) - t2*(z2 - lse) - t3*(z3 - lse)
     return L
 
 
@@ -40,20 +41,16 @@ def value_and_grad(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3)
     z2 = b2 + w21*x1 + w22*x2
     z3 = b3 + w31*x1 + w32*x2
     lse = np.logaddexp(np.logaddexp(z1, z2), z3)
-    c0 = -lse
-    c1 = c0 + z1
-    c2 = c0 + z2
-    c3 = c0 + z3
-    L = -c1*t1 - c2*t2 - c3*t3
+    c0 = z1 - lse
+    c1 = z2 - lse
+    c2 = z3 - lse
+    L = -c0*t1 - c1*t2 - c2*t3
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c3_bar = -t3                                # from L = -c1*t1 - c2*t2 - c3*t3
-    c2_bar = -t2                                # from L = -c1*t1 - c2*t2 - c3*t3
-    c1_bar = -t1                                # from L = -c1*t1 - c2*t2 - c3*t3
-    c0_bar = c1_bar + c2_bar + c3_bar           # from c3 = c0 + z3; c2 = c0 + z2; c1 = c0 + z1
-    z3_bar = c3_bar - c0_bar*np.exp(c3)         # from c3 = c0 + z3; lse = logsumexp(z1, z2, z3)
-    z2_bar = c2_bar - c0_bar*np.exp(c2)         # from c2 = c0 + z2; lse = logsumexp(z1, z2, z3)
-    z1_bar = c1_bar - c0_bar*np.exp(c1)         # from c1 = c0 + z1; lse = logsumexp(z1, z2, z3)
+    c3 = -t1 - t2 - t3                          # from c2, c1, c0
+    z3_bar = -t3 - c3*np.exp(c2)                # from c2, lse
+    z2_bar = -t2 - c3*np.exp(c1)                # from c1, lse
+    z1_bar = -t1 - c3*np.exp(c0)                # from c0, lse
     w11_bar = _sum_like(x1*z1_bar, w11, shape)  # from z1 = b1 + w11*x1 + w12*x2
     w12_bar = _sum_like(x2*z1_bar, w12, shape)  # from z1 = b1 + w11*x1 + w12*x2
     w21_bar = _sum_like(x1*z2_bar, w21, shape)  # from z2 = b2 + w21*x1 + w22*x2
