@@ -17,8 +17,11 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .check import check
 from .compiler import Compiled, compile
-from .errors import BackpropcError
+from .drawing import GraphvizMissing, to_dot, write_graph
+from .errors import BackpropcError, UnusedWrtWarning
+from .explain import explain
 from .model import REDUCTIONS, Model
 from .naming import clean
 
@@ -27,8 +30,9 @@ class UserError(Exception):
     """Bad input from the command line: printed as one line, exit code 2."""
 
 
-def load_models(path: str) -> dict[str, Model]:
-    """Run a model file (the user's own Python) and collect the Models it defines at top level."""
+def load_models(path: str) -> tuple[dict[str, Model], dict]:
+    """Run a model file (the user's own Python): the Models it defines at top level, by name,
+    and its DOMAINS (argument name -> sampling range for checks), if it has any."""
     file = Path(path)
     if not file.is_file():
         raise UserError(f"model file {path} not found; pass the path of a .py file that defines a bp.Model")
@@ -54,7 +58,8 @@ def load_models(path: str) -> dict[str, Model]:
     for var, value in namespace.items():
         if isinstance(value, Model) and not var.startswith("_"):
             models.setdefault(value.name, value)
-    return models
+    domains = namespace.get("DOMAINS")
+    return models, domains if isinstance(domains, dict) else {}
 
 
 def _line_in(exc: BaseException, file: Path) -> int | None:
@@ -66,38 +71,37 @@ def _line_in(exc: BaseException, file: Path) -> int | None:
     return line
 
 
-def select_model(path: str, name: str | None) -> Model:
-    models = load_models(path)
+def select_model(path: str, name: str | None) -> tuple[Model, dict]:
+    models, domains = load_models(path)
     if not models:
         raise UserError(f"{path} defines no bp.Model at top level; add one, e.g. model = bp.Model(...)")
     if name is not None:
         if name not in models:
             raise UserError(f"{path} has no model named {name!r}; it has: {', '.join(models)}")
-        return models[name]
+        return models[name], domains
     if len(models) > 1:
         raise UserError(f"{path} defines several models ({', '.join(models)}); choose one with --model NAME")
-    return next(iter(models.values()))
+    return next(iter(models.values())), domains
 
 
-def compile_file(path: str, model: str | None, reduction: str = "sum") -> Compiled:
-    chosen = select_model(path, model)
+def compile_file(args) -> tuple[Compiled, dict]:
+    """Compile the selected model of a model file; a wrt symbol the loss never uses is an error."""
+    chosen, domains = select_model(args.model_file, args.model)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unused wrt symbols are reported by `check`
-            return compile(chosen, reduction=reduction)
+            warnings.simplefilter("error", UnusedWrtWarning)
+            return compile(chosen, reduction=getattr(args, "reduction", "sum")), domains
+    except UnusedWrtWarning as exc:
+        raise UserError(f"{args.model_file}: {exc}; remove it from wrt") from exc
     except BackpropcError as exc:
-        raise UserError(f"{path}: {exc}") from exc
+        raise UserError(f"{args.model_file}: {exc}") from exc
 
 
 def cmd_compile(args) -> int:
-    compiled = compile_file(args.model_file, args.model, args.reduction)
+    compiled, domains = compile_file(args)
     out = Path(args.output) if args.output else \
         Path(args.model_file).resolve().parent / f"{clean(compiled.name)}_grad.py"
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it or choose "
-                        f"another -o path")
-    if out.is_dir():
-        raise UserError(f"cannot write {out}: it is a folder; give a file name with -o")
+    _check_output_folder(out)
     try:
         compiled.write(out)
     except OSError as exc:
@@ -105,16 +109,54 @@ def cmd_compile(args) -> int:
     print(f"wrote {out} ({compiled.ops['forward']} ops forward, "
           f"{compiled.ops['value_and_grad']} ops value and gradient)")
     if args.check:
-        with contextlib.redirect_stdout(io.StringIO()) as report:
-            status = compiled.load()._self_check()
-        print(report.getvalue().strip().splitlines()[-1])
-        return 1 if status else 0
+        return 1 if compiled.load()._self_check() else 0
     return 0
+
+
+def cmd_check(args) -> int:
+    compiled, domains = compile_file(args)
+    report = check(compiled, seed=args.seed, points=args.points, batch=args.batch,
+                   tolerance=args.tolerance, domains=domains)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_explain(args) -> int:
+    compiled, _ = compile_file(args)
+    print(explain(compiled, unicode=args.unicode), end="")
+    return 0
+
+
+def cmd_graph(args) -> int:
+    compiled, _ = compile_file(args)
+    out = Path(args.output)
+    _check_output_folder(out)
+    try:
+        write_graph(to_dot(compiled, backward=args.backward), out)
+    except GraphvizMissing as exc:
+        raise UserError(str(exc)) from exc
+    except ValueError as exc:
+        raise UserError(f"{exc}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
+    print(f"wrote {out}")
+    return 0
+
+
+def _check_output_folder(out: Path) -> None:
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it or choose "
+                        f"another -o path")
+    if out.is_dir():
+        raise UserError(f"cannot write {out}: it is a folder; give a file name with -o")
 
 
 EXAMPLES = {
     "compile": "backpropc compile examples/logistic.py --check\n"
                "  backpropc compile examples/mlp.py -o mlp_grad.py --reduction mean",
+    "check": "backpropc check examples/black_scholes.py --points 5 --seed 1",
+    "explain": "backpropc explain examples/logistic.py --unicode",
+    "graph": "backpropc graph examples/logistic.py -o logistic.svg --backward",
 }
 
 
@@ -122,26 +164,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backpropc",
         description="Compile a SymPy forward pass into a standalone NumPy module with exact gradients.",
-        epilog="example:\n  " + EXAMPLES["compile"],
+        epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"backpropc {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    p = commands.add_parser("compile", help="write the gradient module of a model file",
-                            description="Write MODEL_grad.py: forward, grad and value_and_grad in NumPy.",
-                            epilog="examples:\n  " + EXAMPLES["compile"],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model_file", metavar="MODEL.py", help="a Python file that defines bp.Model objects")
+    def command(name: str, help: str, description: str, run) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help, description=description,
+                                epilog="example:\n  " + EXAMPLES[name],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("model_file", metavar="MODEL.py", help="a Python file that defines bp.Model objects")
+        p.add_argument("--model", metavar="NAME", help="which model, when the file defines several")
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+        p.set_defaults(run=run)
+        return p
+
+    p = command("compile", "write the gradient module of a model",
+                "Write <name>_grad.py: forward, grad and value_and_grad in NumPy.", cmd_compile)
     p.add_argument("-o", "--output", metavar="OUT.py", help="output path (default: <name>_grad.py beside the model)")
-    p.add_argument("--model", metavar="NAME", help="which model, when the file defines several")
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
                    help="objective: sum (default) or mean of the per-example loss")
     p.add_argument("--check", action="store_true",
                    help="run the generated self-check (finite differences); exit 1 if it fails")
-    p.set_defaults(run=cmd_compile)
+
+    p = command("check", "check the gradient against finite differences and sympy.diff",
+                "Compile, then compare the gradient with central finite differences and with "
+                "sympy.diff at random points; exit 1 if any relative error exceeds the tolerance.",
+                cmd_check)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the points (default 0)")
+    p.add_argument("--points", type=int, default=3, help="number of random points (default 3)")
+    p.add_argument("--batch", type=int, default=4, help="examples per point (default 4)")
+    p.add_argument("--tolerance", type=float, default=1e-6, help="largest relative error (default 1e-6)")
+    p.add_argument("--reduction", choices=REDUCTIONS, default="sum", help=argparse.SUPPRESS)
+
+    p = command("explain", "print the forward and backward passes as equations",
+                "Print the forward pass and the backward pass in the lecture's notation "
+                "(v_bar is the error signal dL/dv).", cmd_explain)
+    p.add_argument("--unicode", action="store_true", help="write overbars (z̄) and σ")
+    p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
+                   help="objective: sum (default) or mean of the per-example loss")
+
+    p = command("graph", "draw the computation graph (DOT, SVG or PNG)",
+                "Write the computation graph as DOT; .svg, .png and .pdf need Graphviz's dot program.",
+                cmd_graph)
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="OUT.dot, OUT.svg, OUT.png or OUT.pdf")
+    p.add_argument("--backward", action="store_true", help="add the error signals and gradients")
     return parser
 
 
@@ -151,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as exc:
-        if args.debug:
+        if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"backpropc: error: {exc}", file=sys.stderr)
         return 2

@@ -66,6 +66,7 @@ class Compiled:
     args: tuple[str, ...]
     program: Program = field(repr=False)
     listing: Listing = field(repr=False, default=None)
+    reduction: str = "sum"
 
     def write(self, path) -> Path:
         """Write the module to `path` atomically: an error leaves an existing file untouched."""
@@ -230,7 +231,7 @@ class _Emitter:
         )
         ast.parse(source)  # the generated module must be valid Python, whatever the names
         return Compiled(program.name, source, ops, tuple(g.arg for g in grads), tuple(args),
-                        program, listing)
+                        program, listing, self.reduction)
 
     def _ref(self, node: int, names: dict[int, str], schedule: Schedule) -> str:
         """How code refers to a node's value: its name, or its expression when it has none."""

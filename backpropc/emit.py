@@ -142,9 +142,9 @@ class Schedule:
 class CodePrinter(NumPyPrinter):
     """SymPy's NumPy printer with `np.` names, stable forms and readable operators."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict | None = None) -> None:
         super().__init__({"fully_qualified_modules": True, "strict": False, "human": False,
-                          "order": "none"})
+                          "order": "none", **(settings or {})})
 
     def _module_format(self, fqn, register=True):
         text = super()._module_format(fqn, register)

@@ -1,0 +1,187 @@
+"""The gradient checker: a compiled module against central finite differences and sympy.diff.
+
+`check(model)` compiles the model (or takes a `Compiled`), draws random points (seeded), and
+reports for each parameter the largest relative error of backprop's gradient against both
+references. sympy.diff is the exact oracle, applied to the fully substituted loss one parameter at
+a time: the naive expansion, so it is skipped (and said so) when the printed loss would be too
+large to differentiate that way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .compiler import Compiled, compile
+from .emit import CodePrinter
+from .graph import CONST, SYMBOL
+from .model import Model
+from .opcount import node_cost
+
+# Parameters and data are drawn from these ranges in turn until loss and gradient are finite.
+RANGES = ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0))
+
+
+@dataclass
+class ParameterCheck:
+    name: str
+    value: float                       # backprop's gradient at the first point
+    finite_difference_error: float
+    sympy_error: float | None          # None when sympy.diff was skipped
+
+
+@dataclass
+class CheckReport:
+    model: str
+    rows: list[ParameterCheck] = field(default_factory=list)
+    tolerance: float = 1e-6
+    points: int = 0
+    batch: int = 0
+    seed: int = 0
+    note: str = ""                     # why sympy.diff was skipped, or why no point was found
+
+    @property
+    def worst(self) -> float:
+        errors = [r.finite_difference_error for r in self.rows]
+        errors += [r.sympy_error for r in self.rows if r.sympy_error is not None]
+        return max(errors, default=float("inf"))
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and self.worst < self.tolerance
+
+    def format(self) -> str:
+        lines = [f"check {self.model}: {self.points} random points (seed {self.seed}), "
+                 f"batches of {self.batch}"]
+        if self.rows:
+            width = max(9, *(len(r.name) for r in self.rows))
+            lines.append(f"{'parameter':<{width}}  {'gradient':>14}  {'vs finite diff.':>15}  "
+                         f"{'vs sympy.diff':>13}")
+            for r in self.rows:
+                sym = "skipped" if r.sympy_error is None else f"{r.sympy_error:.2e}"
+                lines.append(f"{r.name:<{width}}  {r.value:>14.6g}  {r.finite_difference_error:>15.2e}  "
+                             f"{sym:>13}")
+        if self.note:
+            lines.append(self.note)
+        verdict = "ok" if self.ok else "FAILED"
+        lines.append(f"largest relative error {self.worst:.2e} (tolerance {self.tolerance:g}): {verdict}")
+        return "\n".join(lines)
+
+
+def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batch: int = 4,
+          tolerance: float = 1e-6, domains: dict | None = None,
+          sympy_limit: int = 20_000) -> CheckReport:
+    """Check backprop's gradient at `points` random points of `batch` examples each.
+
+    `domains` maps argument names to (low, high) sampling ranges; `sympy_limit` is the largest
+    printed loss (in operations) that sympy.diff is asked to differentiate.
+    """
+    compiled = model if isinstance(model, Compiled) else compile(model, reduction=reduction)
+    module = compiled.load()
+    report = CheckReport(compiled.name, tolerance=tolerance, points=points, batch=batch, seed=seed)
+    oracle, report.note = _sympy_oracle(compiled, sympy_limit)
+    mean = compiled.reduction == "mean"
+    rng = np.random.default_rng(seed)
+    fd_errors = np.zeros(len(module.WRT))
+    sympy_errors = np.zeros(len(module.WRT))
+    first = None
+    for _ in range(points):
+        point, grads = _finite_point(module, rng, batch, domains or {})
+        if point is None:
+            report.note = "no point found where the loss and its gradient are finite"
+            return report
+        grads = np.array([float(g) for g in grads])
+        first = grads if first is None else first
+        fd_errors = np.maximum(fd_errors, _relative(grads, _finite_differences(module, point)))
+        if oracle is not None:
+            exact = oracle(point, batch, mean)
+            sympy_errors = np.maximum(sympy_errors, _relative(grads, exact))
+    for i, name in enumerate(module.WRT):
+        report.rows.append(ParameterCheck(name, float(first[i]), float(fd_errors[i]),
+                                          None if oracle is None else float(sympy_errors[i])))
+    return report
+
+
+def _relative(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1.0)
+    return np.where(np.isfinite(err), err, np.inf)
+
+
+def _finite_point(module, rng, batch, domains):
+    for low, high in RANGES * 5:
+        point = {}
+        for a in module.ARGS:
+            lo, hi = domains.get(a, (low, high))
+            point[a] = float(rng.uniform(lo, hi)) if a in module.WRT else rng.uniform(lo, hi, batch)
+        with np.errstate(all="ignore"):
+            value, grads = module.value_and_grad(**point)
+        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
+            return point, grads
+    return None, None
+
+
+def _finite_differences(module, point, h=1e-6):
+    result = []
+    for name in module.WRT:
+        step = h * max(1.0, abs(point[name]))
+        up = module.value_and_grad(**dict(point, **{name: point[name] + step}))[0]
+        down = module.value_and_grad(**dict(point, **{name: point[name] - step}))[0]
+        result.append((up - down) / (2 * step))
+    return np.array(result)
+
+
+def printed_size(compiled: Compiled) -> int:
+    """Operations of the fully substituted loss as a printed tree (memoised over the graph)."""
+    program = compiled.program
+    size = [0] * program.n_forward
+    for i in range(program.n_forward):
+        size[i] = node_cost(program.graph, i) + sum(size[a] for a in program.graph[i].args)
+    return size[program.loss]
+
+
+def _sympy_oracle(compiled: Compiled, limit: int):
+    """A function point -> exact gradient by sympy.diff, or (None, why not)."""
+    size = printed_size(compiled)
+    if size > limit:
+        return None, (f"sympy.diff skipped: the substituted loss has {size:,} operations when "
+                      f"printed (limit {limit:,})")
+    program = compiled.program
+    loss = _to_sympy(program)
+    wrt_symbols = list(program.wrt)
+    # Away from jumps, the derivatives SymPy leaves unevaluated (floor) or as deltas are zero.
+    grads = [sp.diff(loss, w).replace(lambda e: isinstance(e, sp.Derivative), lambda e: sp.S.Zero)
+             .replace(sp.DiracDelta, lambda *a: sp.S.Zero) for w in wrt_symbols]
+    namespace = {"np": np}
+    if any(g.has(sp.erf, sp.erfc) for g in grads):
+        from .special import ERF_SOURCE
+        exec(ERF_SOURCE, namespace)
+    f = sp.lambdify(program.args, grads, modules=[namespace], printer=CodePrinter({"human": True}))
+
+    def exact(point, batch, mean):
+        values = [point[name] for name in compiled.args]
+        shape = np.broadcast_shapes(*(np.shape(v) for v in values))
+        with np.errstate(all="ignore"):
+            per_example = f(*values)
+        total = np.array([np.sum(np.broadcast_to(g, shape)) for g in per_example])
+        return total / max(int(np.prod(shape)), 1) if mean else total
+    return exact, ""
+
+
+def _to_sympy(program) -> sp.Expr:
+    """The loss as one SymPy expression, rebuilt node by node (SymPy shares the subtrees)."""
+    graph = program.graph
+    built: list[sp.Basic] = []
+    for i in range(program.n_forward):
+        node = graph[i]
+        if node.op in (SYMBOL, CONST):
+            built.append(node.value)
+        elif node.op is sp.Piecewise:
+            args = [built[a] for a in node.args]
+            built.append(sp.Piecewise(*zip(args[::2], args[1::2])))
+        else:
+            built.append(node.op(*[built[a] for a in node.args]))
+    return built[program.loss]
