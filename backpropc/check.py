@@ -19,6 +19,7 @@ from .emit import CodePrinter
 from .graph import CONST, SYMBOL
 from .model import Model
 from .opcount import node_cost
+from .special import ERF_SOURCE
 
 # Parameters and data are drawn from these ranges in turn until loss and gradient are finite.
 RANGES = ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0))
@@ -150,16 +151,12 @@ def _sympy_oracle(compiled: Compiled, limit: int):
         return None, (f"sympy.diff skipped: the substituted loss has {size:,} operations when "
                       f"printed (limit {limit:,})")
     program = compiled.program
-    loss = _to_sympy(program)
+    loss = to_sympy(program)
     wrt_symbols = list(program.wrt)
     # Away from jumps, the derivatives SymPy leaves unevaluated (floor) or as deltas are zero.
     grads = [sp.diff(loss, w).replace(lambda e: isinstance(e, sp.Derivative), lambda e: sp.S.Zero)
              .replace(sp.DiracDelta, lambda *a: sp.S.Zero) for w in wrt_symbols]
-    namespace = {"np": np}
-    if any(g.has(sp.erf, sp.erfc) for g in grads):
-        from .special import ERF_SOURCE
-        exec(ERF_SOURCE, namespace)
-    f = sp.lambdify(program.args, grads, modules=[namespace], printer=CodePrinter({"human": True}))
+    f = numpy_function(program.args, grads)
 
     def exact(point, batch, mean):
         values = [point[name] for name in compiled.args]
@@ -171,7 +168,14 @@ def _sympy_oracle(compiled: Compiled, limit: int):
     return exact, ""
 
 
-def _to_sympy(program) -> sp.Expr:
+def numpy_function(args, exprs, cse: bool = False):
+    """`sympy.lambdify` of `exprs` with backpropc's NumPy printer (stable forms, erf in NumPy)."""
+    namespace = {"np": np}
+    exec(ERF_SOURCE, namespace)
+    return sp.lambdify(args, exprs, modules=[namespace], printer=CodePrinter({"human": True}), cse=cse)
+
+
+def to_sympy(program) -> sp.Expr:
     """The loss as one SymPy expression, rebuilt node by node (SymPy shares the subtrees)."""
     graph = program.graph
     built: list[sp.Basic] = []

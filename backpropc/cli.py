@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .check import check
+from .compare import compare
 from .compiler import Compiled, compile
 from .drawing import GraphvizMissing, to_dot, write_graph
 from .errors import BackpropcError, UnusedWrtWarning
@@ -121,6 +122,17 @@ def cmd_check(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_compare(args) -> int:
+    compiled, domains = compile_file(args)
+    if args.batch < 1 or args.budget <= 0:
+        raise UserError("--batch must be at least 1 and --budget positive")
+    # The model is compiled again inside compare() so that its compile time is measured.
+    result = compare(select_model(args.model_file, args.model)[0], batch=args.batch,
+                     budget=args.budget, seed=args.seed, domains=domains)
+    print(result.to_json() if args.json else result.format())
+    return 0
+
+
 def cmd_explain(args) -> int:
     compiled, _ = compile_file(args)
     print(explain(compiled, unicode=args.unicode), end="")
@@ -155,6 +167,7 @@ EXAMPLES = {
     "compile": "backpropc compile examples/logistic.py --check\n"
                "  backpropc compile examples/mlp.py -o mlp_grad.py --reduction mean",
     "check": "backpropc check examples/black_scholes.py --points 5 --seed 1",
+    "compare": "backpropc compare examples/mlp.py --batch 10000 --budget 5 --json",
     "explain": "backpropc explain examples/logistic.py --unicode",
     "graph": "backpropc graph examples/logistic.py -o logistic.svg --backward",
 }
@@ -198,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4, help="examples per point (default 4)")
     p.add_argument("--tolerance", type=float, default=1e-6, help="largest relative error (default 1e-6)")
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum", help=argparse.SUPPRESS)
+
+    p = command("compare", "compare backprop with the calculus-class sympy.diff expansion",
+                "Compare backprop with sympy.diff of the fully substituted loss, one parameter at a "
+                "time (naive), and the same followed by sympy.cse (naive_cse): operation counts, "
+                "compile and run times, and the largest relative difference of the gradients.",
+                cmd_compare)
+    p.add_argument("--batch", type=int, default=1000, help="examples per evaluation (default 1000)")
+    p.add_argument("--budget", type=float, default=10.0,
+                   help="seconds allowed to each naive method before it is stopped (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the data (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     p = command("explain", "print the forward and backward passes as equations",
                 "Print the forward pass and the backward pass in the lecture's notation "

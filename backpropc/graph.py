@@ -129,9 +129,13 @@ class Graph:
             if k is not None:
                 coeff *= k
                 continue
+            factors.append(a)
+        # A factor's own coefficient is pulled out only when that cancels it (-(-x) = x, 2*(x/2) = x);
+        # otherwise the factor stays whole, so a shared product like 2*c0 is computed once.
+        for i, a in enumerate(factors):
             inner_coeff, rest = self.split_coeff(a)
-            coeff *= inner_coeff
-            factors.append(rest)
+            if inner_coeff != 1 and coeff * inner_coeff == 1:
+                coeff, factors[i] = sp.S.One, rest
         if coeff == 0:
             return self.const(0)
         factors.sort()

@@ -10,6 +10,7 @@ sizes, one visit per distinct SymPy object, never by walking or printing the tre
 from __future__ import annotations
 
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .functions import logsumexp
 from .graph import CONST, SYMBOL
@@ -35,7 +36,7 @@ def node_cost(graph, i: int) -> int:
 
 
 def _sympy_cost(e: sp.Basic) -> int:
-    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol)) or e.is_Atom:
+    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, ExprCondPair)) or e.is_Atom:
         return 0
     if isinstance(e, sp.Piecewise):
         return op_cost(sp.Piecewise, 2 * len(e.args), e.args[-1].cond is sp.true)

@@ -37,9 +37,9 @@ def forward(S, sigma, T, r, K):
     vol = sigma*np.sqrt(T)
     d1 = (T*(r + (1/2)*sigma**2) + np.log(S/K))/vol
     d2 = d1 - vol
-    c12 = np.sqrt(2)
-    Nd1 = 1/2 + (1/2)*_erf((1/2)*c12*d1)
-    Nd2 = 1/2 + (1/2)*_erf((1/2)*c12*d2)
+    c11 = np.sqrt(2)
+    Nd1 = 1/2 + (1/2)*_erf((1/2)*c11*d1)
+    Nd2 = 1/2 + (1/2)*_erf((1/2)*c11*d2)
     C = Nd1*S - K*Nd2*np.exp(-T*r)
     return C
 
@@ -65,14 +65,14 @@ def value_and_grad(S, sigma, T, r, K):
     C = Nd1*S - K*Nd2*c9
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(C)
+    Nd2_bar = -K*c9                                           # from C = Nd1*S - K*Nd2*c9
     c10 = K*Nd2*c9                                            # from c9 = exp(-T*r)
-    c11 = 2*K*c9*np.exp(-c8**2)/np.sqrt(np.pi)                # from c8 = c6*d2/2
-    d2_bar = -1/4*c11*c6                                      # from c8 = c6*d2/2
+    d2_bar = (1/2)*Nd2_bar*c6*np.exp(-c8**2)/np.sqrt(np.pi)   # from c8 = c6*d2/2
     Nd1_bar = S                                               # from C = Nd1*S - K*Nd2*c9
     d1_bar = d2_bar + (1/2)*S*c6*np.exp(-c7**2)/np.sqrt(np.pi)  # from c7, d2
     c5_bar = c1*d1_bar                                        # from d1 = c1*c5
     c2_bar = T*c5_bar                                         # from c5 = T*c2 + log(c4)
-    vol_bar = (1/4)*c11*c6 - c5*d1_bar*c1**2                  # from d2, c1
+    vol_bar = -d2_bar - c5*d1_bar*c1**2                       # from d2, c1
     S_bar = _sum_like(Nd1 + c3*c5_bar/c4, S, shape)           # from C, d1
     sigma_bar = _sum_like(c0*vol_bar + c2_bar*sigma, sigma, shape)  # from d1, vol
     T_bar = _sum_like(c10*r + c2*c5_bar + (1/2)*sigma*vol_bar/c0, T, shape)  # from C, d1, vol

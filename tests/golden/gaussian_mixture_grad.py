@@ -35,12 +35,12 @@ def forward(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     """The per-example loss (the broadcast shape of the arguments)."""
     lse = np.logaddexp(np.logaddexp(a1, a2), a3)
     z1 = (x - mu1)*np.exp(-s1)
-    c11 = -1/2*np.log(2*np.pi)
-    ell1 = a1 + c11 - lse - s1 - 1/2*z1**2
+    c7 = -1/2*np.log(2*np.pi)
+    ell1 = a1 + c7 - lse - s1 - 1/2*z1**2
     z2 = (x - mu2)*np.exp(-s2)
-    ell2 = a2 + c11 - lse - s2 - 1/2*z2**2
+    ell2 = a2 + c7 - lse - s2 - 1/2*z2**2
     z3 = (x - mu3)*np.exp(-s3)
-    ell3 = a3 + c11 - lse - s3 - 1/2*z3**2
+    ell3 = a3 + c7 - lse - s3 - 1/2*z3**2
     L = -np.logaddexp(np.logaddexp(ell1, ell2), ell3)
     return L
 
@@ -65,19 +65,16 @@ def value_and_grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     L = -np.logaddexp(np.logaddexp(ell1, ell2), ell3)
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c7 = np.exp(L + ell1)                                     # from L = -logsumexp(ell1, ell2, ell3)
-    ell1_bar = -c7                                            # from L = -logsumexp(ell1, ell2, ell3)
-    c8 = np.exp(L + ell2)                                     # from L = -logsumexp(ell1, ell2, ell3)
-    ell2_bar = -c8                                            # from L = -logsumexp(ell1, ell2, ell3)
-    c9 = np.exp(L + ell3)                                     # from L = -logsumexp(ell1, ell2, ell3)
-    ell3_bar = -c9                                            # from L = -logsumexp(ell1, ell2, ell3)
-    z3_bar = c9*z3                                            # from ell3 = a3 + c2 - lse - s3 - z3**2/2
-    z2_bar = c8*z2                                            # from ell2 = a2 + c2 - lse - s2 - z2**2/2
-    z1_bar = c7*z1                                            # from ell1 = a1 + c2 - lse - s1 - z1**2/2
-    c10 = ell1_bar + ell2_bar + ell3_bar                      # from ell3, ell2, ell1
-    a1_bar = _sum_like(ell1_bar - c10*np.exp(a1 - lse), a1, shape)  # from ell1, lse
-    a2_bar = _sum_like(ell2_bar - c10*np.exp(a2 - lse), a2, shape)  # from ell2, lse
-    a3_bar = _sum_like(ell3_bar - c10*np.exp(a3 - lse), a3, shape)  # from ell3, lse
+    ell1_bar = -np.exp(L + ell1)                              # from L = -logsumexp(ell1, ell2, ell3)
+    ell2_bar = -np.exp(L + ell2)                              # from L = -logsumexp(ell1, ell2, ell3)
+    ell3_bar = -np.exp(L + ell3)                              # from L = -logsumexp(ell1, ell2, ell3)
+    z3_bar = -ell3_bar*z3                                     # from ell3 = a3 + c2 - lse - s3 - z3**2/2
+    z2_bar = -ell2_bar*z2                                     # from ell2 = a2 + c2 - lse - s2 - z2**2/2
+    z1_bar = -ell1_bar*z1                                     # from ell1 = a1 + c2 - lse - s1 - z1**2/2
+    lse_bar = -ell1_bar - ell2_bar - ell3_bar                 # from ell1 = a1 + c2 - lse - s1 - z1**2/2
+    a1_bar = _sum_like(ell1_bar + lse_bar*np.exp(a1 - lse), a1, shape)  # from ell1, lse
+    a2_bar = _sum_like(ell2_bar + lse_bar*np.exp(a2 - lse), a2, shape)  # from ell2, lse
+    a3_bar = _sum_like(ell3_bar + lse_bar*np.exp(a3 - lse), a3, shape)  # from ell3, lse
     mu1_bar = _sum_like(-c1*z1_bar, mu1, shape)               # from z1 = (x - mu1)*exp(-s1)
     mu2_bar = _sum_like(-c4*z2_bar, mu2, shape)               # from z2 = (x - mu2)*exp(-s2)
     mu3_bar = _sum_like(-c6*z3_bar, mu3, shape)               # from z3 = (x - mu3)*exp(-s3)

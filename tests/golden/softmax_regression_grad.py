@@ -47,10 +47,10 @@ def value_and_grad(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3)
     L = -c0*t1 - c1*t2 - c2*t3
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c3 = -t1 - t2 - t3                          # from c2, c1, c0
-    z3_bar = -t3 - c3*np.exp(c2)                # from c2, lse
-    z2_bar = -t2 - c3*np.exp(c1)                # from c1, lse
-    z1_bar = -t1 - c3*np.exp(c0)                # from c0, lse
+    lse_bar = t1 + t2 + t3                      # from c0 = z1 - lse
+    z3_bar = -t3 + lse_bar*np.exp(c2)           # from c2, lse
+    z2_bar = -t2 + lse_bar*np.exp(c1)           # from c1, lse
+    z1_bar = -t1 + lse_bar*np.exp(c0)           # from c0, lse
     w11_bar = _sum_like(x1*z1_bar, w11, shape)  # from z1 = b1 + w11*x1 + w12*x2
     w12_bar = _sum_like(x2*z1_bar, w12, shape)  # from z1 = b1 + w11*x1 + w12*x2
     w21_bar = _sum_like(x1*z2_bar, w21, shape)  # from z2 = b2 + w21*x1 + w22*x2

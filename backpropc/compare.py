@@ -1,0 +1,171 @@
+"""Backprop against the calculus-class expansion (the lecture's slide 7), with numbers (SPEC §5).
+
+Three methods compute the same value and gradient:
+- `backprop`: this compiler;
+- `naive`: `sympy.diff` of the fully substituted loss for each wrt symbol separately, evaluated by
+  `sympy.lambdify` as printed trees (no common subexpressions shared);
+- `naive_cse`: the same derivatives evaluated jointly through `sympy.cse` (`lambdify(cse=True)`).
+Each naive method runs in a child process that is killed at its time budget (SymPy cannot be
+interrupted), so a comparison returns in about 2 x budget plus the backprop row, whatever the model.
+Operation counts use one definition for every row (`opcount`).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .check import RANGES, numpy_function, to_sympy
+from .compiler import Compiled, compile
+from .opcount import tree_ops
+
+METHODS = ("backprop", "naive", "naive_cse")
+REPEATS = 5
+
+
+@dataclass
+class Row:
+    method: str
+    status: str                      # "ok", "over budget" or "failed: <reason>"
+    ops: int | None = None
+    compile_s: float | None = None
+    run_s: float | None = None
+    max_rel_diff: float | None = None
+
+
+@dataclass
+class Comparison:
+    model: str
+    batch: int
+    ops_forward: int
+    ratio: float                     # ops(backprop value and gradient) / ops_forward
+    rows: list[Row] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    def format(self) -> str:
+        header = ("method", "status", "ops", "compile s", "run s", "max rel diff")
+        cells = [header] + [(r.method, r.status, _fmt(r.ops, "{:,}"), _fmt(r.compile_s, "{:.3g}"),
+                             _fmt(r.run_s, "{:.3g}"), _fmt(r.max_rel_diff, "{:.1e}")) for r in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+        lines = [f"{self.model}: value and gradient at batch {self.batch:,}", ""]
+        for row in cells:
+            lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        lines += ["", f"backprop's value and gradient cost {self.ratio:.2f} x its forward pass "
+                      f"({self.ops_forward:,} ops); the cheap-gradient bound is 3 for multiplications "
+                      f"(Baur-Strassen) and 5 for all operations (Griewank)."]
+        return "\n".join(lines)
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
+            domains: dict | None = None) -> Comparison:
+    """Compare backprop with the naive expansions on one random batch of `batch` examples."""
+    start = time.perf_counter()
+    compiled = model if isinstance(model, Compiled) else compile(model)
+    compile_s = None if isinstance(model, Compiled) else time.perf_counter() - start
+    module = compiled.load()
+    point = _point(module, np.random.default_rng(seed), batch, domains or {})
+    grads = np.array([np.asarray(g, float) for g in module.value_and_grad(**point)[1]])
+    run_s = _median_time(lambda: module.value_and_grad(**point))
+    ops = compiled.ops["value_and_grad"]
+    result = Comparison(compiled.name, batch, compiled.ops["forward"],
+                        ops / max(compiled.ops["forward"], 1),
+                        [Row("backprop", "ok", ops, compile_s, run_s, 0.0)])
+    for method in METHODS[1:]:
+        result.rows.append(_run_naive(compiled, method, point, grads, budget))
+    return result
+
+
+def _point(module, rng, batch, domains):
+    """Scalar parameters and `batch` examples of data where the loss is finite."""
+    for low, high in RANGES * 5:
+        point = {}
+        for a in module.ARGS:
+            lo, hi = domains.get(a, (low, high))
+            point[a] = float(rng.uniform(lo, hi)) if a in module.WRT else rng.uniform(lo, hi, batch)
+        with np.errstate(all="ignore"):
+            value, grads = module.value_and_grad(**point)
+        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
+            return point
+    return point
+
+
+def _median_time(f) -> float:
+    f()  # warm-up
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def naive_gradient(compiled: Compiled, cse: bool):
+    """The calculus-class way: (function of the arguments -> [loss, d/dw...], ops)."""
+    program = compiled.program
+    loss = to_sympy(program)
+    derivatives = [sp.diff(loss, w) for w in program.wrt]
+    exprs = [loss] + derivatives
+    # Like backprop's count, one operation per output for its sum over the batch.
+    if cse:
+        replacements, reduced = sp.cse(exprs, order="none")
+        ops = sum(tree_ops(rhs) for _, rhs in replacements) + sum(tree_ops(e) for e in reduced)
+    else:
+        ops = sum(tree_ops(e) for e in exprs)
+    ops += len(exprs)
+    return numpy_function(program.args, exprs, cse=cse), ops
+
+
+def _naive_child(compiled: Compiled, method: str, point: dict, connection) -> None:
+    try:
+        start = time.perf_counter()
+        f, ops = naive_gradient(compiled, cse=method == "naive_cse")
+        compile_s = time.perf_counter() - start
+        values = [point[a] for a in compiled.args]
+        shape = np.broadcast_shapes(*(np.shape(v) for v in values))
+
+        def value_and_grad():
+            loss, *grads = f(*values)
+            return np.sum(np.broadcast_to(loss, shape)), [np.sum(np.broadcast_to(g, shape)) for g in grads]
+
+        grads = np.array(value_and_grad()[1], dtype=float)
+        connection.send(("ok", ops, compile_s, _median_time(value_and_grad), grads))
+    except BaseException as exc:  # reported as the row's status, whatever it is
+        connection.send((f"failed: {type(exc).__name__}: {str(exc)[:200]}", None, None, None, None))
+
+
+def _run_naive(compiled: Compiled, method: str, point: dict, reference, budget: float) -> Row:
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                         else "spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_naive_child, args=(compiled, method, point, sender), daemon=True)
+    child.start()
+    sender.close()
+    ready = receiver.poll(budget)
+    try:
+        message = receiver.recv() if ready else None
+    except EOFError:  # the child died without a word (killed, out of memory)
+        message = None
+    if child.is_alive():
+        child.kill()
+    child.join()
+    if message is None:
+        return Row(method, "over budget" if not ready else "failed: the child process died")
+    status, ops, compile_s, run_s, grads = message
+    if status != "ok":
+        return Row(method, status)
+    with np.errstate(all="ignore"):
+        diff = np.abs(grads - reference) / np.maximum(np.maximum(np.abs(grads), np.abs(reference)), 1e-300)
+    return Row(method, "ok", ops, compile_s, run_s, float(np.max(diff, initial=0.0)))
