@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import sympy as sp
+from sympy.core.cache import clear_cache
 
 import backpropc as bp
 from backpropc.graph import SYMBOL, Graph
@@ -14,6 +15,7 @@ x, y, w, b = sp.symbols("x y w b")
 
 def chain(depth):
     """x_{k+1} = sin(w_k*x_k + x_k) as ONE expression: its printed tree has ~2**depth nodes."""
+    clear_cache()  # no equal-but-not-identical chain from another test, compared level by level
     ws = sp.symbols(f"w0:{depth}")
     e = x
     for k in range(depth):
