@@ -91,7 +91,8 @@ def compile_file(args) -> tuple[Compiled, dict]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UnusedWrtWarning)
-            return compile(chosen, reduction=getattr(args, "reduction", "sum")), domains
+            return compile(chosen, reduction=getattr(args, "reduction", "sum"),
+                           rewrite=not args.no_rewrite), domains
     except UnusedWrtWarning as exc:
         raise UserError(f"{args.model_file}: {exc}; remove it from wrt") from exc
     except BackpropcError as exc:
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("model_file", metavar="MODEL.py", help="a Python file that defines bp.Model objects")
         p.add_argument("--model", metavar="NAME", help="which model, when the file defines several")
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+        p.add_argument("--no-rewrite", action="store_true",
+                       help="keep unstable forms as written (no log(1 + exp(x)) -> softplus(x), ...)")
         p.set_defaults(run=run)
         return p
 

@@ -90,11 +90,13 @@ class Compiled:
         return module
 
 
-def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str = "sum") -> Compiled:
+def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str = "sum",
+            rewrite: bool = True) -> Compiled:
     """Compile a `Model`, or a loss expression with `wrt` (and optional `inputs`), to a module.
 
     The generated module computes the objective = the sum (or, with reduction="mean", the mean)
-    of the per-example loss over all broadcast elements, and its gradient.
+    of the per-example loss over all broadcast elements, and its gradient. With `rewrite` (the
+    default) unstable forms such as log(1 + exp(x)) are rewritten into stable functions first.
     """
     if reduction not in REDUCTIONS:
         raise ModelError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
@@ -103,7 +105,7 @@ def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str
                       inputs=inputs)
     elif wrt is not None or inputs is not None:
         raise ModelError("pass wrt and inputs inside the Model, not to compile()")
-    program = lower(model)
+    program = lower(model, rewrite=rewrite)
     return _Emitter(program, reduction).compiled()
 
 
@@ -173,12 +175,6 @@ class _Emitter:
         statements = self._lines(full, names, aliases, signal_of, backward.senders)
         loss = self._ref(program.loss, names, full)
 
-        # forward(): the per-example loss only, with the same names for the same values
-        forward_names = {node: name for node, name in names.items() if graph[node].op == SYMBOL}
-        forward = Schedule(graph, [program.loss], step_names, namer, program.n_forward)
-        forward_lines = self._lines(forward, forward_names, [])
-        loss_name = self._ref(program.loss, forward_names, forward)
-
         shape = namer.fresh("shape")
         shape_code = f"np.shape({loss})" if self.every_arg_reaches_loss else \
             f"_batch_shape({', '.join(args)})"
@@ -189,6 +185,12 @@ class _Emitter:
             grads.append(Statement(namer.fresh(f"{w_name}_bar"), g, "gradient", rhs,
                                    code=print_code(rhs, self.printer), arg=w_name,
                                    comment=self._from(backward.senders.get(self.arg_nodes[w], []))))
+        # forward(): the per-example loss only, with the same names for the same values
+        forward_names = {node: name for node, name in names.items() if graph[node].op == SYMBOL}
+        forward = Schedule(graph, [program.loss], step_names, namer, program.n_forward)
+        forward_lines = self._lines(forward, forward_names, [])
+        loss_name = self._ref(program.loss, forward_names, forward)
+
         seed_code = None if self.reduction == "sum" else f"1/int(np.prod({shape}))"
         if self.reduction == "mean":
             value = f"np.mean({loss})"

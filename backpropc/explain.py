@@ -54,6 +54,10 @@ def explain(compiled: Compiled, unicode: bool = False) -> str:
     text += ["", f"Backward pass ({signal} = d(objective)/dv, objective = {objective}; "
              f"each gradient is then summed over the batch):"]
     text += [f"    {eq}" for eq in backward]
+    rewrites = compiled.program.graph.rewrites
+    if rewrites:
+        text += ["", "Rewritten into stable forms before differentiation (turn off with --no-rewrite):"]
+        text += [f"    {note}" for note in rewrites]
     ops = compiled.ops
     text += ["", f"Cost: {ops['forward']} operations forward, {ops['value_and_grad']} for value and "
              f"gradient ({ops['value_and_grad'] / max(ops['forward'], 1):.2f}x)."]

@@ -61,6 +61,9 @@ class Graph:
         self.pending_step: sp.Symbol | None = None
         # User steps keep their own node: folding never splits a named value into pieces.
         self.protected: set[int] = set()
+        # Rewrite what users write into stable functions while lowering (backpropc.stable).
+        self.rewrite = True
+        self.rewrites: list[str] = []
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -245,8 +248,19 @@ class Graph:
         if isinstance(e, (sp.Number, sp.NumberSymbol, BooleanAtom)) or e is sp.S.ImaginaryUnit:
             return self.const(e)
         if isinstance(e, sp.Piecewise):
-            return self.piecewise(*zip(args[::2], args[1::2]))
+            from .stable import guard_branches
+
+            return self.piecewise(*guard_branches(self, list(zip(args[::2], args[1::2]))))
         check_supported(e)
+        if self.rewrite:
+            from .stable import stable_form
+
+            found = stable_form(self, e.func, args)
+            if found is not None:
+                node, note = found
+                if note not in self.rewrites:
+                    self.rewrites.append(note)
+                return node
         return self.apply(e.func, *args)
 
 

@@ -100,8 +100,11 @@ def _scalar(expr, what: str) -> sp.Basic:
     return expr
 
 
-def lower(model: Model) -> Program:
-    """Validate the model and build its graph (one node per distinct subexpression)."""
+def lower(model: Model, rewrite: bool = True) -> Program:
+    """Validate the model and build its graph (one node per distinct subexpression).
+
+    With `rewrite`, unstable forms users write (1/(1 + exp(-x)), log(1 + exp(x)), ...) become the
+    stable functions (backpropc.stable); the graph's `rewrites` lists what was rewritten."""
     if not isinstance(model.name, str) or not model.name.strip():
         raise ModelError("the model needs a non-empty name (Model(name='...'))")
     steps = _parse_steps(model.steps)
@@ -128,6 +131,7 @@ def lower(model: Model) -> Program:
             raise ModelError(f"{w} is both in wrt and in inputs; list it in one of them")
 
     graph = Graph()
+    graph.rewrite = rewrite
     env: dict[sp.Basic, int] = {}
     named: list[tuple[sp.Symbol, int]] = []
     for i, (lhs, rhs) in enumerate(steps):

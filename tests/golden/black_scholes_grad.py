@@ -73,10 +73,10 @@ def value_and_grad(S, sigma, T, r, K):
     c5_bar = c1*d1_bar                                        # from d1 = c1*c5
     c2_bar = T*c5_bar                                         # from c5 = T*c2 + log(c4)
     vol_bar = -d2_bar - c5*d1_bar*c1**2                       # from d2, c1
-    S_bar = _sum_like(Nd1 + c3*c5_bar/c4, S, shape)           # from C, d1
-    sigma_bar = _sum_like(c0*vol_bar + c2_bar*sigma, sigma, shape)  # from d1, vol
-    T_bar = _sum_like(c10*r + c2*c5_bar + (1/2)*sigma*vol_bar/c0, T, shape)  # from C, d1, vol
-    r_bar = _sum_like(c2_bar + T*c10, r, shape)               # from C, d1
+    S_bar = _sum_like(Nd1 + c3*c5_bar/c4, S, shape)           # from C, c4
+    sigma_bar = _sum_like(c0*vol_bar + c2_bar*sigma, sigma, shape)  # from c2, vol
+    T_bar = _sum_like(c10*r + c2*c5_bar + (1/2)*sigma*vol_bar/c0, T, shape)  # from c9, c5, c0
+    r_bar = _sum_like(c2_bar + T*c10, r, shape)               # from c9, c2
     return np.sum(C), (S_bar, sigma_bar, T_bar, r_bar)
 
 

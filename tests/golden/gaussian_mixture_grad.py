@@ -75,12 +75,12 @@ def value_and_grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     a1_bar = _sum_like(ell1_bar + lse_bar*np.exp(a1 - lse), a1, shape)  # from ell1, lse
     a2_bar = _sum_like(ell2_bar + lse_bar*np.exp(a2 - lse), a2, shape)  # from ell2, lse
     a3_bar = _sum_like(ell3_bar + lse_bar*np.exp(a3 - lse), a3, shape)  # from ell3, lse
-    mu1_bar = _sum_like(-c1*z1_bar, mu1, shape)               # from z1 = (x - mu1)*exp(-s1)
-    mu2_bar = _sum_like(-c4*z2_bar, mu2, shape)               # from z2 = (x - mu2)*exp(-s2)
-    mu3_bar = _sum_like(-c6*z3_bar, mu3, shape)               # from z3 = (x - mu3)*exp(-s3)
-    s1_bar = _sum_like(-ell1_bar - c0*c1*z1_bar, s1, shape)   # from z1 = (x - mu1)*exp(-s1)
-    s2_bar = _sum_like(-ell2_bar - c3*c4*z2_bar, s2, shape)   # from z2 = (x - mu2)*exp(-s2)
-    s3_bar = _sum_like(-ell3_bar - c5*c6*z3_bar, s3, shape)   # from z3 = (x - mu3)*exp(-s3)
+    mu1_bar = _sum_like(-c1*z1_bar, mu1, shape)               # from c0 = x - mu1
+    mu2_bar = _sum_like(-c4*z2_bar, mu2, shape)               # from c3 = x - mu2
+    mu3_bar = _sum_like(-c6*z3_bar, mu3, shape)               # from c5 = x - mu3
+    s1_bar = _sum_like(-ell1_bar - c0*c1*z1_bar, s1, shape)   # from c1 = exp(-s1)
+    s2_bar = _sum_like(-ell2_bar - c3*c4*z2_bar, s2, shape)   # from c4 = exp(-s2)
+    s3_bar = _sum_like(-ell3_bar - c5*c6*z3_bar, s3, shape)   # from c6 = exp(-s3)
     return np.sum(L), (a1_bar, a2_bar, a3_bar, mu1_bar, mu2_bar, mu3_bar, s1_bar, s2_bar, s3_bar)
 
 

@@ -49,8 +49,8 @@ def value_and_grad(q1, q2, l1, l2, px, py):
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
     c1_bar = c2*ey_bar*l2 - c4*ex_bar*l2                      # from c4, c2
-    q1_bar = _sum_like(c1_bar + c0*ey_bar*l1 - c3*ex_bar*l1, q1, shape)  # from ey, c5, ex
-    q2_bar = _sum_like(c1_bar, q2, shape)                     # from c5 = q1 + q2
+    q1_bar = _sum_like(c1_bar + c0*ey_bar*l1 - c3*ex_bar*l1, q1, shape)  # from c3, c1, c0
+    q2_bar = _sum_like(c1_bar, q2, shape)                     # from c1 = q1 + q2
     return np.sum(L), (q1_bar, q2_bar)
 
 
