@@ -54,6 +54,36 @@ def grad(w, b, x, t, lam):
     return value_and_grad(w, b, x, t, lam)[1]
 
 
+def _with_argument_checks(f):
+    """f with ARGS checked: integers become float64, and a wrong call or arguments whose shapes
+    do not broadcast raise an error that says which."""
+    def checked(*args, **kwargs):
+        rest = ARGS[len(args):]
+        if len(args) > len(ARGS) or set(kwargs) != set(rest):
+            raise TypeError(f"{f.__name__}() takes the arguments {', '.join(ARGS)} (by position or "
+                            f"keyword); got {len(args)} positional and {sorted(kwargs) or 'no'} keywords")
+        values = [_as_float(v) for v in args + tuple(kwargs[a] for a in rest)]
+        try:
+            return f(*values)
+        except ValueError as exc:
+            if "broadcast" not in str(exc):
+                raise
+            shapes = ", ".join(f"{a} {np.shape(v)}" for a, v in zip(ARGS, values))
+            raise ValueError(f"the arguments' shapes do not broadcast together: {shapes}") from None
+    checked.__name__, checked.__doc__, checked.__wrapped__ = f.__name__, f.__doc__, f
+    return checked
+
+
+def _as_float(v):
+    if isinstance(v, (bool, int)):
+        return float(v)
+    kind = getattr(getattr(v, "dtype", None), "kind", "f")
+    return v.astype(np.float64) if kind in "biu" else v
+
+
+forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value_and_grad))
+
+
 def _sum_like(g, like, shape):
     """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
     g = np.broadcast_to(g, shape)
