@@ -26,6 +26,10 @@ from .reverse import backprop
 from .templates import render
 
 
+# A "from" comment quotes its forward statement when that fits, else names it.
+COMMENT_WIDTH = 60
+
+
 @dataclass
 class Listing:
     """The statements behind the generated code, for `explain` and `graph`."""
@@ -267,6 +271,7 @@ class _Emitter:
             if not schedule.graph[node].is_leaf:  # arguments keep their own names
                 names[node] = name
         self._owner = owner
+        self._math: dict[str, str] = {}
         self._forward_by_node = {s.node: s for s in statements if s.section == "forward"}
         for statement in statements:  # comments may point at later forward statements
             statement.comment = self._from(statement.origins)
@@ -280,7 +285,11 @@ class _Emitter:
             if s is not None and s not in sources:
                 sources.append(s)
         if len(sources) == 1:
-            return f"from {sources[0].name} = {print_math(sources[0].rhs)}"
+            text = self._math.get(sources[0].name)
+            if text is None:
+                text = self._math[sources[0].name] = f"{sources[0].name} = {print_math(sources[0].rhs)}"
+            if len(text) <= COMMENT_WIDTH:
+                return f"from {text}"
         return "from " + ", ".join(s.name for s in sources) if sources else ""
 
 

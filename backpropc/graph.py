@@ -56,8 +56,10 @@ class Graph:
         # The forward node whose derivative rule is running; new nodes remember it ("from").
         self.origin_of: dict[int, int] = {}
         self.current_origin: int | None = None
-        # Step symbols not yet defined while a step is lowered (using one is an ordering error).
+        # While step number `pending_from` is lowered, steps from it on are not yet defined:
+        # using one is an ordering error.
         self.pending: dict[sp.Symbol, int] = {}
+        self.pending_from = 0
         self.pending_step: sp.Symbol | None = None
         # User steps keep their own node: folding never splits a named value into pieces.
         self.protected: set[int] = set()
@@ -239,7 +241,7 @@ class Graph:
             found = env.get(e)
             if found is not None:
                 return found
-            if e in self.pending:
+            if self.pending.get(e, -1) >= self.pending_from:
                 if e == self.pending_step:
                     raise ModelError(f"step {e} uses itself; a step may only use earlier steps")
                 raise ModelError(f"step {self.pending_step} uses {e} before {e} is defined; put the "

@@ -55,15 +55,16 @@ def _as_symbol_list(values, what: str) -> list[sp.Symbol]:
         return []
     if isinstance(values, (sp.Basic, str)):
         values = [values]
-    result = []
+    result, seen = [], set()
     for v in values:
         if isinstance(v, str):
             v = sp.Symbol(v)
         if not isinstance(v, sp.Symbol):
             raise ModelError(f"{what} must hold SymPy symbols, got {v!r} ({type(v).__name__}); "
                              f"declare it with sympy.symbols")
-        if v in result:
+        if v in seen:
             raise ModelError(f"{what} lists {v} twice; list each symbol once")
+        seen.add(v)
         result.append(v)
     return result
 
@@ -120,23 +121,25 @@ def lower(model: Model, rewrite: bool = True) -> Program:
         loss_expr = _scalar(model.loss, "the loss")
 
     step_index = {}
+    arguments = set(wrt) | set(inputs or ())
     for i, (lhs, _) in enumerate(steps):
         if lhs in step_index:
             raise ModelError(f"step {lhs} is defined twice; give the second one another name")
-        if lhs in wrt or (inputs is not None and lhs in inputs):
+        if lhs in arguments:
             raise ModelError(f"step {lhs} redefines an argument; rename the step or the argument")
         step_index[lhs] = i
+    input_set = set(inputs or ())
     for w in wrt:
-        if inputs is not None and w in inputs:
+        if w in input_set:
             raise ModelError(f"{w} is both in wrt and in inputs; list it in one of them")
 
     graph = Graph()
     graph.rewrite = rewrite
     env: dict[sp.Basic, int] = {}
     named: list[tuple[sp.Symbol, int]] = []
+    graph.pending = step_index
     for i, (lhs, rhs) in enumerate(steps):
-        graph.pending = {s: j for s, j in step_index.items() if j >= i}
-        graph.pending_step = lhs
+        graph.pending_from, graph.pending_step = i, lhs
         node = graph.from_sympy(rhs, env)
         env[lhs] = node
         graph.protected.add(node)
