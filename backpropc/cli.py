@@ -35,6 +35,8 @@ def load_models(path: str) -> tuple[dict[str, Model], dict]:
     """Run a model file (the user's own Python): the Models it defines at top level, by name,
     and its DOMAINS (argument name -> sampling range for checks), if it has any."""
     file = Path(path)
+    if file.is_dir():
+        raise UserError(f"{path} is a folder; pass the path of a .py file that defines a bp.Model")
     if not file.is_file():
         raise UserError(f"model file {path} not found; pass the path of a .py file that defines a bp.Model")
     try:
@@ -52,7 +54,8 @@ def load_models(path: str) -> tuple[dict[str, Model], dict]:
     except Exception as exc:
         line = _line_in(exc, file)
         where = f"{path}:{line}" if line else path
-        raise UserError(f"{where}: {type(exc).__name__} while running the model file: {exc}") from exc
+        raise UserError(f"{where}: {type(exc).__name__} while running the model file: {exc}; fix the "
+                        f"model file (--debug shows the traceback)") from exc
     finally:
         sys.path.pop(0)
     models = {}
@@ -116,6 +119,8 @@ def cmd_compile(args) -> int:
 
 
 def cmd_check(args) -> int:
+    if args.points < 1 or args.batch < 1 or not args.tolerance > 0:
+        raise UserError("--points and --batch must be at least 1 and --tolerance positive")
     compiled, domains = compile_file(args)
     report = check(compiled, seed=args.seed, points=args.points, batch=args.batch,
                    tolerance=args.tolerance, domains=domains)
@@ -129,7 +134,7 @@ def cmd_compare(args) -> int:
         raise UserError("--batch must be at least 1 and --budget positive")
     # The model is compiled again inside compare() so that its compile time is measured.
     result = compare(select_model(args.model_file, args.model)[0], batch=args.batch,
-                     budget=args.budget, seed=args.seed, domains=domains)
+                     budget=args.budget, seed=args.seed, domains=domains, rewrite=not args.no_rewrite)
     print(result.to_json() if args.json else result.format())
     return 0
 

@@ -70,13 +70,13 @@ def _fmt(value, pattern: str) -> str:
 
 
 def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
-            domains: dict | None = None, skip=()) -> Comparison:
+            domains: dict | None = None, skip=(), rewrite: bool = True) -> Comparison:
     """Compare backprop with the naive expansions on one random batch of `batch` examples.
 
     Methods in `skip` are reported "over budget" without running (a sweep skips a method that ran
     over its budget on a smaller problem)."""
     start = time.perf_counter()
-    compiled = model if isinstance(model, Compiled) else compile(model)
+    compiled = model if isinstance(model, Compiled) else compile(model, rewrite=rewrite)
     compile_s = None if isinstance(model, Compiled) else time.perf_counter() - start
     module = compiled.load()
     point = _point(module, np.random.default_rng(seed), batch, domains or {})

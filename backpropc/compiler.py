@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import os
-import tempfile
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import sympy as sp
 from . import __version__
 from .emit import CodePrinter, Schedule, Statement, print_code, print_math
 from .errors import ModelError
+from .files import write_atomic
 from .graph import CONST, SYMBOL, closure
 from .model import REDUCTIONS, Model, Program, lower
 from .naming import Namer, clean
@@ -74,17 +73,7 @@ class Compiled:
 
     def write(self, path) -> Path:
         """Write the module to `path` atomically: an error leaves an existing file untouched."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(self.source)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_atomic(path, self.source.encode("utf-8"))
 
     def load(self) -> types.ModuleType:
         """The generated module, imported (without writing a file)."""
@@ -166,10 +155,10 @@ class _Emitter:
         for v in sorted(backward.signals, reverse=True):
             s = backward.signals[v]
             signal_of.setdefault(s, v)
-            if v not in wanted or graph[s].op == CONST or s == seed:
-                continue
+            if v not in wanted or graph[s].is_leaf or s == seed:
+                continue  # constants and arguments are written where they are used
             bar = f"{wanted[v]}_bar"
-            if s not in wanted and not graph[s].is_leaf:
+            if s not in wanted:
                 wanted[s] = bar
                 namer.name(("node", s), bar)
             else:  # the signal already has a name: say `v_bar = <that name>`, as the lecture would

@@ -8,16 +8,15 @@ data are shaded ellipses, intermediates plain ellipses, the loss a double octago
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import sympy as sp
 
 from .compiler import Compiled
 from .explain import bar
+from .files import write_atomic
 
 STYLES = {
     "parameter": 'shape=box, style="rounded,filled", fillcolor="#fde68a"',
@@ -90,13 +89,4 @@ def write_graph(dot_text: str, path) -> Path:
         data = run.stdout
     else:
         raise ValueError(f"unknown graph format .{fmt}; use .dot, .svg, .png or .pdf")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, data)

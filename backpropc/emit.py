@@ -118,8 +118,10 @@ class Schedule:
                 args = [built[a] for a in node.args]
                 if node.op is sp.Piecewise:
                     built[j] = sp.Piecewise(*zip(args[::2], args[1::2]))
-                elif isinstance(node.op, type) and issubclass(node.op, sp.Function):
-                    built[j] = node.op(*args, evaluate=False)  # the graph already folded it
+                elif node.op is sp.Pow or (isinstance(node.op, type) and issubclass(node.op, sp.Function)):
+                    # The graph already folded it; evaluating again could move it (SymPy pushes a
+                    # power into a Piecewise, undoing the safe branches).
+                    built[j] = node.op(*args, evaluate=False)
                 else:
                     built[j] = node.op(*args)
         return built[i]

@@ -50,7 +50,8 @@ def explain(compiled: Compiled, unicode: bool = False) -> str:
     text = [f"{compiled.name}: differentiated with respect to {', '.join(compiled.wrt)}", "",
             "Forward pass:"]
     text += [f"    {eq}" for eq in forward]
-    objective = "the mean of L over the N examples" if reduction == "mean" else "the sum of L"
+    loss = compiled.listing.forward[-1].name if compiled.listing.forward else "L"
+    objective = f"the mean of {loss} over the N examples" if reduction == "mean" else f"the sum of {loss}"
     text += ["", f"Backward pass ({signal} = d(objective)/dv, objective = {objective}; "
              f"each gradient is then summed over the batch):"]
     text += [f"    {eq}" for eq in backward]

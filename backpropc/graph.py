@@ -276,7 +276,7 @@ def _children(e: sp.Basic) -> tuple:
 
 def check_supported(e: sp.Basic) -> None:
     """Refuse what cannot be differentiated or printed, naming what to add (SPEC §7.4)."""
-    from .rules import has_rule  # the rule table decides what is supported
+    from .rules import has_rule, supported_functions  # the rule table decides what is supported
 
     if isinstance(e, AppliedUndef):
         raise UnsupportedFunctionError(
@@ -284,6 +284,11 @@ def check_supported(e: sp.Basic) -> None:
             f"with fdiff (its derivative) and _numpycode (its NumPy form), or write it out")
     if isinstance(e, (sp.Expr, Boolean)) and has_rule(e.func):
         return
+    if isinstance(e, sp.Function) and e.func.__module__.startswith("sympy."):
+        raise UnsupportedFunctionError(
+            f"function {e.func.__name__!r} is not supported; supported: "
+            f"{', '.join(supported_functions())}; or wrap it in your own sympy.Function subclass "
+            f"with fdiff and _numpycode")
     if isinstance(e, sp.Function):
         missing = [m for m, ok in (("fdiff", _defines(e.func, "fdiff", sp.Function)),
                                    ("_numpycode", hasattr(e.func, "_numpycode"))) if not ok]

@@ -14,8 +14,9 @@ for implied volatility:
     dC/dT     = the time sensitivity; the usual theta is -dC/dT (time to expiry shrinks)
     dC/dr     = rho   = K T exp(-r T) N(d2)
 
-Backprop gives all four for about the cost of two prices, which is what adjoint algorithmic
-differentiation does for the greeks of large books of options.
+Backprop gives all four for a small constant multiple of the cost of one price (see
+`backpropc explain`), which is why adjoint differentiation is used for the greeks of large books
+of options.
 
 Compile it:  backpropc compile examples/black_scholes.py --check
 """

@@ -47,7 +47,7 @@ model = bp.Model(
     inputs=[x],
 )
 
-# Every argument is unconstrained, so the default sampling range (-1.5, 1.5) stays in the domain;
-# the log standard deviations are kept to sigma in (0.37, 2.7), component widths comparable to
+# Every argument is unconstrained, so any sampling range stays in the domain; the log standard
+# deviations are kept to sigma in (0.37, 2.7), component widths comparable to
 # the spread of the data and the means.
 DOMAINS = {"s1": (-1.0, 1.0), "s2": (-1.0, 1.0), "s3": (-1.0, 1.0)}

@@ -34,5 +34,5 @@ model = bp.Model(
     inputs=[l1, l2, px, py],
 )
 
-# Link lengths are positive; angles and target coordinates use the default range (-1.5, 1.5).
+# Link lengths are positive; angles and target coordinates may take any value.
 DOMAINS = {"l1": (0.5, 1.5), "l2": (0.5, 1.5)}

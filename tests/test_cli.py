@@ -165,3 +165,22 @@ def test_graph_without_graphviz_says_how_to_get_it(tmp_path):
                           "-o", str(tmp_path / "g.svg")], capture_output=True, text=True, env=env)
     assert run.returncode == 2 and "apt-get install graphviz" in run.stderr
     assert not (tmp_path / "g.svg").exists()
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    out = tmp_path / "m_grad.py"
+    assert backpropc("compile", EXAMPLES[0], "-o", out).returncode == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("option", [["--points", "0"], ["--batch", "0"], ["--tolerance", "-1"]])
+def test_check_refuses_meaningless_options(option):
+    run = backpropc("check", ROOT / "examples" / "logistic.py", *option)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+
+
+def test_model_path_that_is_a_folder(tmp_path):
+    run = backpropc("compile", tmp_path)
+    assert run.returncode == 2 and "is a folder" in run.stderr

@@ -68,7 +68,6 @@ def value_and_grad(S, sigma, T, r, K):
     Nd2_bar = -K*c9                                           # from C = Nd1*S - K*Nd2*c9
     c10 = K*Nd2*c9                                            # from c9 = exp(-T*r)
     d2_bar = (1/2)*Nd2_bar*c6*np.exp(-c8**2)/np.sqrt(np.pi)   # from c8 = c6*d2/2
-    Nd1_bar = S                                               # from C = Nd1*S - K*Nd2*c9
     d1_bar = d2_bar + (1/2)*S*c6*np.exp(-c7**2)/np.sqrt(np.pi)  # from c7, d2
     c5_bar = c1*d1_bar                                        # from d1 = c1*c5
     c2_bar = T*c5_bar                                         # from c5 = T*c2 + log(c4)

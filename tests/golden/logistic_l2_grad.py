@@ -42,7 +42,6 @@ def value_and_grad(w, b, x, t, lam):
     L_reg = L + R*lam
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L_reg)
-    R_bar = lam                                   # from L_reg = L + R*lam
     z_bar = y*y_bar*(1 - y)                       # from y = sigmoid(z)
     w_bar = _sum_like(lam*w + x*z_bar, w, shape)  # from R, z
     b_bar = _sum_like(z_bar, b, shape)            # from z = b + w*x
