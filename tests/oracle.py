@@ -39,11 +39,13 @@ def substituted_loss(model: bp.Model) -> sp.Expr:
 
 def sympy_gradient(model: bp.Model, args: list[sp.Symbol], point: dict, reduction="sum"):
     """d(objective)/d(wrt) by sympy.diff, summed (or averaged) over the broadcast examples."""
-    loss = substituted_loss(model)
+    # Real symbols, so that SymPy differentiates Abs as sign(x), the way NumPy evaluates it.
+    real = {a: sp.Dummy(str(a), real=True) for a in args}
+    loss = substituted_loss(model).xreplace(real)
     # Derivatives SymPy leaves unevaluated (floor, ceiling) are 0 away from their jumps.
-    grads = [sp.diff(loss, w).replace(lambda e: isinstance(e, sp.Derivative), lambda e: 0)
+    grads = [sp.diff(loss, real[w]).replace(lambda e: isinstance(e, sp.Derivative), lambda e: 0)
              for w in model.wrt]
-    f = sp.lambdify(args, grads, modules=[MPMATH, "mpmath"])
+    f = sp.lambdify([real[a] for a in args], grads, modules=[MPMATH, "mpmath"])
     arrays = np.broadcast_arrays(*[np.asarray(point[str(a)], dtype=float) for a in args])
     total = np.zeros(len(grads))
     count = arrays[0].size

@@ -92,7 +92,9 @@ forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value
 def _sum_like(g, like, shape):
     """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
     g = np.broadcast_to(g, shape)
-    dtype = np.result_type(g, like, 1.0)
+    # A float parameter's gradient has its dtype (float32 stays float32); otherwise float64 or g's.
+    kind = getattr(getattr(like, "dtype", None), "kind", "")
+    dtype = like.dtype if kind == "f" else np.result_type(g, 1.0)
     lead = len(shape) - np.ndim(like)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(np.shape(like)) if n == 1 and shape[lead + i] != 1)
