@@ -116,6 +116,8 @@ forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value
 
 def _sum_like(g, like, shape):
     """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
+    if type(like) is float and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
+        return np.sum(g, dtype=np.result_type(g, 1.0))
     g = np.broadcast_to(g, shape)
     # A float parameter's gradient has its dtype (float32 stays float32); otherwise float64 or g's.
     kind = getattr(getattr(like, "dtype", None), "kind", "")
