@@ -17,7 +17,6 @@ import sympy as sp
 from .compiler import Compiled, compile
 from .emit import CodePrinter
 from .graph import CONST, SYMBOL
-from .model import Model
 from .opcount import node_cost
 from .special import ERF_SOURCE
 
@@ -89,7 +88,7 @@ def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batc
     sympy_errors = np.zeros(len(module.WRT))
     first = None
     for _ in range(points):
-        point, grads = _finite_point(module, rng, batch, domains or {})
+        point, grads = finite_point(module, rng, batch, domains or {})
         if point is None:
             report.note = "no point found where the loss and its gradient are finite"
             return report
@@ -112,7 +111,9 @@ def _relative(a, b):
     return np.where(np.isfinite(err), err, np.inf)
 
 
-def _finite_point(module, rng, batch, domains):
+def finite_point(module, rng, batch: int, domains: dict):
+    """(point, gradients) at random scalar parameters and `batch` examples of data where the loss
+    and its gradient are finite, or (None, None). `domains` overrides RANGES per argument."""
     for low, high in RANGES * 5:
         point = {}
         for a in module.ARGS:

@@ -133,8 +133,11 @@ def cmd_compare(args) -> int:
     if args.batch < 1 or args.budget <= 0:
         raise UserError("--batch must be at least 1 and --budget positive")
     # The model is compiled again inside compare() so that its compile time is measured.
-    result = compare(select_model(args.model_file, args.model)[0], batch=args.batch,
-                     budget=args.budget, seed=args.seed, domains=domains, rewrite=not args.no_rewrite)
+    try:
+        result = compare(select_model(args.model_file, args.model)[0], batch=args.batch, budget=args.budget,
+                         seed=args.seed, domains=domains, rewrite=not args.no_rewrite)
+    except ValueError as exc:
+        raise UserError(f"{exc}; give sampling ranges in a DOMAINS dict in the model file") from exc
     print(result.to_json() if args.json else result.format())
     return 0
 

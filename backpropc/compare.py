@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sympy as sp
 
-from .check import RANGES, numpy_function, to_sympy
+from .check import finite_point, numpy_function, to_sympy
 from .compiler import Compiled, compile
 from .opcount import tree_ops
 
@@ -79,7 +79,9 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
     compiled = model if isinstance(model, Compiled) else compile(model, rewrite=rewrite)
     compile_s = None if isinstance(model, Compiled) else time.perf_counter() - start
     module = compiled.load()
-    point = _point(module, np.random.default_rng(seed), batch, domains or {})
+    point, _ = finite_point(module, np.random.default_rng(seed), batch, domains or {})
+    if point is None:
+        raise ValueError(f"{compiled.name}: no point found where the loss and its gradient are finite")
     grads = np.array([np.asarray(g, float) for g in module.value_and_grad(**point)[1]])
     run_s = _median_time(lambda: module.value_and_grad(**point))
     ops = compiled.ops["value_and_grad"]
@@ -90,20 +92,6 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
         result.rows.append(Row(method, "over budget") if method in skip else
                            _run_naive(compiled, method, point, grads, budget))
     return result
-
-
-def _point(module, rng, batch, domains):
-    """Scalar parameters and `batch` examples of data where the loss is finite."""
-    for low, high in RANGES * 5:
-        point = {}
-        for a in module.ARGS:
-            lo, hi = domains.get(a, (low, high))
-            point[a] = float(rng.uniform(lo, hi)) if a in module.WRT else rng.uniform(lo, hi, batch)
-        with np.errstate(all="ignore"):
-            value, grads = module.value_and_grad(**point)
-        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
-            return point
-    return point
 
 
 def _median_time(f) -> float:

@@ -18,12 +18,11 @@ from . import __version__
 from .emit import CodePrinter, Schedule, Statement, print_code, print_math
 from .errors import ModelError
 from .files import write_atomic
-from .graph import CONST, SYMBOL, closure
+from .graph import SYMBOL, closure
 from .model import REDUCTIONS, Model, Program, lower
 from .naming import Namer, clean
 from .reverse import backprop
 from .templates import render
-
 
 # A "from" comment quotes its forward statement when that fits, else names it.
 COMMENT_WIDTH = 60

@@ -18,8 +18,8 @@ from sympy.printing.str import StrPrinter
 
 from .errors import UnsupportedFunctionError
 from .graph import CONST, SYMBOL, Graph, closure
-from .opcount import node_cost
 from .naming import Namer
+from .opcount import node_cost
 
 # Deeper single-use chains are split into temporaries: readable, and far from the parser's limit.
 MAX_INLINE_DEPTH = 8

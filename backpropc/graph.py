@@ -12,6 +12,7 @@ overflow the interpreter's stack); nothing here ever walks a printed tree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.logic.boolalg import Boolean, BooleanAtom

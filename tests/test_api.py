@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import sympy as sp
+from oracle import assert_close, sympy_gradient
 
 import backpropc as bp
 from backpropc.errors import ModelError, NonRealConstantError, NonScalarLossError, UnusedWrtWarning
-from oracle import assert_close, sympy_gradient
 
 w, b, x, t = sp.symbols("w b x t")
 z, y, L = sp.symbols("z y L")

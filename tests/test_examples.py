@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracle import assert_close, finite_difference_gradient, sympy_gradient
 
 import backpropc as bp
-from oracle import assert_close, finite_difference_gradient, sympy_gradient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"

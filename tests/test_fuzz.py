@@ -16,11 +16,10 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle import assert_close, sympy_gradient
 
 import backpropc as bp
 from backpropc.errors import BackpropcError
-from oracle import assert_close, sympy_gradient
-
 
 NAMES = ["w", "b", "lambda", "print", "np", "x_bar", "c0", "shape", "L", "__class__", "α", "a b",
          "1st", "__import__('os').system('touch PWNED')", "value_and_grad", "_sum_like", "ARGS"]

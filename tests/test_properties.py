@@ -1,7 +1,6 @@
 """Random models with shared subexpressions: gradients agree with sympy.diff, and compiling is
 deterministic (twice in one process, and under two PYTHONHASHSEEDs)."""
 
-import hashlib
 import subprocess
 import sys
 import textwrap
@@ -11,9 +10,9 @@ import numpy as np
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracle import assert_close, substituted_loss, sympy_gradient
 
 import backpropc as bp
-from oracle import assert_close, sympy_gradient, substituted_loss
 
 PARAMS = sp.symbols("p0:3")
 DATA = sp.symbols("d0:2")

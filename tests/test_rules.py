@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import sympy as sp
+from oracle import assert_close, sympy_gradient
 
 import backpropc as bp
 from backpropc.rules import has_rule, supported_functions
-from oracle import assert_close, sympy_gradient
 
 x, y, z = sp.symbols("x y z", real=True)  # real, so sympy.diff of Abs is sign, as in NumPy
 u = sp.Symbol("u", real=True)  # a data input, so every case also broadcasts over a batch
