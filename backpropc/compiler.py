@@ -113,8 +113,9 @@ class _Emitter:
         reached = set(closure(graph, [program.loss]))
         self.every_arg_reaches_loss = all(i in reached for i in self.arg_nodes.values())
 
-    def _namer(self) -> tuple[Namer, dict[int, str], dict[int, str]]:
-        """A fresh namer with the arguments and steps named first, in order (deterministic)."""
+    def _namer(self) -> tuple[Namer, dict[int, str], dict[int, str], list[str]]:
+        """A namer with the arguments and steps named first, in order (deterministic); the names
+        of argument nodes; the names wanted for step nodes; the argument list."""
         namer = Namer()
         names: dict[int, str] = {}
         for s in self.program.args:
@@ -129,24 +130,20 @@ class _Emitter:
             wanted[self.program.loss] = "L"
         for node, wanted_name in wanted.items():
             namer.name(("node", node), wanted_name)
-        return namer, names, wanted
-
-    def _arg_list(self, names: dict[int, str], namer: Namer) -> list[str]:
-        return [namer.names[("symbol", s)] for s in self.program.args]
+        return namer, names, wanted, [namer.names[("symbol", s)] for s in self.program.args]
 
     def compiled(self) -> Compiled:
         program, graph = self.program, self.program.graph
         # value_and_grad(): every value is conceptually broadcast to the batch shape of all the
         # arguments, so the seed is a scalar: 1 for the sum, 1/size for the mean.
-        namer, names, wanted = self._namer()
-        args = self._arg_list(names, namer)
+        namer, names, wanted, args = self._namer()
         step_names = dict(wanted)
-        loss_name = wanted.get(program.loss) or names.get(program.loss)
         if self.reduction == "sum":
             seed = graph.const(1)
         else:
             seed = graph.symbol(sp.Dummy("seed"))
-            names[seed] = namer.name(("node", seed), f"{wanted.get(program.loss, loss_name)}_bar")
+            loss_label = wanted.get(program.loss) or names.get(program.loss, "L")
+            names[seed] = namer.name(("node", seed), f"{loss_label}_bar")
         backward = backprop(program, seed)
 
         aliases: list[tuple[float, str, int, int]] = []  # (position, name, node, step node)
