@@ -1,4 +1,4 @@
-"""The `backpropc` command (SPEC §4).
+"""The `backpropc` command: compile, check, explain, graph, compare.
 
 Exit codes: 0 success, 1 a check failed, 2 bad input (one line on stderr naming the problem and
 the fix; `--debug` shows the traceback instead).
@@ -119,8 +119,9 @@ def cmd_compile(args) -> int:
 
 
 def cmd_check(args) -> int:
-    if args.points < 1 or args.batch < 1 or not args.tolerance > 0:
-        raise UserError("--points and --batch must be at least 1 and --tolerance positive")
+    _require(args.points >= 1, "--points must be at least 1")
+    _require(args.batch >= 1, "--batch must be at least 1")
+    _require(0 < args.tolerance < float("inf"), "--tolerance must be a positive number")
     compiled, domains = compile_file(args)
     report = check(compiled, seed=args.seed, points=args.points, batch=args.batch,
                    tolerance=args.tolerance, domains=domains)
@@ -128,10 +129,15 @@ def cmd_check(args) -> int:
     return 0 if report.ok else 1
 
 
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
 def cmd_compare(args) -> int:
+    _require(args.batch >= 1, "--batch must be at least 1")
+    _require(0 < args.budget < float("inf"), "--budget must be a positive number of seconds")
     compiled, domains = compile_file(args)
-    if args.batch < 1 or args.budget <= 0:
-        raise UserError("--batch must be at least 1 and --budget positive")
     # The model is compiled again inside compare() so that its compile time is measured.
     try:
         result = compare(select_model(args.model_file, args.model)[0], batch=args.batch, budget=args.budget,
@@ -215,13 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check", "check the gradient against finite differences and sympy.diff",
                 "Compile, then compare the gradient with central finite differences and with "
-                "sympy.diff at random points; exit 1 if any relative error exceeds the tolerance.",
+                "sympy.diff at random points; exit 1 unless every relative error is below the "
+                "tolerance.",
                 cmd_check)
     p.add_argument("--seed", type=int, default=0, help="random seed of the points (default 0)")
     p.add_argument("--points", type=int, default=3, help="number of random points (default 3)")
     p.add_argument("--batch", type=int, default=4, help="examples per point (default 4)")
     p.add_argument("--tolerance", type=float, default=1e-6, help="largest relative error (default 1e-6)")
-    p.add_argument("--reduction", choices=REDUCTIONS, default="sum", help=argparse.SUPPRESS)
+    p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
+                   help="objective: sum (default) or mean of the per-example loss")
 
     p = command("compare", "compare backprop with the calculus-class sympy.diff expansion",
                 "Compare backprop with sympy.diff of the fully substituted loss, one parameter at a "
@@ -241,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
                    help="objective: sum (default) or mean of the per-example loss")
 
-    p = command("graph", "draw the computation graph (DOT, SVG or PNG)",
+    p = command("graph", "draw the computation graph (DOT, SVG, PNG or PDF)",
                 "Write the computation graph as DOT; .svg, .png and .pdf need Graphviz's dot program.",
                 cmd_graph)
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="OUT.dot, OUT.svg, OUT.png or OUT.pdf")

@@ -1,4 +1,4 @@
-"""Backprop against the calculus-class expansion (the lecture's slide 7), with numbers (SPEC §5).
+"""Backprop against the calculus-class expansion (the lecture's slide 7), with numbers.
 
 Three methods compute the same value and gradient:
 - `backprop`: this compiler;

@@ -88,5 +88,5 @@ def write_graph(dot_text: str, path) -> Path:
             raise GraphvizMissing(f"dot failed: {run.stderr.decode(errors='replace').strip()}")
         data = run.stdout
     else:
-        raise ValueError(f"unknown graph format .{fmt}; use .dot, .svg, .png or .pdf")
+        raise ValueError(f"unknown graph format .{fmt}; use .dot (or .gv), .svg, .png or .pdf")
     return write_atomic(path, data)

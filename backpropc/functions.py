@@ -50,7 +50,7 @@ class softplus(sp.Function):
 
 
 class relu(sp.Function):
-    """max(x, 0), with relu'(0) = 0 (SPEC §3.3)."""
+    """max(x, 0), with relu'(0) = 0."""
 
     nargs = 1
 

@@ -276,7 +276,7 @@ def _children(e: sp.Basic) -> tuple:
 
 
 def check_supported(e: sp.Basic) -> None:
-    """Refuse what cannot be differentiated or printed, naming what to add (SPEC §7.4)."""
+    """Refuse what cannot be differentiated or printed, naming what to add."""
     from .rules import has_rule, supported_functions  # the rule table decides what is supported
 
     if isinstance(e, AppliedUndef):

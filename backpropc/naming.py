@@ -1,4 +1,4 @@
-"""One class owns every name in a generated module (SPEC §7.3).
+"""One class owns every name in a generated module.
 
 Symbol names are untrusted text. A name is cleaned to a Python identifier (NFKC-normalised,
 other characters replaced by `_`, a `v` in front of a leading digit or underscore, so every name

@@ -1,4 +1,4 @@
-"""One operation count for every way of computing a gradient (SPEC §5).
+"""One operation count for every way of computing a gradient.
 
 An operation is an arithmetic operator or a function call of the evaluated code; a shared
 temporary is counted once. For backprop's emitted code that is the cost of each scheduled graph

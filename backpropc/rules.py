@@ -123,7 +123,7 @@ DERIVATIVES = {
     expm1: lambda x, out: out + 1,
 }
 
-# Piecewise constant: the derivative is 0 everywhere it exists, and 0 at the jumps (SPEC §3.3).
+# Piecewise constant: the derivative is 0 everywhere it exists, and 0 at the jumps.
 ZERO_DERIVATIVE = (sp.sign, sp.Heaviside, sp.floor, sp.ceiling,
                    sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan,
                    sp.Equality, sp.Unequality, sp.And, sp.Or, sp.Not)
@@ -320,6 +320,6 @@ def rule_for(op):
 
 
 def supported_functions() -> list[str]:
-    """Names of every op with a rule in the table, sorted."""
+    """Names of the functions with a rule in the table (operators and comparisons left out), sorted."""
     ops = list(DERIVATIVES) + list(VJPS) + list(ZERO_DERIVATIVE)
-    return sorted({op.__name__ for op in ops})
+    return sorted({op.__name__ for op in ops if issubclass(op, sp.Function) or op is sp.Piecewise})

@@ -1,4 +1,4 @@
-"""Numerically safe forms, applied while the model is lowered to the graph (SPEC §3.3, §7.6).
+"""Numerically safe forms, applied while the model is lowered to the graph (docs/nonsmooth.md).
 
 Two jobs:
 - `stable_form`: rewrite what users write into the stable functions before differentiation:

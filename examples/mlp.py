@@ -3,7 +3,7 @@
     z_i = sum_j w1_ij x_j + b1_i,   h_i = sigmoid(z_i),
     y_k = sum_i w2_ki h_i + b2_k,   L = sum_k (y_k - t_k)**2/2
 
-`mlp_model(inputs, hidden, outputs)` builds any size; `model` is 3 inputs, 4 hidden units and
+`mlp_model(n_in, n_hidden, n_out)` builds any size; `model` is 3 inputs, 4 hidden units and
 2 outputs. Slide 19's rule of thumb says the backward pass costs about two forward passes;
 `backpropc explain examples/mlp.py` prints the measured operation counts.
 """

@@ -1,4 +1,4 @@
-"""The public API (SPEC §2.1) and the generated module's contract (SPEC §3)."""
+"""The public API and the generated module's contract."""
 
 import ast
 import shutil

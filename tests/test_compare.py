@@ -1,4 +1,4 @@
-"""Backprop against the calculus-class expansion (SPEC §5), and the one operation count."""
+"""Backprop against the calculus-class expansion, and the one operation count."""
 
 import json
 import runpy

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from oracle import assert_close, sympy_gradient
 
@@ -81,7 +81,8 @@ def test_fuzz(model, seed, shapes):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bp.errors.UnusedWrtWarning)
             compiled = bp.compile(model)
-    except BackpropcError:
+    except BackpropcError as exc:
+        event(f"refused: {type(exc).__name__}")
         return  # a typed refusal is an allowed outcome; anything else fails the test
     source = compiled.source
     ast.parse(source)
@@ -92,7 +93,9 @@ def test_fuzz(model, seed, shapes):
     with np.errstate(all="ignore"):
         value, grads = module.value_and_grad(**point)
     if not (np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)):
+        event("not finite at the drawn point: compiled and run only")
         return
+    event("checked against sympy.diff and float32")
     for g in grads:
         assert np.shape(g) == ()
     args = model.wrt + model.inputs

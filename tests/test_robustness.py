@@ -1,4 +1,4 @@
-"""Kinks, safe branches, stable forms, hostile names and bad arguments (SPEC §3.3, §7)."""
+"""Kinks, safe branches, stable forms, hostile names and bad arguments."""
 
 import keyword
 import os

@@ -74,8 +74,11 @@ def _with_argument_checks(f):
     def checked(*args, **kwargs):
         rest = ARGS[len(args):]
         if len(args) > len(ARGS) or set(kwargs) != set(rest):
-            raise TypeError(f"{f.__name__}() takes the arguments {', '.join(ARGS)} (by position or "
-                            f"keyword); got {len(args)} positional and {sorted(kwargs) or 'no'} keywords")
+            missing = [a for a in rest if a not in kwargs]
+            unknown = [k for k in kwargs if k not in rest]
+            raise TypeError(f"{f.__name__}() takes the arguments {', '.join(ARGS)}, by position or "
+                            f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
+                            f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
         values = [_as_float(v) for v in args + tuple(kwargs[a] for a in rest)]
         try:
             return f(*values)
