@@ -232,6 +232,9 @@ class CodePrinter(NumPyPrinter):
     def _print_Or(self, expr):
         return self._nested("logical_or", expr.args)
 
+    def _print_ITE(self, expr):
+        return self._call("where", *expr.args)
+
     def _print_Not(self, expr):
         return self._call("logical_not", expr.args[0])
 

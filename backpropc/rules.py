@@ -126,7 +126,7 @@ DERIVATIVES = {
 # Piecewise constant: the derivative is 0 everywhere it exists, and 0 at the jumps.
 ZERO_DERIVATIVE = (sp.sign, sp.Heaviside, sp.floor, sp.ceiling,
                    sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan,
-                   sp.Equality, sp.Unequality, sp.And, sp.Or, sp.Not)
+                   sp.Equality, sp.Unequality, sp.And, sp.Or, sp.Not, sp.ITE)
 
 
 # ---- n-ary and multi-argument rules: (out_bar, out, args, needed) -> contributions ---------

@@ -171,3 +171,11 @@ def test_nan_inputs_propagate(logistic):
         warnings.simplefilter("ignore")
         value, (gw, gb) = logistic.value_and_grad(0.5, 0.1, 1.0, np.array([np.nan, 1.0]))
     assert np.isnan(value) and np.isnan(gw) and np.isnan(gb)
+
+
+def test_if_then_else_conditions_compile():
+    """SymPy writes some nested conditions as ITE (found by fuzzing: it used to be refused)."""
+    cond = sp.ITE(x > 0, y > 0, y < 0)
+    m = module(sp.Piecewise((x ** 2 * y, cond), (x * y, True)), [x])
+    grad = m.grad(x=np.array([1.0, 1.0, -1.0]), y=np.array([2.0, -2.0, -2.0]))[0]
+    assert np.array_equal(grad, [4.0, -2.0, 4.0])  # 2xy where the condition holds, else y
