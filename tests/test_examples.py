@@ -78,3 +78,13 @@ def test_backward_costs_about_two_forward_passes(example):
     """The lecture's rule of thumb (slide 19), with margin: ops(value and grad) <= 3 ops(forward)."""
     name, model, compiled, domains = example
     assert compiled.ops["value_and_grad"] <= 3 * compiled.ops["forward"]
+
+
+def test_every_golden_module_passes_ruff():
+    """The generated code has no unused variables and nothing else ruff's default rules flag."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", str(GOLDEN)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
