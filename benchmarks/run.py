@@ -126,16 +126,7 @@ def softmax_model(classes: int, features: int = 2) -> bp.Model:
                     wrt=[w for row in W for w in row] + list(b), inputs=list(x) + list(t))
 
 
-def chain_model(depth: int) -> bp.Model:
-    # SymPy's cache may hold an equal-but-not-identical chain from an earlier build; comparing the
-    # two recurses once per level, deeper than Python allows. Start from an empty cache.
-    clear_cache()
-    x = sp.Symbol("x")
-    ws = sp.symbols(f"w0:{depth}")
-    e = x
-    for k in range(depth):
-        e = sp.sin(ws[k] * e + e)
-    return bp.Model(f"chain{depth}", [], e, list(ws), [x])
+from comparison import chain_model  # noqa: E402  (the deep chain, built as in the comparison)
 
 
 def rosenbrock_model(n: int) -> bp.Model:
