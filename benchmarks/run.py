@@ -780,7 +780,7 @@ def run_workload(w: Workload, modules: dict, options: Options, log) -> dict:
         name = "naive_cse" if cse else "naive"
         limit = NAIVE_MAX.get(w.family)
         if (limit is not None and w.size > limit) or (w.family, name) in _over_budget:
-            failures[name] = f"not built (size > {limit}: sympy takes > ~{NAIVE_BUDGET_S:.0f} s)"
+            failures[name] = f"not built (size > {limit}, see Limits)"
             continue
         try:
             methods.append(Naive(compiled, cse))
@@ -796,7 +796,7 @@ def run_workload(w: Workload, modules: dict, options: Options, log) -> dict:
         if name == "symengine":
             limit = SYMENGINE_MAX.get(w.family)
             if limit is not None and w.size > limit:
-                failures[name] = f"not built (size > {limit}: Lambdify(cse) > 5 min)"
+                failures[name] = f"not built (size > {limit}, see Limits)"
                 continue
         try:
             methods.append(cls(compiled, modules[name]) if name == "symengine" else cls(w, modules[name]))
@@ -1079,12 +1079,18 @@ def table_compile(records: list[dict], family: str) -> str:
             continue
         for name, m in _methods(r):
             ops = m.get("ops") or [None, None]
-            status = m.get("status") or _first_status(m)
+            status = _status(m.get("status") or _first_status(m))
             build = m.get("build_s")
             lines.append(f"| {_size(r)} | {METHOD_TITLES[name]} | {'-' if build is None else f'{build:.3g}'} | "
                          f"{_ops(ops[0])} | {_ops(ops[1])} | "
                          f"{_x(ops[1], ops[0]) if ops[0] else '-'} | {status} |")
     return "\n".join(lines)
+
+
+def _status(text: str) -> str:
+    """A status as the tables show it (older runs spelled the size cutoffs out)."""
+    match = re.match(r"not built \(size > (\d+)", text or "")
+    return f"not built (size > {match.group(1)}, see Limits)" if match else (text or "-")
 
 
 def _first_status(m) -> str:
@@ -1110,7 +1116,7 @@ def table_run(records: list[dict], family: str, batch: int, mem: bool) -> str:
         for name, m in _methods(r):
             b = m.get("batches", {}).get(key)
             if b is None:
-                status = m.get("status", "-")
+                status = _status(m.get("status", "-"))
                 cells = [status] + ["-"] * (header.count("|") - 4)
                 lines.append(f"| {_size(r)} | {METHOD_TITLES[name]} | " + " | ".join(cells) + " |")
                 continue
@@ -1211,12 +1217,13 @@ def header(data: dict) -> str:
     start_load = load[0][0] if load[0] else None
     seen = (f"The 1-minute load average was {start_load} just before the run; during it (where the run "
             f"itself counts about 1) it ranged from {min(during, default='?')} to {peak_load}, on {cpus} cores.")
-    if (start_load or 0) >= 0.7 or (peak_load or 0) >= 1.7:
-        load_text = (f"**Caveat: noisy timings.** {seen} Other work shared the machine for some or all of the "
-                     f"run (this project's fuzzing campaign ran on one core during the session), so the "
-                     f"benchmark had one core to itself at best and shared memory bandwidth and caches. "
-                     f"{threads_text} Expect single timings to move by 10-30 % between runs: ratios far from "
-                     f"1 are robust, ratios near 1 are not.")
+    if (start_load or 0) >= 0.7 or (peak_load or 0) >= 1.3:
+        others = f"up to about {peak_load - 1:.1f} of a core" if peak_load and peak_load > 1.1 else "some CPU"
+        load_text = (f"**Caveat: noisy timings.** {seen} So other processes used {others} at times (this "
+                     f"project's fuzzing campaign and other sessions' test runs were active on the machine "
+                     f"during the session, not necessarily throughout this run). The benchmark had at most one core to itself "
+                     f"and shared memory bandwidth and caches. {threads_text} Expect single timings to move by "
+                     f"10-30 % between runs: ratios far from 1 are robust, ratios near 1 are not.")
     else:
         load_text = f"{seen} {threads_text}"
     optional = ", ".join(f"{k} {v}" for k, v in env["optional"].items()) or "none installed"
@@ -1271,11 +1278,11 @@ smaller batch to take, more than {meta['max_call_s']:g} s; any method (backpropc
 skipped where it is estimated to need more than {meta['max_gb']:g} GB; the table says which. A
 forward pass that takes more than 1 s and more than 5 times the same method's value_and_grad is
 timed once, marked "(1 call)", and not run at the family's larger sizes (this catches JAX's jitted
-MLP forward at batch 10^6, which is far slower than its value_and_grad in this version). The naive gradients are not built past the sizes where
-`sympy.diff` of the next size up would take about 20 s or more: chain depth {NAIVE_MAX['chain']}
-(depth 12 took 27 s in a trial), MLP width {NAIVE_MAX['mlp']} (width 64 runs over a 10 s budget in
-docs/comparison.md), Rosenbrock n = {NAIVE_MAX['rosenbrock']} (n = 100 takes about 1.5 s and the
-cost grows as n^2). SymEngine is not built for the chain past depth {SYMENGINE_MAX['chain']}: its
+MLP forward at batch 10^6, which is far slower than its value_and_grad in this version). Size cutoffs: the naive gradients (with and without cse) are
+not built past chain depth {NAIVE_MAX['chain']}, MLP width {NAIVE_MAX['mlp']} and Rosenbrock
+n = {NAIVE_MAX['rosenbrock']}, where `sympy.diff` of the next size up takes, or would take, about
+20 s or more (chain depth 12: 27 s in a trial; MLP width 64: over a 10 s budget in
+docs/comparison.md; Rosenbrock: about 1.5 s at n = 100, growing as n^2). SymEngine is not built for the chain past depth {SYMENGINE_MAX['chain']}: its
 `Lambdify(cse=True)` of depth 1000 had not finished after 5 minutes in a trial.
 - Baselines as written: JAX runs the chain with `lax.scan` (one traced step), PyTorch and autograd
 loop in Python; autograd's sigmoid is 0.5 + 0.5 tanh(z/2). The hand-written NumPy rows of the MLP
@@ -1307,7 +1314,7 @@ def render_docs(data: dict) -> str:
         family_batches = batches if any(r["batched"] for r in records if r["family"] == family) else (1,)
         for batch in family_batches:
             title = "Per call" if batch == 1 else f"Batch {batch:,}"
-            parts += [f"**{title}**", "", table_run(records, family, batch, batch == family_batches[-1]), ""]
+            parts += [f"**{title}**", "", table_run(records, family, batch, batch > 1 and batch == family_batches[-1]), ""]
         parts += [f"Note: {n}." for n in notes] + ([""] if notes else [])
     if data.get("slopes"):
         parts += ["## Compile time against graph size", "",
@@ -1362,8 +1369,21 @@ def findings(data: dict) -> list[str]:
                    f"{_t(sl['s'] * 1000)} of every call for 1,000 parameters (Rosenbrock n=1000).")
     tmp = ratio("x*g", "np.multiply(x, g, out=buffer)")
     if tmp:
-        out.append(f"- A multiplication into a new temporary takes {tmp:.1f}x as long as one into preallocated "
-                   f"memory at this size (fresh pages are faulted in on first touch).")
+        out.append(f"- A multiplication into a new temporary takes {tmp:.2f}x as long as one into preallocated "
+                   f"memory when repeated alone (the allocator hands back the block just freed); the cost of "
+                   f"temporaries shows instead in peak memory, the **arrays** column.")
+    slow = sorted({f"{r['label']} at batch {int(k):,}" for r in records for name, m in r["methods"].items()
+                   if name == "jax" for k, b in m.get("batches", {}).items() if b.get("fwd_repeats") == 1})
+    if slow:
+        out.append(f"- JAX's jitted forward pass (not its value_and_grad) was pathologically slow on "
+                   f"{', '.join(slow)}: timed once there, and skipped at the family's larger sizes.")
+    r = next((r for r in records if r["label"] == "mlp n=256"), None)
+    b = r["methods"]["backpropc"]["batches"].get(big, {}) if r else {}
+    h = r["methods"].get("numpy", {}).get("batches", {}).get(big, {}) if r else {}
+    if b.get("status") == "ok" and h.get("status") == "ok":
+        out.append(f"- mlp n=256, batch {int(big):,}: backpropc {_t(b['vg_s'])} against the hand-written "
+                   f"matrix form's {_t(h['vg_s'])} ({b['vg_s'] / h['vg_s']:.2f}x); peak "
+                   f"{_mb(b['peak_traced'])} MB against {_mb(h['peak_traced'])} MB.")
     return out
 
 
@@ -1378,7 +1398,7 @@ def print_tables(data: dict) -> None:
             fb = batches if any(r["batched"] for r in records if r["family"] == family) else (1,)
             for batch in fb:
                 print(f"\n{'per call' if batch == 1 else f'batch {batch:,}'}\n")
-                print(table_run(records, family, batch, batch == fb[-1]))
+                print(table_run(records, family, batch, batch > 1 and batch == fb[-1]))
     if data.get("slopes"):
         print("\n" + table_slopes(data["slopes"]))
     if data.get("micro"):
