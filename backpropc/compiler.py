@@ -19,6 +19,7 @@ from .emit import CodePrinter, Schedule, Statement, print_code, print_math
 from .errors import ModelError
 from .files import write_atomic
 from .graph import SYMBOL, closure
+from .matrices import HELPER_SOURCE, matmul
 from .model import REDUCTIONS, Model, Program, lower
 from .naming import Namer, clean
 from .reverse import backprop
@@ -165,14 +166,17 @@ class _Emitter:
         loss = self._ref(program.loss, names, full)
 
         shape = namer.fresh("shape")
-        shape_code = f"np.shape({loss})" if self.every_arg_reaches_loss else \
-            f"_batch_shape({', '.join(args)})"
+        # the batch: the loss's shape, or every argument's (a matrix's trailing axes are its own)
+        batch_args = ", ".join(f"{a}[..., 0, 0]" if isinstance(s, sp.MatrixSymbol) else a
+                               for a, s in zip(args, program.args))
+        shape_code = f"np.shape({loss})" if self.every_arg_reaches_loss else f"_batch_shape({batch_args})"
         grads = []
         for w, g in zip(program.wrt, backward.grads):
             w_name = namer.names[("symbol", w)]
             rhs = sp.Symbol(names[g]) if g in names else full.rhs(g, names)
             grads.append(Statement(namer.fresh(f"{w_name}_bar"), g, "gradient", rhs,
-                                   code=print_code(rhs, self.printer), arg=w_name,
+                                   code=self._gradient_code(rhs, w_name, shape, isinstance(w, sp.MatrixSymbol)),
+                                   arg=w_name,
                                    comment=self._from(backward.senders.get(self.arg_nodes[w], []))))
         # forward(): the per-example loss only, with the same names for the same values
         forward_names = {node: name for node, name in names.items() if graph[node].op == SYMBOL}
@@ -188,13 +192,15 @@ class _Emitter:
         else:
             value = f"np.sum(np.broadcast_to({loss}, {shape}))"
         forward_return = loss_name if self.every_arg_reaches_loss else \
-            f"np.broadcast_to({loss_name}, _batch_shape({', '.join(args)}))"
+            f"np.broadcast_to({loss_name}, _batch_shape({batch_args}))"
 
         code_lines = [f"{s.name} = {s.code}" for s in statements if s.section == "backward"]
-        code_lines += [f"{g.name} = _sum_like({g.code}, {g.arg}, {shape})" for g in grads]
+        code_lines += [f"{g.name} = {g.code}" for g in grads]
         width = min(max(map(len, code_lines), default=0), 56)
         body = "\n".join(s.code for s in forward_lines + statements + grads)
         special = _special_source() if ("_erf(" in body or "_erfc(" in body) else ""
+        matrix_shapes = {a: tuple(s.shape) for a, s in zip(args, program.args)
+                         if isinstance(s, sp.MatrixSymbol)}
         ops = {"forward": forward.ops,
                "value_and_grad": full.ops + len(grads) + 1 + (1 if seed_code else 0)}
         listing = Listing(forward_lines, statements, grads,
@@ -219,10 +225,30 @@ class _Emitter:
             width=width,
             uses_batch="_batch_" in forward_return,
             special=special,
+            matrix_shapes=_shapes_source(matrix_shapes) if matrix_shapes else "",
+            matrix_helpers=HELPER_SOURCE.strip() if matrix_shapes or "_matmul(" in body else "",
         )
         ast.parse(source)  # the generated module must be valid Python, whatever the names
         return Compiled(program.name, source, ops, tuple(g.arg for g in grads), tuple(args),
                         program, listing, self.reduction)
+
+    def _gradient_code(self, rhs: sp.Basic, arg: str, shape: str, matrix: bool) -> str:
+        """The gradient of argument `arg` from its per-example signal: summed over the batch down
+        to the argument's shape. A matrix parameter's sum over the batch happens inside the
+        matrix products that form its signal (W1_bar = z_bar x^T, summed over the examples)."""
+        if not matrix:
+            return f"_sum_like({print_code(rhs, self.printer)}, {arg}, {shape})"
+        parts = []
+        for term in sp.Add.make_args(rhs) if isinstance(rhs, sp.Add) else (rhs,):
+            sign, product = ("-", -term) if term.could_extract_minus_sign() else ("+", term)
+            if isinstance(product, matmul):
+                a, b = (print_code(x, self.printer) for x in product.args)
+                code = f"_sum_matmul({a}, {b}, {arg}, {shape})"
+            else:
+                sign, code = "+", f"_sum_like({print_code(term, self.printer)}, {arg}, {shape} + {arg}.shape[-2:])"
+            parts.append((sign, code))
+        text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
+        return text + "".join(f" {s} {c}" for s, c in parts[1:])
 
     def _ref(self, node: int, names: dict[int, str], schedule: Schedule) -> str:
         """How code refers to a node's value: its name, or its expression when it has none."""
@@ -282,6 +308,13 @@ def _special_source() -> str:
     from .special import ERF_SOURCE
 
     return ERF_SOURCE.strip()
+
+
+def _shapes_source(shapes: dict) -> str:
+    """SHAPES = {"W": (3, 4), "x": ("n", 1)}: numeric dimensions as numbers, named ones as names."""
+    def dim(d):
+        return str(int(d)) if d.is_Integer else f'"{d}"'
+    return "{" + ", ".join(f'"{a}": ({dim(r)}, {dim(c)})' for a, (r, c) in shapes.items()) + "}"
 
 
 def _tuple(items) -> str:

@@ -17,6 +17,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.logic.boolalg import Boolean, BooleanAtom
 
+from . import matrices
 from .errors import ModelError, NonRealConstantError, UnsupportedFunctionError
 
 SYMBOL = "symbol"
@@ -67,6 +68,10 @@ class Graph:
         # Rewrite what users write into stable functions while lowering (backpropc.stable).
         self.rewrite = True
         self.rewrites: list[str] = []
+        # Per-example shape of each node: (rows, cols) for a matrix, None for a scalar.
+        self.shapes: list[tuple | None] = []
+        # Symbolic matrix dimension -> (a matrix symbol that has it, axis), to read it at run time.
+        self.dimension_sources: dict[sp.Symbol, tuple[sp.MatrixSymbol, int]] = {}
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -80,15 +85,27 @@ class Graph:
         found = self._index.get(key)
         if found is not None:
             return found
+        shape = matrices.infer_shape(self, node)
         i = len(self.nodes)
         self.nodes.append(node)
+        self.shapes.append(shape)
         self._index[key] = i
         if self.current_origin is not None:
             self.origin_of[i] = self.current_origin
         return i
 
-    def symbol(self, sym: sp.Symbol) -> int:
+    def symbol(self, sym: sp.Symbol | sp.MatrixSymbol) -> int:
+        self.register_dimensions(sym)
         return self._intern(Node(SYMBOL, (), sym))
+
+    def register_dimensions(self, sym: sp.Basic) -> None:
+        if isinstance(sym, sp.MatrixSymbol):
+            for axis, d in ((-2, sym.shape[0]), (-1, sym.shape[1])):
+                if isinstance(d, sp.Symbol):
+                    self.dimension_sources.setdefault(d, (sym, axis))
+
+    def is_matrix(self, i: int) -> bool:
+        return self.shapes[i] is not None
 
     def const(self, value) -> int:
         value = sp.sympify(value)
@@ -136,6 +153,11 @@ class Graph:
                 coeff *= k
                 continue
             factors.append(a)
+        # fill(s, X) times a matrix of X's shape is s times it: the filled matrix is not needed
+        if len(factors) > 1:
+            factors = [self._unfilled(a, factors) for a in factors]
+            coeff *= sp.Mul(*[self.number(a) for a in factors if self.number(a) is not None])
+            factors = [a for a in factors if self.number(a) is None]
         # A factor's own coefficient is pulled out only when that cancels it (-(-x) = x, 2*(x/2) = x);
         # otherwise the factor stays whole, so a shared product like 2*c0 is computed once.
         for i, a in enumerate(factors):
@@ -152,6 +174,13 @@ class Graph:
         if len(factors) == 1:
             return factors[0]
         return self._intern(Node(sp.Mul, tuple(factors)))
+
+    def _unfilled(self, a: int, factors: list[int]) -> int:
+        node = self.nodes[a]
+        if node.op is matrices.fill and any(
+                b != a and self.shapes[b] is not None and self.shapes[b] == self.shapes[a] for b in factors):
+            return node.args[0]
+        return a
 
     def split_coeff(self, i: int) -> tuple[sp.Number, int]:
         """Node i as (numeric coefficient, the rest): -2*x*y gives (-2, x*y)."""
@@ -189,6 +218,9 @@ class Graph:
             return self.pow(*args)
         if op is sp.Piecewise:
             return self.piecewise(*zip(args[::2], args[1::2]))
+        if isinstance(op, type) and issubclass(op, matrices.MatrixOp):
+            folded = matrices.fold(self, op, list(args))
+            return folded if folded is not None else self._intern(Node(op, tuple(args)))
         if all(self.nodes[a].op == CONST for a in args):
             value = op(*[self.nodes[a].value for a in args])
             if _is_number(value) or isinstance(value, BooleanAtom):
@@ -238,7 +270,7 @@ class Graph:
         return memo[id(expr)]
 
     def _convert(self, e: sp.Basic, args: list[int], env: dict[sp.Basic, int]) -> int:
-        if isinstance(e, sp.Symbol):
+        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
             found = env.get(e)
             if found is not None:
                 return found
@@ -254,6 +286,8 @@ class Graph:
             from .stable import guard_branches
 
             return self.piecewise(*guard_branches(self, list(zip(args[::2], args[1::2]))))
+        if matrices.is_matrix_expr(e):
+            return matrices.convert(self, e, args, env)
         check_supported(e)
         if self.rewrite:
             from .stable import stable_form
@@ -268,6 +302,8 @@ class Graph:
 
 
 def _children(e: sp.Basic) -> tuple:
+    if matrices.is_matrix_expr(e):
+        return matrices.children(e)
     if isinstance(e, sp.Piecewise):
         return tuple(part for pair in e.args for part in pair)  # expr, cond, expr, cond, ...
     if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, BooleanAtom)):
@@ -298,9 +334,9 @@ def check_supported(e: sp.Basic) -> None:
         raise UnsupportedFunctionError(
             f"function {e.func.__name__!r} is not supported: add {' and '.join(missing)} to it "
             f"(see the supported list with backpropc.supported_functions())")
-    if isinstance(e, (sp.MatrixBase, sp.MatrixExpr, sp.Tuple)):
-        raise ModelError(f"{type(e).__name__} is not a scalar expression; the loss and every "
-                         f"step must be scalar (sum the entries)")
+    if isinstance(e, (sp.MatrixBase, sp.Tuple)):
+        raise ModelError(f"{type(e).__name__} is not supported; write matrices as "
+                         f"sympy.MatrixSymbol expressions")
     raise UnsupportedFunctionError(
         f"{type(e).__name__} is not supported; write it with the supported functions "
         f"(backpropc.supported_functions())")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
+from . import matrices
 from .graph import SYMBOL, Graph, closure
 
 REDUCTIONS = ("sum", "mean")
@@ -59,9 +60,9 @@ def _as_symbol_list(values, what: str) -> list[sp.Symbol]:
     for v in values:
         if isinstance(v, str):
             v = sp.Symbol(v)
-        if not isinstance(v, sp.Symbol):
+        if not isinstance(v, (sp.Symbol, sp.MatrixSymbol)):
             raise ModelError(f"{what} must hold SymPy symbols, got {v!r} ({type(v).__name__}); "
-                             f"declare it with sympy.symbols")
+                             f"declare it with sympy.symbols or sympy.MatrixSymbol")
         if v in seen:
             raise ModelError(f"{what} lists {v} twice; list each symbol once")
         seen.add(v)
@@ -79,14 +80,27 @@ def _parse_steps(steps) -> list[tuple[sp.Symbol, sp.Basic]]:
         else:
             raise ModelError(f"step {step!r} is not a (Symbol, expression) pair or sympy.Eq(Symbol, "
                              f"expression)")
+        if isinstance(lhs, sp.MatrixSymbol):
+            if not isinstance(rhs, sp.MatrixExpr) or rhs.shape != lhs.shape:
+                shape = getattr(rhs, "shape", None) or "a scalar"
+                raise ModelError(f"step {lhs} is a {lhs.shape[0]}x{lhs.shape[1]} matrix but its "
+                                 f"expression has shape {shape}; make the shapes agree")
+            parsed.append((lhs, rhs))
+            continue
         if not isinstance(lhs, sp.Symbol):
-            raise ModelError(f"step {lhs} = ... must assign to a single SymPy Symbol")
+            raise ModelError(f"step {lhs} = ... must assign to a single SymPy Symbol or MatrixSymbol")
         parsed.append((lhs, _scalar(rhs, f"step {lhs}")))
     return parsed
 
 
 def _scalar(expr, what: str) -> sp.Basic:
-    if isinstance(expr, (list, tuple, sp.MatrixBase, sp.MatrixExpr, sp.Tuple)):
+    """A scalar expression; a 1x1 matrix expression is accepted as is (its only entry)."""
+    if isinstance(expr, sp.MatrixExpr):
+        if tuple(expr.shape) != (1, 1):
+            raise NonScalarLossError(f"{what} has shape {tuple(expr.shape)}, not a scalar; reduce "
+                                     f"it to one number (bp.sum sums the entries of a matrix)")
+        return expr
+    if isinstance(expr, (list, tuple, sp.MatrixBase, sp.Tuple)):
         shape = getattr(expr, "shape", None) or (len(expr),)
         if not (shape == (1, 1) and isinstance(expr, sp.MatrixBase)):
             raise NonScalarLossError(f"{what} has shape {tuple(shape)}, not a scalar; reduce it to "
@@ -135,17 +149,21 @@ def lower(model: Model, rewrite: bool = True) -> Program:
 
     graph = Graph()
     graph.rewrite = rewrite
+    for s in wrt + (inputs or []):  # symbolic matrix dimensions are read off the arguments
+        graph.register_dimensions(s)
     env: dict[sp.Basic, int] = {}
     named: list[tuple[sp.Symbol, int]] = []
     graph.pending = step_index
     for i, (lhs, rhs) in enumerate(steps):
         graph.pending_from, graph.pending_step = i, lhs
         node = graph.from_sympy(rhs, env)
+        if isinstance(lhs, sp.Symbol):
+            node = matrices.loss_scalar(graph, node)
         env[lhs] = node
         graph.protected.add(node)
         named.append((lhs, node))
     graph.pending = {}
-    loss = graph.from_sympy(loss_expr, env)
+    loss = matrices.loss_scalar(graph, graph.from_sympy(loss_expr, env))
 
     leaves = [graph[i].value for i in closure(graph, [loss]) if graph[i].op == SYMBOL]
     used = set(leaves)

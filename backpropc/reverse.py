@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from .graph import SYMBOL
 from .model import Program
-from .rules import Ref, rule_for
+from .matrices import sum_entries
+from .rules import Ref, call, rule_for
 
 
 @dataclass
@@ -61,6 +62,8 @@ def backprop(program: Program, seed: int) -> Backward:
         args = [Ref(graph, a) for a in node.args]
         for a, part in zip(node.args, rule_for(node.op)(Ref(graph, v_bar), Ref(graph, v), args, needed)):
             if part is not None and active[a]:
+                if graph.is_matrix(part.id) and not graph.is_matrix(a):  # a scalar spread over a matrix
+                    part = call(sum_entries, part)
                 contributions.setdefault(a, []).append(part.id)
                 senders.setdefault(a, []).append(v)
     graph.current_origin = None

@@ -15,6 +15,7 @@ from functools import lru_cache
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from . import matrices as M
 from .errors import UnsupportedFunctionError
 from .functions import logsumexp, relu, sigmoid, softplus
 from .graph import CONST, SYMBOL, Graph
@@ -126,7 +127,7 @@ DERIVATIVES = {
 # Piecewise constant: the derivative is 0 everywhere it exists, and 0 at the jumps.
 ZERO_DERIVATIVE = (sp.sign, sp.Heaviside, sp.floor, sp.ceiling,
                    sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan,
-                   sp.Equality, sp.Unequality, sp.And, sp.Or, sp.Not, sp.ITE)
+                   sp.Equality, sp.Unequality, sp.And, sp.Or, sp.Not, sp.ITE, *M.CONSTANT)
 
 
 # ---- n-ary and multi-argument rules: (out_bar, out, args, needed) -> contributions ---------
@@ -233,6 +234,48 @@ def extremum_vjp(compare):
     return vjp
 
 
+# ---- matrix-level rules (slide 17: W_bar = z_bar x^T, h_bar = W^T z_bar) ----------------------
+def T(x):
+    return call(M.transpose, x)
+
+
+def matmul_vjp(out_bar, out, args, needed):
+    a, b = args
+    return [call(M.matmul, out_bar, T(b)) if needed[0] else None,
+            call(M.matmul, T(a), out_bar) if needed[1] else None]
+
+
+def transpose_vjp(out_bar, out, args, needed):
+    return [T(out_bar)]
+
+
+def trace_vjp(out_bar, out, args, needed):
+    return [out_bar * Ref(out.graph, M.eye_like(out.graph, args[0].id))]
+
+
+def inverse_vjp(out_bar, out, args, needed):
+    """Y = X^-1: X_bar = -Y^T Y_bar Y^T."""
+    return [-call(M.matmul, call(M.matmul, T(out), out_bar), T(out))]
+
+
+def det_vjp(out_bar, out, args, needed):
+    """d = det(X): X_bar = d_bar d X^-T (Jacobi's formula)."""
+    return [out_bar * out * T(call(M.inverse, args[0]))]
+
+
+def logdet_vjp(out_bar, out, args, needed):
+    return [out_bar * T(call(M.inverse, args[0]))]
+
+
+def spread_vjp(out_bar, out, args, needed):
+    """sum(X) and the entry of a 1x1 X: every entry of X gets the scalar signal."""
+    return [call(M.fill, out_bar, args[0])]
+
+
+def fill_vjp(out_bar, out, args, needed):
+    return [call(M.sum_entries, out_bar) if needed[0] else None, None]
+
+
 class _Compare:
     def __init__(self, strict, extremum):
         self.strict, self.extremum = strict, extremum
@@ -247,6 +290,15 @@ VJPS = {
     sp.Piecewise: piecewise_vjp,
     sp.Max: extremum_vjp(_Compare(sp.StrictGreaterThan, sp.Max)),
     sp.Min: extremum_vjp(_Compare(sp.StrictLessThan, sp.Min)),
+    M.matmul: matmul_vjp,
+    M.transpose: transpose_vjp,
+    M.trace: trace_vjp,
+    M.inverse: inverse_vjp,
+    M.det: det_vjp,
+    M.logdet: logdet_vjp,
+    M.sum_entries: spread_vjp,
+    M.entry: spread_vjp,
+    M.fill: fill_vjp,
 }
 
 
@@ -322,5 +374,6 @@ def rule_for(op):
 def supported_functions() -> list[str]:
     """Names of the functions with a rule in the table (operators and comparisons left out), sorted."""
     ops = list(DERIVATIVES) + list(VJPS) + list(ZERO_DERIVATIVE)
-    operators = (sp.Add, sp.Mul, sp.Pow, sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction)
+    operators = (sp.Add, sp.Mul, sp.Pow, sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction,
+                 M.MatrixOp)
     return sorted({op.__name__ for op in ops if not issubclass(op, operators)})

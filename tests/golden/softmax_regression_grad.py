@@ -105,23 +105,27 @@ def _sum_like(g, like, shape):
     """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
     if type(like) is float and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
         return np.sum(g, dtype=np.result_type(g, 1.0))
-    g = np.broadcast_to(g, shape)
     # A float parameter's gradient has its dtype (float32 stays float32); otherwise float64 or g's.
     kind = getattr(getattr(like, "dtype", None), "kind", "")
     dtype = like.dtype if kind == "f" else np.result_type(g, 1.0)
-    lead = len(shape) - np.ndim(like)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(np.shape(like)) if n == 1 and shape[lead + i] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True).reshape(np.shape(like))
-    return g.astype(dtype, copy=False)[()]
+    target = (1,) * (len(shape) - np.ndim(like)) + np.shape(like)
+    g = np.reshape(g, (1,) * (len(shape) - np.ndim(g)) + np.shape(g))
+    axes = [i for i, (n, t) in enumerate(zip(shape, target)) if t == 1 and n != 1]
+    # Axes where g itself has length 1 hold identical copies: a product, not a sum over a view.
+    summed = tuple(i for i in axes if g.shape[i] != 1)
+    copies = int(np.prod([shape[i] for i in axes if g.shape[i] == 1]))
+    if summed:
+        g = g.sum(axis=summed, keepdims=True)
+    g = np.broadcast_to(g, target).reshape(np.shape(like))
+    return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
 
 
 def _self_check(seed=0, batch=3, tolerance=1e-5):
     """Compare the gradient with central finite differences at random points; 0 when it agrees."""
     rng = np.random.default_rng(seed)
+    shape = {a: () if a in WRT else (batch,) for a in ARGS}
     for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
-        point = {a: rng.uniform(low, high) if a in WRT else rng.uniform(low, high, batch) for a in ARGS}
+        point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}
         value, grads = value_and_grad(**point)
         if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
             break
@@ -130,12 +134,15 @@ def _self_check(seed=0, batch=3, tolerance=1e-5):
         return 1
     worst = 0.0
     for name, g in zip(WRT, grads):
-        h = 1e-5 * max(1.0, abs(point[name]))
-        up = value_and_grad(**dict(point, **{name: point[name] + h}))[0]
-        down = value_and_grad(**dict(point, **{name: point[name] - h}))[0]
+        # the derivative along a random direction (along 1 for a scalar)
+        direction = rng.standard_normal(shape[name]) if shape[name] else 1.0
+        h = 1e-5 * max(1.0, np.max(np.abs(point[name])))
+        up = value_and_grad(**dict(point, **{name: point[name] + h * direction}))[0]
+        down = value_and_grad(**dict(point, **{name: point[name] - h * direction}))[0]
         estimate = (up - down) / (2 * h)
-        error = abs(g - estimate) / max(1.0, abs(g), abs(estimate))
-        print(f"d/d{name}: backprop {g:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}")
+        exact = np.sum(g * direction)
+        error = abs(exact - estimate) / max(1.0, abs(exact), abs(estimate))
+        print(f"d/d{name}: backprop {exact:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}")
         worst = max(worst, error)
     print(f"max relative error {worst:.2e} ({'ok' if worst < tolerance else 'FAILED'})")
     return 0 if worst < tolerance else 1
