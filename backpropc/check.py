@@ -15,6 +15,8 @@ import numpy as np
 import sympy as sp
 
 from .compiler import Compiled, compile
+from .errors import ModelError
+from .model import Model
 from .emit import CodePrinter
 from .graph import CONST, SYMBOL
 from .opcount import node_cost
@@ -81,7 +83,10 @@ def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batc
     compiled = model if isinstance(model, Compiled) else compile(model, reduction=reduction)
     module = compiled.load()
     report = CheckReport(compiled.name, tolerance=tolerance, points=points, batch=batch, seed=seed)
-    oracle, report.note = _sympy_oracle(compiled, sympy_limit)
+    if hasattr(module, "SHAPES"):
+        oracle, report.note = _matrix_oracle(compiled, sympy_limit)
+    else:
+        oracle, report.note = _sympy_oracle(compiled, sympy_limit)
     mean = compiled.reduction == "mean"
     rng = np.random.default_rng(seed)
     fd_errors = np.zeros(len(module.WRT))
@@ -92,14 +97,16 @@ def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batc
         if point is None:
             report.note = "no point found where the loss and its gradient are finite"
             return report
-        grads = np.array([float(g) for g in grads])
         first = grads if first is None else first
-        fd_errors = np.maximum(fd_errors, _relative(grads, _finite_differences(module, point)))
+        fd_errors = np.maximum(fd_errors, _finite_difference_errors(module, point, grads, rng))
         if oracle is not None:
             exact = oracle(point, batch, mean)
-            sympy_errors = np.maximum(sympy_errors, _relative(grads, exact))
+            sympy_errors = np.maximum(sympy_errors, [np.max(_relative(g, e), initial=0.0)
+                                                     for g, e in zip(grads, exact)])
     for i, name in enumerate(module.WRT):
-        report.rows.append(ParameterCheck(name, float(first[i]), float(fd_errors[i]),
+        g = first[i]  # a matrix's gradient is reported by its norm
+        value = float(g) if np.ndim(g) == 0 else float(np.linalg.norm(g))
+        report.rows.append(ParameterCheck(name, value, float(fd_errors[i]),
                                           None if oracle is None else float(sympy_errors[i])))
     return report
 
@@ -111,14 +118,22 @@ def _relative(a, b):
     return np.where(np.isfinite(err), err, np.inf)
 
 
+def argument_shape(module, name: str, batch: int | None) -> tuple:
+    """The shape a random value of argument `name` gets: a parameter its own shape (scalar or
+    matrix), data `batch` of them; a named matrix dimension is 3."""
+    shape = tuple(3 if isinstance(n, str) else n for n in getattr(module, "SHAPES", {}).get(name, ()))
+    return shape if name in module.WRT or not batch else (batch,) + shape
+
+
 def finite_point(module, rng, batch: int, domains: dict):
-    """(point, gradients) at random scalar parameters and `batch` examples of data where the loss
-    and its gradient are finite, or (None, None). `domains` overrides RANGES per argument."""
+    """(point, gradients) at random parameters and `batch` examples of data where the loss and
+    its gradient are finite, or (None, None). `domains` overrides RANGES per argument."""
     for low, high in RANGES * 5:
         point = {}
         for a in module.ARGS:
             lo, hi = domains.get(a, (low, high))
-            point[a] = float(rng.uniform(lo, hi)) if a in module.WRT else rng.uniform(lo, hi, batch)
+            shape = argument_shape(module, a, batch)
+            point[a] = rng.uniform(lo, hi, shape) if shape else float(rng.uniform(lo, hi))
         with np.errstate(all="ignore"):
             value, grads = module.value_and_grad(**point)
         if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
@@ -126,14 +141,17 @@ def finite_point(module, rng, batch: int, domains: dict):
     return None, None
 
 
-def _finite_differences(module, point, h=1e-6):
-    result = []
-    for name in module.WRT:
-        step = h * max(1.0, abs(point[name]))
-        up = module.value_and_grad(**dict(point, **{name: point[name] + step}))[0]
-        down = module.value_and_grad(**dict(point, **{name: point[name] - step}))[0]
-        result.append((up - down) / (2 * step))
-    return np.array(result)
+def _finite_difference_errors(module, point, grads, rng, h=1e-6):
+    """Per parameter, the relative error of the gradient's derivative along a random direction
+    (along 1 for a scalar) against central finite differences."""
+    errors = []
+    for name, g in zip(module.WRT, grads):
+        direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
+        step = h * max(1.0, float(np.max(np.abs(point[name]))))
+        up = module.value_and_grad(**dict(point, **{name: point[name] + step * direction}))[0]
+        down = module.value_and_grad(**dict(point, **{name: point[name] - step * direction}))[0]
+        errors.append(float(_relative(np.sum(g * direction), (up - down) / (2 * step))))
+    return np.array(errors)
 
 
 def printed_size(compiled: Compiled) -> int:
@@ -166,6 +184,92 @@ def _sympy_oracle(compiled: Compiled, limit: int):
             per_example = f(*values)
         total = np.array([np.sum(np.broadcast_to(g, shape)) for g in per_example])
         return total / max(int(np.prod(shape)), 1) if mean else total
+    return exact, ""
+
+
+@dataclass
+class ScalarModel:
+    """A matrix model written out with one scalar symbol per entry (the calculus-class form)."""
+
+    model: Model
+    layout: list[tuple[sp.Basic, tuple | None, list[sp.Symbol]]]  # (argument, shape, its entries)
+
+    def flatten(self, point: dict) -> dict:
+        """Argument values by entry name: W_0_1 = W[..., 0, 1]."""
+        flat = {}
+        for arg, shape, entries in self.layout:
+            value = point[str(arg)]
+            if shape is None:
+                flat[entries[0].name] = value
+                continue
+            value = np.asarray(value)
+            for k, e in enumerate(entries):
+                flat[e.name] = value[(..., *divmod(k, shape[1]))]
+        return flat
+
+    def gather(self, arg: sp.Basic, grads_by_entry: dict):
+        """The gradient of a matrix argument from the gradients of its entries."""
+        for a, shape, entries in self.layout:
+            if a == arg:
+                if shape is None:
+                    return grads_by_entry[entries[0].name]
+                return np.array([grads_by_entry[e.name] for e in entries]).reshape(shape)
+        raise KeyError(arg)
+
+
+def scalar_model(model: Model) -> ScalarModel:
+    """`model` with every matrix argument and step written out entry by entry (numeric shapes
+    only): the reference the matrix path is checked against. Arguments keep their order."""
+    env, layout = {}, []
+    args = list(model.wrt) + list(model.inputs or [])
+    for a in args:
+        if isinstance(a, sp.MatrixSymbol):
+            rows, cols = a.shape
+            if not (rows.is_Integer and cols.is_Integer):
+                raise ModelError(f"{a} has symbolic shape {a.shape}; give numbers to write it out")
+            entries = [sp.Symbol(f"{a.name}_{i}_{j}") for i in range(rows) for j in range(cols)]
+            env[a] = sp.ImmutableMatrix(rows, cols, entries)
+            layout.append((a, (int(rows), int(cols)), entries))
+        else:
+            layout.append((a, None, [a]))
+
+    def explicit(e):
+        e = sp.sympify(e).xreplace(env).doit()
+        return sp.ImmutableMatrix(e.as_explicit()) if isinstance(e, (sp.MatrixExpr, sp.MatrixBase)) else e
+
+    steps = []
+    for step in model.steps:
+        lhs, rhs = (step.lhs, step.rhs) if isinstance(step, sp.Equality) else step
+        value = explicit(rhs)
+        if isinstance(value, sp.MatrixBase):
+            env[lhs] = value
+        else:
+            value = value[0, 0] if isinstance(value, sp.MatrixBase) else value
+            steps.append((lhs, value))
+            env[lhs] = lhs
+    loss = explicit(model.loss if model.loss is not None else steps[-1][0])
+    loss = loss[0, 0] if isinstance(loss, sp.MatrixBase) else loss
+    flat = [e for a, _, entries in layout for e in entries]
+    n_wrt = sum(len(entries) for _, _, entries in layout[:len(model.wrt)])
+    return ScalarModel(Model(f"{model.name}_scalar", steps, loss, flat[:n_wrt], flat[n_wrt:]), layout)
+
+
+def _matrix_oracle(compiled: Compiled, limit: int):
+    """sympy.diff of the model written out entry by entry (numeric shapes only), or (None, why)."""
+    try:
+        scalar = scalar_model(compiled.model)
+    except ModelError as exc:
+        return None, f"sympy.diff skipped: {exc}"
+    written_out = compile(scalar.model, reduction=compiled.reduction)
+    oracle, note = _sympy_oracle(written_out, limit)
+    if oracle is None:
+        return None, note
+    names = written_out.wrt
+
+    def exact(point, batch, mean):
+        flat = scalar.flatten(point)
+        by_entry = dict(zip(names, oracle({a: flat[a] for a in written_out.args}, batch, mean)))
+        return [scalar.gather(w, by_entry) for w in compiled.model.wrt]
     return exact, ""
 
 

@@ -19,7 +19,7 @@ from .emit import CodePrinter, Schedule, Statement, print_code, print_math
 from .errors import ModelError
 from .files import write_atomic
 from .graph import SYMBOL, closure
-from .matrices import HELPER_SOURCE, matmul
+from .matrices import HELPER_SOURCE, matmul, transpose
 from .model import REDUCTIONS, Model, Program, lower
 from .naming import Namer, clean
 from .reverse import backprop
@@ -70,6 +70,7 @@ class Compiled:
     program: Program = field(repr=False)
     listing: Listing = field(repr=False, default=None)
     reduction: str = "sum"
+    model: Model = field(repr=False, default=None)
 
     def write(self, path) -> Path:
         """Write the module to `path` atomically: an error leaves an existing file untouched."""
@@ -99,7 +100,9 @@ def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str
     elif wrt is not None or inputs is not None:
         raise ModelError("pass wrt and inputs inside the Model, not to compile()")
     program = lower(model, rewrite=rewrite)
-    return _Emitter(program, reduction).compiled()
+    compiled = _Emitter(program, reduction).compiled()
+    compiled.model = model
+    return compiled
 
 
 class _Emitter:
@@ -241,6 +244,9 @@ class _Emitter:
         parts = []
         for term in sp.Add.make_args(rhs) if isinstance(rhs, sp.Add) else (rhs,):
             sign, product = ("-", -term) if term.could_extract_minus_sign() else ("+", term)
+            if isinstance(product, transpose) and isinstance(product.args[0], matmul):
+                a, b = product.args[0].args  # the sum of (a b)^T is the sum of b^T a^T
+                product = matmul(transpose(b, evaluate=False), transpose(a, evaluate=False), evaluate=False)
             if isinstance(product, matmul):
                 a, b = (print_code(x, self.printer) for x in product.args)
                 code = f"_sum_matmul({a}, {b}, {arg}, {shape})"

@@ -3,7 +3,8 @@
 Two jobs:
 - `stable_form`: rewrite what users write into the stable functions before differentiation:
   1/(1 + exp(-x)) -> sigmoid(x), log(1 + exp(x)) -> softplus(x),
-  log(exp(a) + exp(b) + ...) -> logsumexp(a, b, ...), log(1 + x) -> log1p(x), exp(x) - 1 -> expm1(x).
+  log(exp(a) + exp(b) + ...) -> logsumexp(a, b, ...), log(1 + x) -> log1p(x), exp(x) - 1 -> expm1(x),
+  log(det(X)) -> logdet(X) (from the LU factors: no overflow).
 - `guard_branches`: a Piecewise is emitted as np.where, which evaluates every branch. Inside a
   branch, the argument of each function with a restricted domain (log, sqrt, 1/x, asin, ...) or
   that can overflow (exp, cosh, ...) is replaced by a safe value wherever the branch is not taken,
@@ -17,6 +18,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 from .functions import logsumexp, sigmoid, softplus
 from .graph import CONST, Graph
+from .matrices import det, logdet
 
 # ---- rewrites into stable functions ----------------------------------------------------------
 
@@ -28,6 +30,8 @@ def stable_form(graph: Graph, op, args: list[int]) -> tuple[int, str] | None:
         if terms is not None and len(terms) == 2 and graph.number(terms[0]) == 1 and _is(graph, terms[1], sp.exp):
             u = graph[terms[1]].args[0]
             return graph.apply(sigmoid, graph.mul(graph.const(-1), u)), "1/(1 + exp(-x)) -> sigmoid(x)"
+    if op is sp.log and graph[args[0]].op is det:
+        return graph.apply(logdet, graph[args[0]].args[0]), "log(det(X)) -> logdet(X)"
     if op is sp.log:
         terms = _add_terms(graph, args[0])
         if terms is None:
