@@ -15,13 +15,14 @@ import numpy as np
 import sympy as sp
 
 from .compiler import Compiled, compile
-from .errors import ModelError
 from .model import Model
 from .emit import CodePrinter
 from .graph import CONST, SYMBOL
 from .opcount import node_cost
 from .special import ERF_SOURCE
 
+# A named matrix dimension takes this size in random points and written-out references.
+NAMED_SIZE = 3
 # Parameters and data are drawn from these ranges in turn until loss and gradient are finite.
 RANGES = ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0))
 
@@ -121,7 +122,7 @@ def _relative(a, b):
 def argument_shape(module, name: str, batch: int | None) -> tuple:
     """The shape a random value of argument `name` gets: a parameter its own shape (scalar or
     matrix), data `batch` of them; a named matrix dimension is 3."""
-    shape = tuple(3 if isinstance(n, str) else n for n in getattr(module, "SHAPES", {}).get(name, ()))
+    shape = tuple(NAMED_SIZE if isinstance(n, str) else n for n in getattr(module, "SHAPES", {}).get(name, ()))
     return shape if name in module.WRT or not batch else (batch,) + shape
 
 
@@ -217,16 +218,18 @@ class ScalarModel:
         raise KeyError(arg)
 
 
-def scalar_model(model: Model) -> ScalarModel:
-    """`model` with every matrix argument and step written out entry by entry (numeric shapes
-    only): the reference the matrix path is checked against. Arguments keep their order."""
+def scalar_model(model: Model, size: int = NAMED_SIZE) -> ScalarModel:
+    """`model` with every matrix argument and step written out entry by entry, a named dimension
+    being `size`: the reference the matrix path is checked against. Arguments keep their order."""
     env, layout = {}, []
     args = list(model.wrt) + list(model.inputs or [])
     for a in args:
+        for d in getattr(a, "shape", ()):
+            if isinstance(d, sp.Symbol):
+                env[d] = sp.Integer(size)
+    for a in args:
         if isinstance(a, sp.MatrixSymbol):
-            rows, cols = a.shape
-            if not (rows.is_Integer and cols.is_Integer):
-                raise ModelError(f"{a} has symbolic shape {a.shape}; give numbers to write it out")
+            rows, cols = sp.Tuple(*a.shape).xreplace(env)
             entries = [sp.Symbol(f"{a.name}_{i}_{j}") for i in range(rows) for j in range(cols)]
             env[a] = sp.ImmutableMatrix(rows, cols, entries)
             layout.append((a, (int(rows), int(cols)), entries))
@@ -234,7 +237,11 @@ def scalar_model(model: Model) -> ScalarModel:
             layout.append((a, None, [a]))
 
     def explicit(e):
-        e = sp.sympify(e).xreplace(env).doit()
+        # An inverse is written out as adjugate/determinant: SymPy's inv() simplifies, which is slow.
+        e = sp.sympify(e).xreplace(env).replace(
+            lambda x: isinstance(x, sp.Inverse),
+            lambda x: (lambda m: m.adjugate() / m.det())(sp.ImmutableMatrix(x.arg.doit().as_explicit())))
+        e = e.doit()
         return sp.ImmutableMatrix(e.as_explicit()) if isinstance(e, (sp.MatrixExpr, sp.MatrixBase)) else e
 
     steps = []
@@ -256,10 +263,7 @@ def scalar_model(model: Model) -> ScalarModel:
 
 def _matrix_oracle(compiled: Compiled, limit: int):
     """sympy.diff of the model written out entry by entry (numeric shapes only), or (None, why)."""
-    try:
-        scalar = scalar_model(compiled.model)
-    except ModelError as exc:
-        return None, f"sympy.diff skipped: {exc}"
+    scalar = scalar_model(compiled.model)
     written_out = compile(scalar.model, reduction=compiled.reduction)
     oracle, note = _sympy_oracle(written_out, limit)
     if oracle is None:

@@ -66,6 +66,35 @@ def finite_difference_gradient(module, point: dict, h=1e-6):
     return np.array(grads)
 
 
+def reference_gradient(model: bp.Model, point: dict, reduction="sum"):
+    """sympy_gradient for any model: a matrix model is written out entry by entry first, and each
+    matrix argument's gradient gathered back into its shape."""
+    from backpropc.check import scalar_model
+
+    args = model.wrt + list(model.inputs)
+    if not any(isinstance(a, sp.MatrixSymbol) for a in args):
+        return list(sympy_gradient(model, args, point, reduction))
+    scalar = scalar_model(model)
+    flat = scalar.model
+    grads = sympy_gradient(flat, flat.wrt + list(flat.inputs), scalar.flatten(point), reduction)
+    by_entry = dict(zip((w.name for w in flat.wrt), grads))
+    return [scalar.gather(w, by_entry) for w in model.wrt]
+
+
+def directional_derivatives(module, point: dict, grads, rng, h=1e-6):
+    """(backprop, central finite differences) of the objective along a random direction per
+    parameter (along 1 for a scalar)."""
+    pairs = []
+    for name, g in zip(module.WRT, grads):
+        x = point[name]
+        d = rng.standard_normal(np.shape(x)) if np.ndim(x) else 1.0
+        step = h * max(1.0, float(np.max(np.abs(x))))
+        up = module.value_and_grad(**dict(point, **{name: x + step * d}))[0]
+        down = module.value_and_grad(**dict(point, **{name: x - step * d}))[0]
+        pairs.append((np.sum(g * d), (up - down) / (2 * step)))
+    return np.array(pairs)
+
+
 def assert_close(actual, expected, rtol, atol=1e-12, what=""):
     actual, expected = np.asarray(actual, float), np.asarray(expected, float)
     err = np.abs(actual - expected) / np.maximum(np.abs(expected), 1.0)

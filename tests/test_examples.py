@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from oracle import assert_close, finite_difference_gradient, sympy_gradient
+from oracle import assert_close, directional_derivatives, reference_gradient
 
 import backpropc as bp
+from backpropc.check import argument_shape
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -22,11 +23,12 @@ def load_example(name):
 
 
 def random_point(module, domains, rng, batch):
-    """Parameters as scalars, data as arrays of `batch` examples (or scalars when batch is None)."""
+    """Parameters in their own shape (scalars, matrices), data as `batch` examples (one example
+    when batch is None)."""
     point = {}
     for name in module.ARGS:
         low, high = domains.get(name, (-1.5, 1.5))
-        shape = () if name in module.WRT or batch is None else (batch,)
+        shape = argument_shape(module, name, batch)
         point[name] = rng.uniform(low, high, shape) if shape else float(rng.uniform(low, high))
     return point
 
@@ -45,18 +47,20 @@ def test_gradient_matches_sympy_diff_and_finite_differences(example, batch):
     for _ in range(3):
         point = random_point(module, domains, rng, batch)
         value, grads = module.value_and_grad(**point)
-        exact = sympy_gradient(model, model.wrt + list(model.inputs), point)
-        assert_close(grads, exact, 1e-10, what=f"{name} vs sympy.diff")
-        assert_close(grads, finite_difference_gradient(module, point), 1e-6, what=f"{name} vs finite differences")
+        for arg, g, e in zip(module.WRT, grads, reference_gradient(model, point)):
+            assert np.shape(g) == np.shape(point[arg])
+            assert_close(g, e, 1e-10, what=f"{name}: d/d{arg} vs sympy.diff")
+        backprop, finite = directional_derivatives(module, point, grads, rng).T
+        assert_close(backprop, finite, 1e-6, what=f"{name} vs finite differences")
         assert np.isclose(value, np.sum(module.forward(**point)))
 
 
-def test_scalar_parameters_get_scalar_gradients(example):
+def test_gradients_have_their_parameters_shapes(example):
     name, model, compiled, domains = example
     module = compiled.load()
     point = random_point(module, domains, np.random.default_rng(1), 7)
-    for g in module.grad(**point):
-        assert np.ndim(g) == 0
+    for arg, g in zip(module.WRT, module.grad(**point)):
+        assert np.shape(g) == np.shape(point[arg])
 
 
 def test_generated_module_self_check_passes(example, capsys):
