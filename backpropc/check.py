@@ -237,12 +237,8 @@ def scalar_model(model: Model, size: int = NAMED_SIZE) -> ScalarModel:
             layout.append((a, None, [a]))
 
     def explicit(e):
-        # An inverse is written out as adjugate/determinant: SymPy's inv() simplifies, which is slow.
-        e = sp.sympify(e).xreplace(env).replace(
-            lambda x: isinstance(x, sp.Inverse),
-            lambda x: (lambda m: m.adjugate() / m.det())(sp.ImmutableMatrix(x.arg.doit().as_explicit())))
-        e = e.doit()
-        return sp.ImmutableMatrix(e.as_explicit()) if isinstance(e, (sp.MatrixExpr, sp.MatrixBase)) else e
+        e = _written_out(sp.sympify(e).xreplace(env), {})
+        return e
 
     steps = []
     for step in model.steps:
@@ -275,6 +271,48 @@ def _matrix_oracle(compiled: Compiled, limit: int):
         by_entry = dict(zip(names, oracle({a: flat[a] for a in written_out.args}, batch, mean)))
         return [scalar.gather(w, by_entry) for w in compiled.model.wrt]
     return exact, ""
+
+
+def _written_out(e, memo: dict):
+    """e with every matrix operation carried out on explicit matrices (small models only)."""
+    if e in memo:
+        return memo[e]
+    if isinstance(e, sp.MatrixBase) or not e.args or isinstance(e, sp.MatrixSymbol):
+        return e
+    from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+    from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
+    from sympy.matrices.expressions.matexpr import MatrixElement
+
+    from .matrices import EntrySum
+
+    if isinstance(e, ElementwiseApplyFunction):
+        result = _written_out(e.expr, memo).applyfunc(e.function)
+    elif isinstance(e, MatrixElement):
+        result = _written_out(e.parent, memo)[e.i, e.j]
+    else:
+        args = [_written_out(a, memo) for a in e.args]
+        if isinstance(e, sp.Inverse):
+            result = args[0].adjugate() / args[0].det()  # SymPy's inv() simplifies: slow
+        elif isinstance(e, sp.Determinant):
+            result = args[0].det()
+        elif isinstance(e, sp.Trace):
+            result = args[0].trace()
+        elif isinstance(e, EntrySum):
+            result = sp.Add(*args[0])
+        elif isinstance(e, HadamardProduct):
+            result = args[0]
+            for a in args[1:]:
+                result = result.multiply_elementwise(a)
+        elif isinstance(e, HadamardPower):
+            result = args[0].applyfunc(lambda z: z ** args[1])
+        elif isinstance(e, sp.MatrixExpr):
+            result = e.func(*args).doit()
+            result = result.as_explicit() if isinstance(result, sp.MatrixExpr) else result
+        else:
+            result = e.func(*args)
+    result = sp.ImmutableMatrix(result) if isinstance(result, sp.MatrixBase) else result
+    memo[e] = result
+    return result
 
 
 def numpy_function(args, exprs, cse: bool = False):

@@ -118,15 +118,30 @@ class sum_entries(MatrixOp):
 
 
 class entry(MatrixOp):
-    """The only entry of a 1x1 matrix, as a scalar."""
+    """X[i, j], a scalar (per example)."""
 
-    nargs = 1
+    nargs = 3
 
     def _numpycode(self, printer):
-        return f"{_code(printer, self.args[0])}[..., 0, 0]"
+        x, i, j = self.args
+        return f"{_code(printer, x)}[..., {i}, {j}]"
 
     def _sympystr(self, printer):
-        return f"{_math(printer, self.args[0])}[0, 0]"
+        x, i, j = self.args
+        return f"{_math(printer, x)}[{i}, {j}]"
+
+
+class place(MatrixOp):
+    """A matrix shaped like X, zero but for the scalar s at [i, j]: the signal of X from X[i, j]."""
+
+    nargs = 4
+
+    def _numpycode(self, printer):
+        return f"_place({', '.join(printer._print(a) for a in self.args)})"
+
+    def _sympystr(self, printer):
+        s, x, i, j = self.args
+        return f"{_math(printer, s)}*unit({printer._print(x)}, {i}, {j})"
 
 
 class fill(MatrixOp):
@@ -188,7 +203,6 @@ class as_matrix(MatrixOp):
 
 SCALAR_RESULT = (trace, det, logdet, sum_entries, entry, dim)
 CONSTANT = (dim, eye, ones)          # no derivative: they only carry shapes
-HELPERS = ("_matmul", "_fill", "_logdet", "_as_matrix")
 
 
 class EntrySum(sp.Expr):
@@ -246,7 +260,7 @@ def infer_shape(graph, node) -> tuple | None:
         return (shapes[0][1], shapes[0][0])
     if op is inverse:
         return shapes[0]
-    if op is fill:
+    if op in (fill, place):
         return shapes[1]
     if op is eye:
         n = _dimension(graph, node.args[0])
@@ -267,8 +281,7 @@ def infer_shape(graph, node) -> tuple | None:
 def _dimension(graph, i: int):
     node = graph[i]
     if node.op is dim:
-        symbol = graph[node.args[0]].value
-        return symbol.shape[-2 if graph.number(node.args[1]) == -2 else -1]
+        return graph.shapes[node.args[0]][-2 if graph.number(node.args[1]) == -2 else -1]
     return node.value
 
 
@@ -328,10 +341,10 @@ def convert(graph, e: sp.Basic, args: list[int], env: dict) -> int:
     if isinstance(e, EntrySum):
         return graph.apply(sum_entries, args[0])
     if isinstance(e, MatrixElement):
-        if graph.shapes[args[0]] != (1, 1) or (e.i, e.j) != (0, 0):
-            raise NonScalarLossError(f"{e}: only the entry [0, 0] of a 1x1 matrix can be used as a "
-                                     f"scalar; use bp.sum or a product with a vector instead")
-        return graph.apply(entry, args[0])
+        if not (e.i.is_Integer and e.j.is_Integer):
+            raise ModelError(f"{e}: a matrix entry needs numeric indices; use bp.sum or products "
+                             f"with vectors for sums over entries")
+        return graph.apply(entry, args[0], graph.const(e.i), graph.const(e.j))
     if isinstance(e, ElementwiseApplyFunction):
         variable, body = e.function.variables[0], e.function.expr
         return graph.from_sympy(body, {**env, variable: args[0]})
@@ -362,7 +375,8 @@ def fold(graph, op, args: list[int]) -> int | None:
 
 def eye_like(graph, i: int) -> int:
     """The identity matrix with as many rows as node i's columns."""
-    return graph.apply(eye, graph.apply(dim, i, graph.const(-1)))
+    n = graph.shapes[i][1]
+    return graph.apply(eye, graph.const(n) if n.is_Integer else graph.apply(dim, i, graph.const(-1)))
 
 
 def dimension_node(graph, d) -> int:
@@ -385,7 +399,7 @@ def loss_scalar(graph, node: int) -> int:
     if tuple(shape) != (1, 1):
         raise NonScalarLossError(f"the loss has shape {tuple(shape)}, not a scalar; reduce it to one "
                                  f"number (bp.sum sums the entries of a matrix)")
-    return graph.apply(entry, node)
+    return graph.apply(entry, node, graph.const(0), graph.const(0))
 
 
 # ---- the generated module's matrix helpers ----------------------------------------------------
@@ -431,6 +445,14 @@ def _fill(s, like):
     s = _as_matrix(s)
     shape = np.broadcast_shapes(np.shape(s), np.shape(like))
     return np.broadcast_to(s, shape).astype(np.result_type(s, like, 1.0), copy=False)
+
+
+def _place(s, like, i, j):
+    """Zeros shaped like `like` (and the batch of s), with the per-example scalar s at [i, j]."""
+    shape = np.broadcast_shapes(np.shape(s) + (1, 1), np.shape(like))
+    result = np.zeros(shape, dtype=np.result_type(s, like, 1.0))
+    result[..., i, j] = s
+    return result
 
 
 def _logdet(x):

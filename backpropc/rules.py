@@ -267,9 +267,17 @@ def logdet_vjp(out_bar, out, args, needed):
     return [out_bar * T(call(M.inverse, args[0]))]
 
 
-def spread_vjp(out_bar, out, args, needed):
-    """sum(X) and the entry of a 1x1 X: every entry of X gets the scalar signal."""
+def sum_entries_vjp(out_bar, out, args, needed):
+    """sum(X): every entry of X gets the scalar signal."""
     return [call(M.fill, out_bar, args[0])]
+
+
+def entry_vjp(out_bar, out, args, needed):
+    """X[i, j]: that entry of X gets the signal (a 1x1 X gets it everywhere)."""
+    x, i, j = args
+    if out.graph.shapes[x.id] == (1, 1):
+        return [call(M.fill, out_bar, x), None, None]
+    return [call(M.place, out_bar, x, i, j), None, None]
 
 
 def fill_vjp(out_bar, out, args, needed):
@@ -296,8 +304,8 @@ VJPS = {
     M.inverse: inverse_vjp,
     M.det: det_vjp,
     M.logdet: logdet_vjp,
-    M.sum_entries: spread_vjp,
-    M.entry: spread_vjp,
+    M.sum_entries: sum_entries_vjp,
+    M.entry: entry_vjp,
     M.fill: fill_vjp,
 }
 

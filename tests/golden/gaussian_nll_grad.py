@@ -154,6 +154,14 @@ def _fill(s, like):
     return np.broadcast_to(s, shape).astype(np.result_type(s, like, 1.0), copy=False)
 
 
+def _place(s, like, i, j):
+    """Zeros shaped like `like` (and the batch of s), with the per-example scalar s at [i, j]."""
+    shape = np.broadcast_shapes(np.shape(s) + (1, 1), np.shape(like))
+    result = np.zeros(shape, dtype=np.result_type(s, like, 1.0))
+    result[..., i, j] = s
+    return result
+
+
 def _logdet(x):
     """log(det(x)) from the LU factors (no overflow); NaN where det(x) <= 0, as log would give."""
     sign, value = np.linalg.slogdet(x)

@@ -1,0 +1,186 @@
+"""Matrix models: every matrix rule against sympy.diff (the model written out entry by entry)
+and finite differences, the scalar path as a second reference, batches, shapes, and sizes."""
+
+import re
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from oracle import assert_close, directional_derivatives, reference_gradient
+
+import backpropc as bp
+from backpropc.check import argument_shape, scalar_model
+from backpropc.errors import ModelError, NonScalarLossError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+A, B = sp.MatrixSymbol("A", 3, 2), sp.MatrixSymbol("B", 2, 3)
+S, P = sp.MatrixSymbol("S", 3, 3), sp.MatrixSymbol("P", 3, 3)
+u, v = sp.MatrixSymbol("u", 3, 1), sp.MatrixSymbol("v", 2, 1)
+a, s = sp.symbols("a s")
+I3 = sp.Identity(3)
+
+# (name, loss, wrt, inputs): each exercises one matrix rule (u, v and s are batched data)
+CASES = [
+    ("matmul", bp.sum(A * B), [A, B], []),
+    ("matvec", bp.sum((A * v).applyfunc(sp.sin)), [A], [v]),
+    ("vecmat", u.T * S * u, [S], [u]),
+    ("transpose", bp.sum(sp.hadamard_product(A.T, B)), [A, B], []),
+    ("trace", sp.Trace(A * B) * s, [A, B], [s]),
+    ("inverse", bp.sum(sp.Inverse(S + 3 * I3) * u), [S], [u]),
+    ("matpow", bp.sum(sp.MatPow(S, 2) * u), [S], [u]),
+    ("det", sp.Determinant(S + 2 * I3), [S], []),
+    ("logdet", sp.log(sp.Determinant(S * S.T + I3)), [S], []),
+    ("hadamard_power", bp.sum(sp.HadamardPower(S * u, 3)), [S], [u]),
+    ("elementwise", bp.sum((S * u).applyfunc(bp.sigmoid)) + bp.sum((S * u).applyfunc(sp.exp)), [S], [u]),
+    ("scalar_times_matrix", bp.sum(a * S * u) + a ** 2 * s, [a, S], [u, s]),
+    ("scalar_data_times_matrix", bp.sum(s * (S * u).applyfunc(sp.tanh)), [S], [u, s]),
+    ("ones_and_identity", bp.sum(sp.OneMatrix(1, 3) * (S + I3) * u), [S], [u]),
+    ("one_by_one_entry", (v.T * v)[0, 0] * a + bp.sum(A * v), [a, A], [v]),
+    ("data_gradient", bp.sum(sp.HadamardPower(S * u, 2)), [u], [S]),
+]
+
+
+def compiled_case(loss, wrt, inputs):
+    return bp.compile(loss, wrt=wrt, inputs=inputs, name="case")
+
+
+def random_point(module, rng, batch):
+    return {name: rng.uniform(-1, 1, shape) if (shape := argument_shape(module, name, batch)) else
+            float(rng.uniform(-1, 1)) for name in module.ARGS}
+
+
+@pytest.mark.parametrize("batch", [None, 4])
+@pytest.mark.parametrize("name, loss, wrt, inputs", CASES, ids=[c[0] for c in CASES])
+def test_matrix_rule_matches_sympy_diff_and_finite_differences(name, loss, wrt, inputs, batch):
+    compiled = compiled_case(loss, wrt, inputs)
+    module = compiled.load()
+    model = bp.Model(name, [], loss, wrt, inputs)
+    rng = np.random.default_rng(len(name))
+    for _ in range(2):
+        point = random_point(module, rng, batch)
+        value, grads = module.value_and_grad(**point)
+        for arg, g, exact in zip(module.WRT, grads, reference_gradient(model, point)):
+            assert np.shape(g) == np.shape(point[arg]), f"{name}: d/d{arg} has the wrong shape"
+            assert_close(g, exact, 1e-9, what=f"{name}: d/d{arg} vs sympy.diff")
+        backprop, finite = directional_derivatives(module, point, grads, rng).T
+        assert_close(backprop, finite, 1e-6, what=f"{name} vs finite differences")
+        assert np.isclose(value, np.sum(module.forward(**point)))
+
+
+@pytest.mark.parametrize("name, loss, wrt, inputs", CASES, ids=[c[0] for c in CASES])
+def test_matrix_path_agrees_with_the_scalar_path(name, loss, wrt, inputs):
+    """The same model written with one scalar symbol per entry, compiled through the scalar path."""
+    module = compiled_case(loss, wrt, inputs).load()
+    scalar = scalar_model(bp.Model(name, [], loss, wrt, inputs))
+    scalar_module = bp.compile(scalar.model).load()
+    point = random_point(module, np.random.default_rng(7), 5)
+    value, grads = module.value_and_grad(**point)
+    flat = scalar.flatten(point)
+    scalar_value, scalar_grads = scalar_module.value_and_grad(**{k: flat[k] for k in scalar_module.ARGS})
+    by_entry = dict(zip(scalar_module.WRT, scalar_grads))
+    assert np.isclose(value, scalar_value, rtol=1e-12)
+    for w, g in zip(wrt, grads):
+        assert_close(g, scalar.gather(w, by_entry), 1e-11, what=f"{name}: d/d{w}")
+
+
+@pytest.mark.parametrize("example", ["vectorised_mlp", "least_squares", "gaussian_nll"])
+def test_batch_gradient_is_the_sum_of_per_example_gradients(example):
+    model = runpy.run_path(str(EXAMPLES / f"{example}.py"))["model"]
+    module = bp.compile(model).load()
+    point = random_point(module, np.random.default_rng(3), 6)
+    value, grads = module.value_and_grad(**point)
+    data = [n for n in module.ARGS if n not in module.WRT]
+    total_value, totals = 0.0, [0.0] * len(grads)
+    for i in range(6):
+        one = dict(point, **{n: point[n][i] for n in data})
+        v, gs = module.value_and_grad(**one)
+        total_value += v
+        totals = [t + g for t, g in zip(totals, gs)]
+    assert np.isclose(value, total_value)
+    for g, t in zip(grads, totals):
+        assert_close(g, t, 1e-12)
+
+
+def test_vectorised_mlp_matches_the_lecture_and_the_scalar_mlp():
+    """Slide 17's backward pass, and the same numbers as the scalar-weight examples/mlp.py."""
+    namespace = runpy.run_path(str(EXAMPLES / "vectorised_mlp.py"))
+    source = bp.compile(namespace["model"]).source
+    for line in ["y_bar = y - t", "h_bar = _matmul(W2.mT, y_bar)", "z_bar = h*h_bar*(1 - h)",
+                 "W1_bar = _sum_matmul(z_bar, x.mT, W1, shape)", "W2_bar = _sum_matmul(y_bar, h.mT, W2, shape)"]:
+        assert line in source
+    scalar = runpy.run_path(str(EXAMPLES / "mlp.py"))["model"]
+    module, scalar_module = bp.compile(namespace["model"]).load(), bp.compile(scalar).load()
+    rng = np.random.default_rng(0)
+    W1, b1, W2, b2 = rng.normal(size=(4, 3)), rng.normal(size=(4, 1)), rng.normal(size=(2, 4)), rng.normal(size=(2, 1))
+    x, t = rng.normal(size=(8, 3, 1)), rng.normal(size=(8, 2, 1))
+    value, grads = module.value_and_grad(W1, b1, W2, b2, x, t)
+    point = {f"w1_{i + 1}_{j + 1}": W1[i, j] for i in range(4) for j in range(3)}
+    point |= {f"b1_{i + 1}": b1[i, 0] for i in range(4)}
+    point |= {f"w2_{k + 1}_{i + 1}": W2[k, i] for k in range(2) for i in range(4)}
+    point |= {f"b2_{k + 1}": b2[k, 0] for k in range(2)}
+    point |= {f"x{j + 1}": x[:, j, 0] for j in range(3)} | {f"t{k + 1}": t[:, k, 0] for k in range(2)}
+    scalar_value, scalar_grads = scalar_module.value_and_grad(**point)
+    assert np.isclose(value, scalar_value)
+    flat = np.concatenate([g.ravel() for g in grads])
+    assert_close(flat, np.array(scalar_grads), 1e-12)
+
+
+def test_generated_source_does_not_grow_with_the_layer_sizes():
+    build = runpy.run_path(str(EXAMPLES / "vectorised_mlp.py"))["vectorised_mlp"]
+    small = bp.compile(build(784, 8, 10)).source
+    large = bp.compile(build(784, 256, 10)).source
+    assert re.sub(r"\d+", "0", small) == re.sub(r"\d+", "0", large)
+    assert len(small.splitlines()) == len(large.splitlines())
+
+
+def test_one_shape_generic_module_runs_at_two_sizes():
+    module = bp.compile(runpy.run_path(str(EXAMPLES / "least_squares.py"))["model"]).load()
+    rng = np.random.default_rng(5)
+    for m, n in [(5, 2), (40, 7)]:
+        A, x, b = rng.normal(size=(m, n)), rng.normal(size=(n, 1)), rng.normal(size=(m, 1))
+        value, (x_bar,) = module.value_and_grad(x, A, b)
+        assert np.isclose(value, np.sum((A @ x - b) ** 2))
+        assert_close(x_bar, 2 * A.T @ (A @ x - b), 1e-12)
+        assert x_bar.shape == (n, 1)
+
+
+def test_mismatched_matrix_shapes_are_refused_with_the_expected_shape():
+    module = bp.compile(runpy.run_path(str(EXAMPLES / "least_squares.py"))["model"]).load()
+    with pytest.raises(ValueError, match=r"A must have shape \(3, 2\), or \(\.\.\., 3, 2\) for a batch; got \(3, 4\)"):
+        module.value_and_grad(np.zeros((2, 1)), np.zeros((3, 4)), np.zeros((3, 1)))
+    mlp = bp.compile(runpy.run_path(str(EXAMPLES / "vectorised_mlp.py"))["model"]).load()
+    with pytest.raises(ValueError, match=r"x must have shape \(3, 1\).*got \(10, 3\)"):
+        mlp.value_and_grad(np.zeros((4, 3)), np.zeros((4, 1)), np.zeros((2, 4)), np.zeros((2, 1)),
+                           np.zeros((10, 3)), np.zeros((10, 2, 1)))
+
+
+def test_float32_matrices_stay_float32():
+    module = bp.compile(runpy.run_path(str(EXAMPLES / "vectorised_mlp.py"))["model"]).load()
+    rng = np.random.default_rng(2)
+    args = [rng.normal(size=s).astype(np.float32) for s in [(4, 3), (4, 1), (2, 4), (2, 1), (5, 3, 1), (5, 2, 1)]]
+    value, grads = module.value_and_grad(*args)
+    assert all(g.dtype == np.float32 for g in grads)
+
+
+def test_non_scalar_matrix_loss_is_refused():
+    with pytest.raises(NonScalarLossError, match=r"shape \(3, 1\), not a scalar.*bp.sum"):
+        bp.compile(S * u, wrt=[S], inputs=[u])
+
+
+def test_matrix_step_shape_must_match():
+    z = sp.MatrixSymbol("z", 2, 1)
+    with pytest.raises(ModelError, match="step z is a 2x1 matrix but its expression has shape"):
+        bp.compile(bp.Model("bad", [(z, S * u)], bp.sum(z), [S], [u]))
+
+
+def test_dimension_of_a_constant_matrix_must_be_an_argument_size():
+    k = sp.Symbol("k", integer=True)
+    Q = sp.MatrixSymbol("Q", k, k)
+    module = bp.compile(sp.Trace(Q + sp.Identity(k)), wrt=[Q]).load()
+    assert np.isclose(module.value_and_grad(np.ones((4, 4)))[0], 8.0)
+    j = sp.Symbol("j", integer=True)
+    with pytest.raises(ModelError, match="dimension j is not the size of any matrix argument"):
+        bp.compile(sp.Trace(Q) + bp.sum(sp.OneMatrix(j, 1)), wrt=[Q])
