@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sympy as sp
 
-from .check import finite_point, numpy_function, to_sympy
+from .check import finite_point, numpy_function, scalar_model, to_sympy
 from .compiler import Compiled, compile
 from .opcount import tree_ops
 
@@ -46,6 +46,9 @@ class Comparison:
     ops_forward: int
     ratio: float                     # ops(backprop value and gradient) / ops_forward
     rows: list[Row] = field(default_factory=list)
+    # A matrix model's backprop row counts matrix operations (one @ is one operation); the naive
+    # rows differentiate the model written out entry by entry, and count scalar operations.
+    matrix: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -59,6 +62,9 @@ class Comparison:
         for row in cells:
             lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if self.matrix:
+            lines += ["", "backprop's ops are matrix operations (one @ is one); the naive rows differentiate "
+                          "the model written out entry by entry and count scalar operations."]
         lines += ["", f"backprop's value and gradient cost {self.ratio:.2f} x its forward pass "
                       f"({self.ops_forward:,} ops); the cheap-gradient bound is 3 for multiplications "
                       f"(Baur-Strassen) and 5 for all operations (Griewank)."]
@@ -82,15 +88,20 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
     point, _ = finite_point(module, np.random.default_rng(seed), batch, domains or {})
     if point is None:
         raise ValueError(f"{compiled.name}: no point found where the loss and its gradient are finite")
-    grads = np.array([np.asarray(g, float) for g in module.value_and_grad(**point)[1]])
+    grads = np.concatenate([np.ravel(g) for g in module.value_and_grad(**point)[1]]).astype(float)
     run_s = _median_time(lambda: module.value_and_grad(**point))
+    naive_target, naive_point = compiled, point
+    if hasattr(module, "SHAPES"):  # the calculus-class way differentiates every entry on its own
+        scalar = scalar_model(compiled.model)
+        naive_target, flat = compile(scalar.model, rewrite=rewrite), scalar.flatten(point)
+        naive_point = {a: flat[a] for a in naive_target.args}
     ops = compiled.ops["value_and_grad"]
     result = Comparison(compiled.name, batch, compiled.ops["forward"],
                         ops / max(compiled.ops["forward"], 1),
-                        [Row("backprop", "ok", ops, compile_s, run_s, 0.0)])
+                        [Row("backprop", "ok", ops, compile_s, run_s, 0.0)], naive_target is not compiled)
     for method in METHODS[1:]:
         result.rows.append(Row(method, "over budget") if method in skip else
-                           _run_naive(compiled, method, point, grads, budget))
+                           _run_naive(naive_target, method, naive_point, grads, budget))
     return result
 
 

@@ -246,7 +246,7 @@ class _Emitter:
             sign, product = ("-", -term) if term.could_extract_minus_sign() else ("+", term)
             if isinstance(product, transpose) and isinstance(product.args[0], matmul):
                 a, b = product.args[0].args  # the sum of (a b)^T is the sum of b^T a^T
-                product = matmul(transpose(b, evaluate=False), transpose(a, evaluate=False), evaluate=False)
+                product = matmul(_transposed(b), _transposed(a), evaluate=False)
             if isinstance(product, matmul):
                 a, b = (print_code(x, self.printer) for x in product.args)
                 code = f"_sum_matmul({a}, {b}, {arg}, {shape})"
@@ -314,6 +314,10 @@ def _special_source() -> str:
     from .special import ERF_SOURCE
 
     return ERF_SOURCE.strip()
+
+
+def _transposed(e: sp.Basic) -> sp.Basic:
+    return e.args[0] if isinstance(e, transpose) else transpose(e, evaluate=False)
 
 
 def _shapes_source(shapes: dict) -> str:

@@ -18,7 +18,7 @@ from sympy.printing.str import StrPrinter
 
 from .errors import UnsupportedFunctionError
 from .graph import CONST, SYMBOL, Graph, closure
-from .matrices import MatrixOp, as_matrix
+from .matrices import MatrixOp, as_matrix, transpose
 from .naming import Namer
 from .opcount import node_cost
 
@@ -61,8 +61,8 @@ class Schedule:
                 depth[i] = 0
                 continue
             d = 1 + max((depth[a] for a in node.args), default=0)
-            if self._is_negation_of_name(i, own) and i not in wanted and i not in roots:
-                depth[i] = 0  # `-v` is written where it is used: a - v costs what a + c does
+            if self._is_view_of_name(i, own) and i not in wanted and i not in roots:
+                depth[i] = 0  # `-v` and `v.mT` are written where they are used: no work of their own
                 continue
             if i in wanted or uses[i] > 1 or i in roots or d > MAX_INLINE_DEPTH:
                 own.add(i)
@@ -90,6 +90,12 @@ class Schedule:
             else:
                 self.names[i] = namer.temp()
         self.n_forward = n_forward
+
+    def _is_view_of_name(self, i: int, own: set[int]) -> bool:
+        node = self.graph[i]
+        if node.op is transpose:
+            return node.args[0] in own or self.graph[node.args[0]].is_leaf
+        return self._is_negation_of_name(i, own)
 
     def _is_negation_of_name(self, i: int, own: set[int]) -> bool:
         node = self.graph[i]

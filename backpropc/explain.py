@@ -26,6 +26,7 @@ class LectureUnicodePrinter(StrPrinter):
         return f"σ({self._print(expr.args[0])})"
 
 
+
 def bar(name: str) -> str:
     """`z_bar` -> `z̄` (an overbar on the last character of the base name)."""
     if name.endswith("_bar") and len(name) > 4:
@@ -40,6 +41,9 @@ def equations(compiled: Compiled, unicode: bool = False) -> tuple[list[str], lis
     listing = compiled.listing
     forward = [f"{name(v)} = {printer.doprint(rhs)}" for v, rhs in listing.forward_equations()]
     backward = [f"{name(v)} = {printer.doprint(rhs)}" for v, rhs, _ in listing.backward_equations()]
+    if unicode:  # matrix notation: W^T as Wᵀ, S^-1 as S⁻¹
+        forward, backward = ([line.replace("^T", "ᵀ").replace("^-1", "⁻¹") for line in lines]
+                             for lines in (forward, backward))
     return forward, backward
 
 
@@ -50,6 +54,10 @@ def explain(compiled: Compiled, unicode: bool = False) -> str:
     text = [f"{compiled.name}: differentiated with respect to {', '.join(compiled.wrt)}", "",
             "Forward pass:"]
     text += [f"    {eq}" for eq in forward]
+    shapes = [f"{a} {'x'.join(map(str, s.shape))}" for a, s in zip(compiled.args, compiled.program.args)
+              if hasattr(s, "shape")]
+    if shapes:
+        text += ["", "Matrices (per example; a batch adds leading axes): " + ", ".join(shapes)]
     loss = compiled.listing.forward[-1].name if compiled.listing.forward else "L"
     objective = f"the mean of {loss} over the N examples" if reduction == "mean" else f"the sum of {loss}"
     text += ["", f"Backward pass ({signal} = d(objective)/dv, objective = {objective}; "

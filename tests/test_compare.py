@@ -55,7 +55,7 @@ def test_json_output_has_exactly_the_documented_keys():
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
-    assert set(data) == {"model", "batch", "ops_forward", "ratio", "rows"}
+    assert set(data) == {"model", "batch", "ops_forward", "ratio", "rows", "matrix"}
     assert data["batch"] == 50 and data["model"] == "logistic"
     for row in data["rows"]:
         assert set(row) == {"method", "status", "ops", "compile_s", "run_s", "max_rel_diff"}
@@ -94,3 +94,12 @@ def test_memoised_tree_size_agrees_with_the_printed_tree():
     for expr in (e, loss, sp.diff(loss, w)):
         assert tree_ops(expr) == _walked_ops(expr)
     assert tree_ops(e) > 2 ** 8 and dag_ops(e) == 3 * 8
+
+
+def test_matrix_model_is_compared_with_its_written_out_expansion():
+    result = bp.compare(runpy.run_path(str(ROOT / "examples" / "vectorised_mlp.py"))["model"],
+                        batch=20, budget=60)
+    assert result.matrix
+    assert [r.status for r in result.rows] == ["ok", "ok", "ok"]
+    assert all(r.max_rel_diff < 1e-10 for r in result.rows)
+    assert "matrix operations" in result.format()

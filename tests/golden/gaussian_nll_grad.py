@@ -1,14 +1,12 @@
 """gaussian_nll: value and gradient by reverse-mode accumulation (backpropagation).
 
 Forward steps:
-    c0 = C^T
-    S = C @ c0
+    S = C @ C^T
     e = x - mu
-    c1 = e^T
-    c2 = S^-1
-    c3 = c1 @ c2
-    c4 = c3 @ e
-    L = log(det(S))/2 + sum(c4)/2 + 3*log(2*pi)/2
+    c0 = S^-1
+    c1 = e^T @ c0
+    c2 = c1 @ e
+    L = log(det(S))/2 + sum(c2)/2 + 3*log(2*pi)/2
 
 Differentiated with respect to: mu, C.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -37,23 +35,20 @@ def forward(mu, C, x):
 def value_and_grad(mu, C, x):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
-    c0 = C.mT
-    S = _matmul(C, c0)
+    S = _matmul(C, C.mT)
     e = x - mu
-    c1 = e.mT
-    c2 = np.linalg.inv(S)
-    c3 = _matmul(c1, c2)
-    c4 = _matmul(c3, e)
-    L = (1/2)*_logdet(S) + (1/2)*np.sum(c4, axis=(-2, -1)) + (3/2)*np.log(2*np.pi)
+    c0 = np.linalg.inv(S)
+    c1 = _matmul(e.mT, c0)
+    c2 = _matmul(c1, e)
+    L = (1/2)*_logdet(S) + (1/2)*np.sum(c2, axis=(-2, -1)) + (3/2)*np.log(2*np.pi)
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c5 = c2.mT                                                # from L = log(det(S))/2 + sum(c4)/2 + 3*log(2*pi)/2
-    c4_bar = _fill(1/2, c4)                                   # from L = log(det(S))/2 + sum(c4)/2 + 3*log(2*pi)/2
-    c3_bar = _matmul(c4_bar, c1)                              # from c4 = c3 @ e
-    e_bar = _matmul(c3.mT, c4_bar) + _matmul(c3_bar, c5).mT   # from c4, c1
-    S_bar = (1/2)*c5 - _matmul(_matmul(c5, _matmul(e, c3_bar)), c5)  # from L, c2
+    c2_bar = _fill(1/2, c2)                                   # from L = log(det(S))/2 + sum(c2)/2 + 3*log(2*pi)/2
+    c1_bar = _matmul(c2_bar, e.mT)                            # from c2 = c1 @ e
+    e_bar = _matmul(c1.mT, c2_bar) + _matmul(c1_bar, c0.mT).mT  # from c2, c1
+    S_bar = (1/2)*c0.mT - _matmul(_matmul(c0.mT, _matmul(e, c1_bar)), c0.mT)  # from L, c0
     mu_bar = _sum_like(-e_bar, mu, shape + mu.shape[-2:])     # from e = x - mu
-    C_bar = _sum_matmul(S_bar, C, C, shape) + _sum_matmul(S_bar.mT, c0.mT, C, shape)  # from S, c0
+    C_bar = _sum_matmul(S_bar, C, C, shape) + _sum_matmul(S_bar.mT, C, C, shape)  # from S = C @ C^T
     return np.sum(L), (mu_bar, C_bar)
 
 

@@ -2,9 +2,8 @@
 
 Forward steps:
     r = -b + A @ x
-    c0 = r^T
-    c1 = c0 @ r
-    L = c1[0, 0]
+    c0 = r^T @ r
+    L = c0[0, 0]
 
 Differentiated with respect to: x.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -33,14 +32,13 @@ def value_and_grad(x, A, b):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
     r = -b + _matmul(A, x)
-    c0 = r.mT
-    c1 = _matmul(c0, r)
-    L = c1[..., 0, 0]
+    c0 = _matmul(r.mT, r)
+    L = c0[..., 0, 0]
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c1_bar = _fill(1, c1)                                # from L = c1[0, 0]
-    r_bar = _matmul(r, c1_bar) + _matmul(c1_bar, c0).mT  # from c1, c0
-    x_bar = _sum_matmul(A.mT, r_bar, x, shape)           # from r = -b + A @ x
+    c0_bar = _fill(1, c0)                                  # from L = c0[0, 0]
+    r_bar = _matmul(r, c0_bar) + _matmul(c0_bar, r.mT).mT  # from c0 = r^T @ r
+    x_bar = _sum_matmul(A.mT, r_bar, x, shape)             # from r = -b + A @ x
     return np.sum(L), (x_bar,)
 
 
