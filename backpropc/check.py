@@ -19,7 +19,7 @@ from .model import Model
 from .emit import CodePrinter
 from .graph import CONST, SYMBOL
 from .opcount import node_cost
-from .special import ERF_SOURCE
+from .special import helper_namespace
 
 # A named matrix dimension takes this size in random points and written-out references.
 NAMED_SIZE = 3
@@ -317,8 +317,7 @@ def _written_out(e, memo: dict):
 
 def numpy_function(args, exprs, cse: bool = False):
     """`sympy.lambdify` of `exprs` with backpropc's NumPy printer (stable forms, erf in NumPy)."""
-    namespace = {"np": np}
-    exec(ERF_SOURCE, namespace)
+    namespace = helper_namespace()
     return sp.lambdify(args, exprs, modules=[namespace], printer=CodePrinter({"human": True}), cse=cse)
 
 

@@ -23,6 +23,7 @@ from .matrices import HELPER_SOURCE, matmul, transpose
 from .model import REDUCTIONS, Model, Program, lower
 from .naming import Namer, clean
 from .reverse import backprop
+from .special import helper_source
 from .templates import render
 
 # A "from" comment quotes its forward statement when that fits, else names it.
@@ -201,7 +202,7 @@ class _Emitter:
         code_lines += [f"{g.name} = {g.code}" for g in grads]
         width = min(max(map(len, code_lines), default=0), 56)
         body = "\n".join(s.code for s in forward_lines + statements + grads)
-        special = _special_source() if ("_erf(" in body or "_erfc(" in body) else ""
+        special = helper_source(body)
         matrix_shapes = {a: tuple(s.shape) for a, s in zip(args, program.args)
                          if isinstance(s, sp.MatrixSymbol)}
         ops = {"forward": forward.ops,
@@ -308,12 +309,6 @@ class _Emitter:
             if len(text) <= COMMENT_WIDTH:
                 return f"from {text}"
         return "from " + ", ".join(s.name for s in sources) if sources else ""
-
-
-def _special_source() -> str:
-    from .special import ERF_SOURCE
-
-    return ERF_SOURCE.strip()
 
 
 def _transposed(e: sp.Basic) -> sp.Basic:

@@ -185,7 +185,7 @@ class CodePrinter(NumPyPrinter):
         return super()._print_Pow(expr, rational=rational)
 
     def _print_sigmoid(self, expr):
-        return f"np.exp(-np.logaddexp(0, {self._print(-expr.args[0])}))"
+        return f"_sigmoid({self._print(expr.args[0])})"
 
     def _print_softplus(self, expr):
         return self._call("logaddexp", 0, expr.args[0])
@@ -194,7 +194,9 @@ class CodePrinter(NumPyPrinter):
         return self._call("maximum", expr.args[0], 0)
 
     def _print_logsumexp(self, expr):
-        return self._nested("logaddexp", expr.args)
+        if len(expr.args) == 2:
+            return self._call("logaddexp", *expr.args)
+        return f"_logsumexp({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_log1p(self, expr):
         return self._call("log1p", expr.args[0])

@@ -33,7 +33,7 @@ WRT = ("a1", "a2", "a3", "mu1", "mu2", "mu3", "s1", "s2", "s3")
 
 def forward(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     """The per-example loss (the broadcast shape of the arguments)."""
-    lse = np.logaddexp(np.logaddexp(a1, a2), a3)
+    lse = _logsumexp(a1, a2, a3)
     z1 = (x - mu1)*np.exp(-s1)
     c7 = -1/2*np.log(2*np.pi)
     ell1 = a1 + c7 - lse - s1 - 1/2*z1**2
@@ -41,14 +41,14 @@ def forward(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     ell2 = a2 + c7 - lse - s2 - 1/2*z2**2
     z3 = (x - mu3)*np.exp(-s3)
     ell3 = a3 + c7 - lse - s3 - 1/2*z3**2
-    L = -np.logaddexp(np.logaddexp(ell1, ell2), ell3)
+    L = -_logsumexp(ell1, ell2, ell3)
     return L
 
 
 def value_and_grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
-    lse = np.logaddexp(np.logaddexp(a1, a2), a3)
+    lse = _logsumexp(a1, a2, a3)
     c0 = x - mu1
     c1 = np.exp(-s1)
     z1 = c0*c1
@@ -62,7 +62,7 @@ def value_and_grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     c6 = np.exp(-s3)
     z3 = c5*c6
     ell3 = a3 + c2 - lse - s3 - 1/2*z3**2
-    L = -np.logaddexp(np.logaddexp(ell1, ell2), ell3)
+    L = -_logsumexp(ell1, ell2, ell3)
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
     ell1_bar = -np.exp(L + ell1)                              # from L = -logsumexp(ell1, ell2, ell3)
@@ -139,6 +139,19 @@ def _sum_like(g, like, shape):
         g = g.sum(axis=summed, keepdims=True)
     g = np.broadcast_to(g, target).reshape(np.shape(like))
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _logsumexp(*args):
+    """log(exp(a) + exp(b) + ...), shifted by the largest argument so that no exp overflows."""
+    m = args[0]
+    for a in args[1:]:
+        m = np.maximum(m, a)
+    m = np.where(np.isfinite(m), m, 0.0)  # all -inf, or an inf: no shift
+    total = np.exp(args[0] - m)
+    for a in args[1:]:
+        total = total + np.exp(a - m)
+    with np.errstate(divide="ignore"):
+        return m + np.log(total)
 
 
 def _self_check(seed=0, batch=3, tolerance=1e-5):

@@ -22,7 +22,7 @@ WRT = ("w", "b")
 def forward(w, b, x, t):
     """The per-example loss (the broadcast shape of the arguments)."""
     z = b + w*x
-    y = np.exp(-np.logaddexp(0, -z))
+    y = _sigmoid(z)
     L = (1/2)*(y - t)**2
     return L
 
@@ -31,7 +31,7 @@ def value_and_grad(w, b, x, t):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
     z = b + w*x
-    y = np.exp(-np.logaddexp(0, -z))
+    y = _sigmoid(z)
     y_bar = y - t                         # from L = y_bar**2/2
     L = (1/2)*y_bar**2
     # backward pass: v_bar is the error signal d(objective)/dv
@@ -97,6 +97,18 @@ def _sum_like(g, like, shape):
         g = g.sum(axis=summed, keepdims=True)
     g = np.broadcast_to(g, target).reshape(np.shape(like))
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _sigmoid(z):
+    """1/(1 + exp(-z)), to full relative accuracy in both tails. Below z = -709, exp(-z)
+    overflows to inf and the result is 0, the correctly rounded value: the overflow is harmless."""
+    with np.errstate(over="ignore", under="ignore"):
+        if type(z) is np.ndarray:  # in place: no temporary besides the result
+            e = np.negative(z, out=np.empty_like(z, dtype=np.result_type(z, 1.0)))
+            np.exp(e, out=e)
+            e += 1.0
+            return np.reciprocal(e, out=e)
+        return 1 / (1 + np.exp(-z))
 
 
 def _self_check(seed=0, batch=3, tolerance=1e-5):

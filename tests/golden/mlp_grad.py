@@ -30,13 +30,13 @@ WRT = ("w1_1_1", "w1_1_2", "w1_1_3", "w1_2_1", "w1_2_2", "w1_2_3", "w1_3_1", "w1
 def forward(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_2, w1_3_3, w1_4_1, w1_4_2, w1_4_3, b1_1, b1_2, b1_3, b1_4, w2_1_1, w2_1_2, w2_1_3, w2_1_4, w2_2_1, w2_2_2, w2_2_3, w2_2_4, b2_1, b2_2, x1, x2, x3, t1, t2):
     """The per-example loss (the broadcast shape of the arguments)."""
     z1 = b1_1 + w1_1_1*x1 + w1_1_2*x2 + w1_1_3*x3
-    h1 = np.exp(-np.logaddexp(0, -z1))
+    h1 = _sigmoid(z1)
     z2 = b1_2 + w1_2_1*x1 + w1_2_2*x2 + w1_2_3*x3
-    h2 = np.exp(-np.logaddexp(0, -z2))
+    h2 = _sigmoid(z2)
     z3 = b1_3 + w1_3_1*x1 + w1_3_2*x2 + w1_3_3*x3
-    h3 = np.exp(-np.logaddexp(0, -z3))
+    h3 = _sigmoid(z3)
     z4 = b1_4 + w1_4_1*x1 + w1_4_2*x2 + w1_4_3*x3
-    h4 = np.exp(-np.logaddexp(0, -z4))
+    h4 = _sigmoid(z4)
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
     L = (1/2)*(y1 - t1)**2 + (1/2)*(y2 - t2)**2
@@ -47,13 +47,13 @@ def value_and_grad(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
     z1 = b1_1 + w1_1_1*x1 + w1_1_2*x2 + w1_1_3*x3
-    h1 = np.exp(-np.logaddexp(0, -z1))
+    h1 = _sigmoid(z1)
     z2 = b1_2 + w1_2_1*x1 + w1_2_2*x2 + w1_2_3*x3
-    h2 = np.exp(-np.logaddexp(0, -z2))
+    h2 = _sigmoid(z2)
     z3 = b1_3 + w1_3_1*x1 + w1_3_2*x2 + w1_3_3*x3
-    h3 = np.exp(-np.logaddexp(0, -z3))
+    h3 = _sigmoid(z3)
     z4 = b1_4 + w1_4_1*x1 + w1_4_2*x2 + w1_4_3*x3
-    h4 = np.exp(-np.logaddexp(0, -z4))
+    h4 = _sigmoid(z4)
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
     y1_bar = y1 - t1                                  # from L = y1_bar**2/2 + y2_bar**2/2
@@ -153,6 +153,18 @@ def _sum_like(g, like, shape):
         g = g.sum(axis=summed, keepdims=True)
     g = np.broadcast_to(g, target).reshape(np.shape(like))
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _sigmoid(z):
+    """1/(1 + exp(-z)), to full relative accuracy in both tails. Below z = -709, exp(-z)
+    overflows to inf and the result is 0, the correctly rounded value: the overflow is harmless."""
+    with np.errstate(over="ignore", under="ignore"):
+        if type(z) is np.ndarray:  # in place: no temporary besides the result
+            e = np.negative(z, out=np.empty_like(z, dtype=np.result_type(z, 1.0)))
+            np.exp(e, out=e)
+            e += 1.0
+            return np.reciprocal(e, out=e)
+        return 1 / (1 + np.exp(-z))
 
 
 def _self_check(seed=0, batch=3, tolerance=1e-5):

@@ -29,7 +29,7 @@ def forward(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3):
     z1 = b1 + w11*x1 + w12*x2
     z2 = b2 + w21*x1 + w22*x2
     z3 = b3 + w31*x1 + w32*x2
-    lse = np.logaddexp(np.logaddexp(z1, z2), z3)
+    lse = _logsumexp(z1, z2, z3)
     L = -t1*(z1 - lse) - t2*(z2 - lse) - t3*(z3 - lse)
     return L
 
@@ -40,7 +40,7 @@ def value_and_grad(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3)
     z1 = b1 + w11*x1 + w12*x2
     z2 = b2 + w21*x1 + w22*x2
     z3 = b3 + w31*x1 + w32*x2
-    lse = np.logaddexp(np.logaddexp(z1, z2), z3)
+    lse = _logsumexp(z1, z2, z3)
     c0 = z1 - lse
     c1 = z2 - lse
     c2 = z3 - lse
@@ -118,6 +118,19 @@ def _sum_like(g, like, shape):
         g = g.sum(axis=summed, keepdims=True)
     g = np.broadcast_to(g, target).reshape(np.shape(like))
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _logsumexp(*args):
+    """log(exp(a) + exp(b) + ...), shifted by the largest argument so that no exp overflows."""
+    m = args[0]
+    for a in args[1:]:
+        m = np.maximum(m, a)
+    m = np.where(np.isfinite(m), m, 0.0)  # all -inf, or an inf: no shift
+    total = np.exp(args[0] - m)
+    for a in args[1:]:
+        total = total + np.exp(a - m)
+    with np.errstate(divide="ignore"):
+        return m + np.log(total)
 
 
 def _self_check(seed=0, batch=3, tolerance=1e-5):

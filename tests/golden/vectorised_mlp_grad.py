@@ -25,7 +25,7 @@ SHAPES = {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1), "x": (3, 1), "
 def forward(W1, b1, W2, b2, x, t):
     """The per-example loss (the broadcast shape of the arguments)."""
     z = b1 + _matmul(W1, x)
-    h = np.exp(-np.logaddexp(0, -z))
+    h = _sigmoid(z)
     y = b2 + _matmul(W2, h)
     L = (1/2)*np.sum((y - t)**2, axis=(-2, -1))
     return L
@@ -35,7 +35,7 @@ def value_and_grad(W1, b1, W2, b2, x, t):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
     z = b1 + _matmul(W1, x)
-    h = np.exp(-np.logaddexp(0, -z))
+    h = _sigmoid(z)
     y = b2 + _matmul(W2, h)
     y_bar = y - t                                         # from L = sum(y_bar**2)/2
     L = (1/2)*np.sum(y_bar**2, axis=(-2, -1))
@@ -106,6 +106,18 @@ def _sum_like(g, like, shape):
         g = g.sum(axis=summed, keepdims=True)
     g = np.broadcast_to(g, target).reshape(np.shape(like))
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _sigmoid(z):
+    """1/(1 + exp(-z)), to full relative accuracy in both tails. Below z = -709, exp(-z)
+    overflows to inf and the result is 0, the correctly rounded value: the overflow is harmless."""
+    with np.errstate(over="ignore", under="ignore"):
+        if type(z) is np.ndarray:  # in place: no temporary besides the result
+            e = np.negative(z, out=np.empty_like(z, dtype=np.result_type(z, 1.0)))
+            np.exp(e, out=e)
+            e += 1.0
+            return np.reciprocal(e, out=e)
+        return 1 / (1 + np.exp(-z))
 
 
 def _matmul(a, b):
