@@ -62,7 +62,7 @@ class Schedule:
                 continue
             d = 1 + max((depth[a] for a in node.args), default=0)
             if self._is_view_of_name(i, own) and i not in wanted and i not in roots:
-                depth[i] = 0  # `-v` and `v.mT` are written where they are used: no work of their own
+                depth[i] = 0  # `-v` and `_T(v)` are written where they are used: no work of their own
                 continue
             if i in wanted or uses[i] > 1 or i in roots or d > MAX_INLINE_DEPTH:
                 own.add(i)

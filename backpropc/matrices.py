@@ -24,7 +24,7 @@ __all__ = ["sum"]
 
 
 def _code(printer, e) -> str:
-    """An argument as an operand of a postfix operator (`x.mT`, `x[..., 0, 0]`)."""
+    """An argument as an operand of a postfix operator (`x[..., 0, 0]`)."""
     text = printer._print(e)
     return text if isinstance(e, (sp.Symbol, sp.Function)) else f"({text})"
 
@@ -59,7 +59,7 @@ class transpose(MatrixOp):
     nargs = 1
 
     def _numpycode(self, printer):
-        return f"{_code(printer, self.args[0])}.mT"
+        return f"_T({printer._print(self.args[0])})"
 
     def _sympystr(self, printer):
         return f"{_math(printer, self.args[0])}^T"
@@ -408,6 +408,11 @@ def loss_scalar(graph, node: int) -> int:
 # times a stack is reshaped into one large product (one BLAS call), and a parameter's gradient
 # sums over the batch inside one product instead of building a stack of outer products.
 HELPER_SOURCE = '''
+def _T(x):
+    """The transpose of each matrix of a stack (x.mT, for any array that NumPy dispatches to)."""
+    return np.swapaxes(x, -1, -2)
+
+
 def _matmul(a, b):
     """a @ b per example; one matrix times a stack of matrices is one matrix product."""
     if np.ndim(a) == 2 and np.ndim(b) > 2:
@@ -473,7 +478,8 @@ def _check_matrices(values):
         want = SHAPES.get(name)
         if want is None:
             continue
-        v = values[i] = np.asarray(v)
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
+            v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
         got = np.shape(v)[-2:]

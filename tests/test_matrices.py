@@ -108,8 +108,8 @@ def test_vectorised_mlp_matches_the_lecture_and_the_scalar_mlp():
     """Slide 17's backward pass, and the same numbers as the scalar-weight examples/mlp.py."""
     namespace = runpy.run_path(str(EXAMPLES / "vectorised_mlp.py"))
     source = bp.compile(namespace["model"]).source
-    for line in ["y_bar = y - t", "h_bar = _matmul(W2.mT, y_bar)", "z_bar = h*h_bar*(1 - h)",
-                 "W1_bar = _sum_matmul(z_bar, x.mT, W1, shape)", "W2_bar = _sum_matmul(y_bar, h.mT, W2, shape)"]:
+    for line in ["y_bar = y - t", "h_bar = _matmul(_T(W2), y_bar)", "z_bar = h*h_bar*(1 - h)",
+                 "W1_bar = _sum_matmul(z_bar, _T(x), W1, shape)", "W2_bar = _sum_matmul(y_bar, _T(h), W2, shape)"]:
         assert line in source
     scalar = runpy.run_path(str(EXAMPLES / "mlp.py"))["model"]
     module, scalar_module = bp.compile(namespace["model"]).load(), bp.compile(scalar).load()

@@ -17,6 +17,9 @@ import numpy as np
 
 ARGS = ("x", "A", "b")
 WRT = ("x",)
+# A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
+# that the temporaries stay in the processor's cache; CHUNK = 0 evaluates it all at once.
+CHUNK = 65536
 # Matrix arguments: their shape per example (a batch adds leading axes); names are dimensions.
 SHAPES = {"x": ("n", 1), "A": ("m", "n"), "b": ("m", 1)}
 
@@ -24,7 +27,7 @@ SHAPES = {"x": ("n", 1), "A": ("m", "n"), "b": ("m", 1)}
 def forward(x, A, b):
     """The per-example loss (the broadcast shape of the arguments)."""
     r = -b + _matmul(A, x)
-    L = _matmul(r.mT, r)[..., 0, 0]
+    L = _matmul(_T(r), r)[..., 0, 0]
     return L
 
 
@@ -32,13 +35,13 @@ def value_and_grad(x, A, b):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
     r = -b + _matmul(A, x)
-    c0 = _matmul(r.mT, r)
+    c0 = _matmul(_T(r), r)
     L = c0[..., 0, 0]
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c0_bar = _fill(1, c0)                                  # from L = c0[0, 0]
-    r_bar = _matmul(r, c0_bar) + _matmul(c0_bar, r.mT).mT  # from c0 = r^T @ r
-    x_bar = _sum_matmul(A.mT, r_bar, x, shape)             # from r = -b + A @ x
+    c0_bar = _fill(1, c0)                                    # from L = c0[0, 0]
+    r_bar = _matmul(r, c0_bar) + _T(_matmul(c0_bar, _T(r)))  # from c0 = r^T @ r
+    x_bar = _sum_matmul(_T(A), r_bar, x, shape)              # from r = -b + A @ x
     return np.sum(L), (x_bar,)
 
 
@@ -78,6 +81,35 @@ def _as_float(v):
     return v.astype(np.float64) if kind in "biu" else v
 
 
+def _in_chunks(f, per_example=False):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch: the per-example losses are
+    concatenated; objectives and gradients are added (a mean weighs each chunk by its size), and
+    the gradient of an argument that is split is concatenated."""
+    def chunked(*args):
+        shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(ARGS, args)]
+        batch = np.broadcast_shapes(*shapes)
+        if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
+                isinstance(a, (np.ndarray, np.generic, float)) for a in args):
+            return f(*args)
+        n = batch[0]
+        split = [len(s) == len(batch) and s[0] == n for s in shapes]
+        results = []
+        for start in range(0, n, CHUNK):
+            results.append(f(*[a[start:start + CHUNK] if cut else a for a, cut in zip(args, split)]))
+        if per_example:
+            return np.concatenate(results)
+        weights = [1.0] * len(results)
+        value = sum(w * v for w, (v, _) in zip(weights, results))
+        grads = []
+        for i, name in enumerate(WRT):
+            parts = [w * g[i] if w != 1.0 else g[i] for w, (_, g) in zip(weights, results)]
+            grads.append(np.concatenate(parts) if split[ARGS.index(name)] else sum(parts[1:], parts[0]))
+        return value, tuple(grads)
+    chunked.__name__, chunked.__doc__ = f.__name__, f.__doc__
+    return chunked
+
+
+forward, value_and_grad = _in_chunks(forward, per_example=True), _in_chunks(value_and_grad)
 forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value_and_grad))
 
 
@@ -98,6 +130,11 @@ def _sum_like(g, like, shape):
         g = g.sum(axis=summed, keepdims=True)
     g = np.broadcast_to(g, target).reshape(np.shape(like))
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _T(x):
+    """The transpose of each matrix of a stack (x.mT, for any array that NumPy dispatches to)."""
+    return np.swapaxes(x, -1, -2)
 
 
 def _matmul(a, b):
@@ -165,7 +202,8 @@ def _check_matrices(values):
         want = SHAPES.get(name)
         if want is None:
             continue
-        v = values[i] = np.asarray(v)
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
+            v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
         got = np.shape(v)[-2:]

@@ -18,6 +18,9 @@ import numpy as np
 
 ARGS = ("W1", "b1", "W2", "b2", "x", "t")
 WRT = ("W1", "b1", "W2", "b2")
+# A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
+# that the temporaries stay in the processor's cache; CHUNK = 0 evaluates it all at once.
+CHUNK = 65536
 # Matrix arguments: their shape per example (a batch adds leading axes); names are dimensions.
 SHAPES = {"W1": (4, 3), "b1": (4, 1), "W2": (2, 4), "b2": (2, 1), "x": (3, 1), "t": (2, 1)}
 
@@ -41,11 +44,11 @@ def value_and_grad(W1, b1, W2, b2, x, t):
     L = (1/2)*np.sum(y_bar**2, axis=(-2, -1))
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    h_bar = _matmul(W2.mT, y_bar)                         # from y = b2 + W2 @ h
+    h_bar = _matmul(_T(W2), y_bar)                        # from y = b2 + W2 @ h
     z_bar = h*h_bar*(1 - h)                               # from h = sigmoid(z)
-    W1_bar = _sum_matmul(z_bar, x.mT, W1, shape)          # from z = b1 + W1 @ x
+    W1_bar = _sum_matmul(z_bar, _T(x), W1, shape)         # from z = b1 + W1 @ x
     b1_bar = _sum_like(z_bar, b1, shape + b1.shape[-2:])  # from z = b1 + W1 @ x
-    W2_bar = _sum_matmul(y_bar, h.mT, W2, shape)          # from y = b2 + W2 @ h
+    W2_bar = _sum_matmul(y_bar, _T(h), W2, shape)         # from y = b2 + W2 @ h
     b2_bar = _sum_like(y_bar, b2, shape + b2.shape[-2:])  # from y = b2 + W2 @ h
     return np.sum(L), (W1_bar, b1_bar, W2_bar, b2_bar)
 
@@ -86,6 +89,35 @@ def _as_float(v):
     return v.astype(np.float64) if kind in "biu" else v
 
 
+def _in_chunks(f, per_example=False):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch: the per-example losses are
+    concatenated; objectives and gradients are added (a mean weighs each chunk by its size), and
+    the gradient of an argument that is split is concatenated."""
+    def chunked(*args):
+        shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(ARGS, args)]
+        batch = np.broadcast_shapes(*shapes)
+        if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
+                isinstance(a, (np.ndarray, np.generic, float)) for a in args):
+            return f(*args)
+        n = batch[0]
+        split = [len(s) == len(batch) and s[0] == n for s in shapes]
+        results = []
+        for start in range(0, n, CHUNK):
+            results.append(f(*[a[start:start + CHUNK] if cut else a for a, cut in zip(args, split)]))
+        if per_example:
+            return np.concatenate(results)
+        weights = [1.0] * len(results)
+        value = sum(w * v for w, (v, _) in zip(weights, results))
+        grads = []
+        for i, name in enumerate(WRT):
+            parts = [w * g[i] if w != 1.0 else g[i] for w, (_, g) in zip(weights, results)]
+            grads.append(np.concatenate(parts) if split[ARGS.index(name)] else sum(parts[1:], parts[0]))
+        return value, tuple(grads)
+    chunked.__name__, chunked.__doc__ = f.__name__, f.__doc__
+    return chunked
+
+
+forward, value_and_grad = _in_chunks(forward, per_example=True), _in_chunks(value_and_grad)
 forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value_and_grad))
 
 
@@ -118,6 +150,11 @@ def _sigmoid(z):
             e += 1.0
             return np.reciprocal(e, out=e)
         return 1 / (1 + np.exp(-z))
+
+
+def _T(x):
+    """The transpose of each matrix of a stack (x.mT, for any array that NumPy dispatches to)."""
+    return np.swapaxes(x, -1, -2)
 
 
 def _matmul(a, b):
@@ -185,7 +222,8 @@ def _check_matrices(values):
         want = SHAPES.get(name)
         if want is None:
             continue
-        v = values[i] = np.asarray(v)
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
+            v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
         got = np.shape(v)[-2:]
