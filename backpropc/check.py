@@ -9,12 +9,14 @@ large to differentiate that way.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
 
 from .compiler import Compiled, compile
+from .errors import UnusedWrtWarning
 from .model import Model
 from .emit import CodePrinter
 from .graph import CONST, SYMBOL
@@ -218,6 +220,16 @@ class ScalarModel:
         raise KeyError(arg)
 
 
+def written_out(compiled: Compiled) -> tuple[ScalarModel, Compiled]:
+    """A compiled matrix model written out entry by entry, and that model compiled."""
+    program = compiled.program
+    model = compiled.model
+    scalar = scalar_model(Model(model.name, model.steps, model.loss, program.wrt, program.inputs))
+    with warnings.catch_warnings():  # an entry the loss does not use is no news here
+        warnings.simplefilter("ignore", UnusedWrtWarning)
+        return scalar, compile(scalar.model, reduction=compiled.reduction)
+
+
 def scalar_model(model: Model, size: int = NAMED_SIZE) -> ScalarModel:
     """`model` with every matrix argument and step written out entry by entry, a named dimension
     being `size`: the reference the matrix path is checked against. Arguments keep their order."""
@@ -259,17 +271,15 @@ def scalar_model(model: Model, size: int = NAMED_SIZE) -> ScalarModel:
 
 def _matrix_oracle(compiled: Compiled, limit: int):
     """sympy.diff of the model written out entry by entry (numeric shapes only), or (None, why)."""
-    scalar = scalar_model(compiled.model)
-    written_out = compile(scalar.model, reduction=compiled.reduction)
-    oracle, note = _sympy_oracle(written_out, limit)
+    scalar, flat_compiled = written_out(compiled)
+    oracle, note = _sympy_oracle(flat_compiled, limit)
     if oracle is None:
         return None, note
-    names = written_out.wrt
 
     def exact(point, batch, mean):
         flat = scalar.flatten(point)
-        by_entry = dict(zip(names, oracle({a: flat[a] for a in written_out.args}, batch, mean)))
-        return [scalar.gather(w, by_entry) for w in compiled.model.wrt]
+        by_entry = dict(zip(flat_compiled.wrt, oracle({a: flat[a] for a in flat_compiled.args}, batch, mean)))
+        return [scalar.gather(w, by_entry) for w in compiled.program.wrt]
     return exact, ""
 
 

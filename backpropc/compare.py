@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sympy as sp
 
-from .check import finite_point, numpy_function, scalar_model, to_sympy
+from .check import finite_point, numpy_function, to_sympy, written_out
 from .compiler import Compiled, compile
 from .opcount import tree_ops
 
@@ -92,8 +92,8 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
     run_s = _median_time(lambda: module.value_and_grad(**point))
     naive_target, naive_point = compiled, point
     if hasattr(module, "SHAPES"):  # the calculus-class way differentiates every entry on its own
-        scalar = scalar_model(compiled.model)
-        naive_target, flat = compile(scalar.model, rewrite=rewrite), scalar.flatten(point)
+        scalar, naive_target = written_out(compiled)
+        flat = scalar.flatten(point)
         naive_point = {a: flat[a] for a in naive_target.args}
     ops = compiled.ops["value_and_grad"]
     result = Comparison(compiled.name, batch, compiled.ops["forward"],

@@ -7,7 +7,7 @@ Times value-and-gradient of the summed squared error, all in this process on the
 - backpropc with plain `@`: the same module with its batched products written as NumPy's `@` on
   stacks (one small product per example), to measure what one large product per batch buys;
 - hand-written NumPy: the usual row-major code (X of shape (N, 784), X @ W1.T);
-- PyTorch CPU autograd (float64, eager), when torch is installed.
+- PyTorch CPU autograd (float64, eager) and JAX (jit, CPU, float64), when installed.
 Prints a table (medians, ratios against hand-written NumPy) and writes matrix_mlp.json.
 """
 
@@ -69,13 +69,30 @@ def torch_function():
     return value_and_grad, torch.__version__
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args(argv)
+def jax_function():
+    try:
+        import jax
+    except ImportError:
+        return None, None
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
 
+    def loss(params, X, T):
+        w1, c1, w2, c2 = params
+        H = jax.nn.sigmoid(X @ w1.T + c1.T)
+        return 0.5 * jnp.sum((H @ w2.T + c2.T - T) ** 2)
+
+    compiled = jax.jit(jax.value_and_grad(loss))
+
+    def value_and_grad(W1, b1, W2, b2, X, T):
+        value, grads = compiled((W1, b1, W2, b2), X, T)
+        value.block_until_ready()
+        return float(value), tuple(np.asarray(g) for g in grads)
+    return value_and_grad, jax.__version__
+
+
+def measure(batch: int = 1000, repeats: int = 30) -> dict:
+    """Time every method on one batch; the result is what matrix_mlp.json holds."""
     build = runpy.run_path(str(ROOT / "examples" / "vectorised_mlp.py"))["vectorised_mlp"]
     start = time.perf_counter()
     compiled = bp.compile(build(*SIZES))
@@ -90,7 +107,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     W1, b1 = rng.normal(0, n_in ** -0.5, (n_hidden, n_in)), rng.normal(0, 1, (n_hidden, 1))
     W2, b2 = rng.normal(0, n_hidden ** -0.5, (n_out, n_hidden)), rng.normal(0, 1, (n_out, 1))
-    X, T = rng.random((args.batch, n_in)), rng.random((args.batch, n_out))
+    X, T = rng.random((batch, n_in)), rng.random((batch, n_out))
     x, t = X[:, :, None], T[:, :, None]  # the generated module's layout: a batch of column vectors
 
     reference = hand_written(W1, b1, W2, b2, X, T)
@@ -102,32 +119,52 @@ def main(argv=None) -> int:
     torch_vg, torch_version = torch_function()
     if torch_vg is not None:
         methods["PyTorch eager (CPU)"] = lambda: torch_vg(W1, b1, W2, b2, X, T)
+    jax_vg, jax_version = jax_function()
+    if jax_vg is not None:
+        methods["JAX jit (CPU)"] = lambda: jax_vg(W1, b1, W2, b2, X, T)
 
     rows = []
     for name, f in methods.items():
         value, grads = f()
         error = max(float(np.max(np.abs(g - r) / np.maximum(np.abs(r), 1.0)))
                     for g, r in zip(grads, reference[1]))
-        rows.append({"method": name, "seconds": median_time(f, args.repeats),
+        rows.append({"method": name, "seconds": median_time(f, repeats),
                      "max_rel_diff": error, "value_rel_diff": abs(value - reference[0]) / abs(reference[0])})
     base = next(r["seconds"] for r in rows if r["method"] == "hand-written NumPy")
+    jax_s = next((r["seconds"] for r in rows if r["method"].startswith("JAX")), None)
     for r in rows:
         r["vs_numpy"] = r["seconds"] / base
+        r["vs_jax"] = r["seconds"] / jax_s if jax_s else None
+    return {"sizes": SIZES, "batch": batch, "repeats": repeats, "compile_s": compile_s,
+            "ops": compiled.ops, "source_lines": len(compiled.source.splitlines()), "rows": rows,
+            "machine": {"python": platform.python_version(), "numpy": np.__version__,
+                        "torch": torch_version, "jax": jax_version, "processor": platform.machine()}}
 
-    print(f"value and gradient of a {'-'.join(map(str, SIZES))} sigmoid MLP, batch {args.batch:,}, "
-          f"float64, median of {args.repeats}")
-    print(f"{'method':<30} {'ms':>8} {'vs NumPy':>9} {'max rel diff':>13}")
-    for r in rows:
-        print(f"{r['method']:<30} {r['seconds'] * 1e3:>8.2f} {r['vs_numpy']:>8.2f}x {r['max_rel_diff']:>13.1e}")
-    print(f"compile time {compile_s:.3f} s, {compiled.ops['forward']} ops forward, "
-          f"{compiled.ops['value_and_grad']} ops value and gradient; "
-          f"generated source {len(compiled.source.splitlines())} lines")
 
+def table(result: dict) -> str:
+    """The result as a Markdown table, with the compile line under it."""
+    lines = [f"Value and gradient of a {'-'.join(map(str, result['sizes']))} sigmoid MLP, batch "
+             f"{result['batch']:,}, float64, median of {result['repeats']}:", "",
+             "| method | ms | vs hand-written NumPy | vs JAX | max rel diff |", "|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        jax = "-" if r["vs_jax"] is None else f"{r['vs_jax']:.2f}x"
+        lines.append(f"| {r['method']} | {r['seconds'] * 1e3:.2f} | {r['vs_numpy']:.2f}x | {jax} | "
+                     f"{r['max_rel_diff']:.1e} |")
+    lines += ["", f"Compile time {result['compile_s']:.3f} s; {result['ops']['forward']} matrix operations "
+                  f"forward, {result['ops']['value_and_grad']} for value and gradient; the generated module "
+                  f"has {result['source_lines']} lines at every layer size."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    result = measure(args.batch, args.repeats)
+    print(table(result))
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"sizes": SIZES, "batch": args.batch, "repeats": args.repeats, "compile_s": compile_s,
-              "ops": compiled.ops, "rows": rows,
-              "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                          "torch": torch_version, "processor": platform.machine()}}
     path = args.out / "matrix_mlp.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"json: {path}")

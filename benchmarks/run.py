@@ -69,6 +69,7 @@ from backpropc.check import numpy_function, to_sympy  # noqa: E402
 from backpropc.compare import naive_gradient  # noqa: E402
 from backpropc.graph import CONST, SYMBOL  # noqa: E402
 from backpropc.opcount import tree_ops  # noqa: E402
+from backpropc.special import LOGSUMEXP_SOURCE, SIGMOID_SOURCE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -924,8 +925,11 @@ def micro(n: int, log) -> list[dict]:
         rows.append({"group": group, "label": label, "s": t / per, "repeats": reps})
         log(f"micro {group}: {label}: {t / per:.3g} s")
 
+    helpers = {}
+    exec(SIGMOID_SOURCE + LOGSUMEXP_SOURCE, {"np": np}, helpers)
     group = f"sigmoid of {n:,} values"
-    add(group, "np.exp(-np.logaddexp(0, -z))  (backpropc)", lambda: np.exp(-np.logaddexp(0, -z)))
+    add(group, "_sigmoid(z)  (backpropc: 1/(1 + exp(-z)) in place)", lambda: helpers["_sigmoid"](z))
+    add(group, "np.exp(-np.logaddexp(0, -z))  (backpropc's earlier form)", lambda: np.exp(-np.logaddexp(0, -z)))
     with np.errstate(over="ignore"):
         add(group, "1/(1 + np.exp(-z))  (overflows to inf for z < -709, harmless)", lambda: 1 / (1 + np.exp(-z)))
     add(group, "0.5 + 0.5*np.tanh(0.5*z)  (hand-written baseline)", lambda: 0.5 + 0.5 * np.tanh(0.5 * z))
@@ -955,7 +959,8 @@ def micro(n: int, log) -> list[dict]:
     zs = [rng.normal(size=n) for _ in range(10)]
     Z = np.stack(zs)
     group = f"logsumexp of 10 arrays of {n:,}"
-    add(group, "nested np.logaddexp, 9 calls  (backpropc)", lambda: functools.reduce(np.logaddexp, zs))
+    add(group, "_logsumexp(*zs)  (backpropc: max-shifted)", lambda: helpers["_logsumexp"](*zs))
+    add(group, "nested np.logaddexp, 9 calls  (backpropc's earlier form)", lambda: functools.reduce(np.logaddexp, zs))
 
     def shifted():
         m = functools.reduce(np.maximum, zs)
@@ -967,6 +972,20 @@ def micro(n: int, log) -> list[dict]:
         return m + np.log(np.exp(Z - m).sum(axis=0))
 
     add(group, "max-shifted on a stacked (10, n) array", stacked)
+    group = f"logistic value_and_grad, {n:,} examples"
+    module = compiled.load()
+    w, b = 0.3, 0.1
+
+    def whole():
+        module.CHUNK = 0
+        return module.value_and_grad(w, b, x, g)
+
+    def chunked():
+        module.CHUNK = 65536
+        return module.value_and_grad(w, b, x, g)
+
+    add(group, "in chunks of 65,536 examples  (backpropc, CHUNK = 65536)", chunked)
+    add(group, "all at once  (CHUNK = 0)", whole)
     return rows
 
 
@@ -1321,6 +1340,14 @@ def render_docs(data: dict) -> str:
                   ("Log-log slope of backpropc's compile time against its forward operation count "
                   "(1 is linear), least squares over all sizes and between consecutive sizes:"), "",
                   table_slopes(data["slopes"]), ""]
+    if data.get("matrix_mlp"):
+        import matrix_mlp
+
+        parts += ["## Vectorised MLP (examples/vectorised_mlp.py at 784-128-10)", "",
+                  "Matrix-level gradients (docs/matrices.md) against the same network written by hand and "
+                  "in PyTorch and JAX; `plain @ on stacks` is the generated module with its batched products "
+                  "left to NumPy's `@`, one small product per example (benchmarks/matrix_mlp.py).", "",
+                  matrix_mlp.table(data["matrix_mlp"]), ""]
     if data.get("micro"):
         parts += ["## Forms in the generated code", "",
                   ("Each form the generated code uses against the alternatives, timed alone "
@@ -1355,14 +1382,20 @@ def findings(data: dict) -> list[str]:
         ra, rb = micro_rows.get(a), micro_rows.get(b)
         return None if not ra or not rb else ra["s"] / rb["s"]
 
-    sig = ratio("np.exp(-np.logaddexp(0, -z))", "0.5 + 0.5*np.tanh(0.5*z)")
-    if sig:
-        out.append(f"- The generated sigmoid, `np.exp(-np.logaddexp(0, -z))`, takes {sig:.1f}x as long as "
-                   f"`0.5 + 0.5*np.tanh(0.5*z)`, which is equally overflow-free.")
-    lse = ratio("nested np.logaddexp, 9 calls", "max-shifted: m + log(sum exp(z_k - m)), 10 arrays")
+    sig = ratio("_sigmoid(z)", "0.5 + 0.5*np.tanh(0.5*z)")
+    old = ratio("np.exp(-np.logaddexp(0, -z))", "_sigmoid(z)")
+    if sig and old:
+        out.append(f"- The generated sigmoid, `_sigmoid(z)`, takes {sig:.2f}x as long as `0.5 + 0.5*np.tanh(0.5*z)` "
+                   f"(which loses all relative accuracy below z = -37); the earlier form "
+                   f"`np.exp(-np.logaddexp(0, -z))` took {old:.1f}x as long as `_sigmoid`.")
+    lse = ratio("nested np.logaddexp, 9 calls", "_logsumexp(*zs)")
     if lse:
-        out.append(f"- The generated logsumexp of 10 arrays (nested `np.logaddexp`) takes {lse:.1f}x as long as "
-                   f"the max-shifted form.")
+        out.append(f"- The generated logsumexp of 10 arrays, `_logsumexp`, is {lse:.1f}x faster than nested "
+                   f"`np.logaddexp` calls.")
+    chunk = ratio("all at once", "in chunks of 65,536 examples")
+    if chunk:
+        out.append(f"- Evaluating the logistic batch in chunks of 65,536 examples (the generated module's "
+                   f"default `CHUNK`) is {chunk:.2f}x as fast as all at once.")
     sl = micro_rows.get("_sum_like(g, 0.3, ())")
     if sl:
         out.append(f"- `_sum_like` costs {_t(sl['s'])} per scalar gradient when there is no batch: "
@@ -1455,7 +1488,7 @@ def main() -> None:
             continue
         records.append(run_workload(w, modules, options, log))
         records[-1]["loadavg"] = loadavg()
-    slopes, micro_rows, wrapper = None, [], []
+    slopes, micro_rows, wrapper, matrix = None, [], [], None
     if not args.only:
         try:   # a failure here must not lose the measurements above
             slopes = compile_slopes(records, args.quick, log)
@@ -1467,6 +1500,9 @@ def main() -> None:
                 wrapper_cases.append(("Rosenbrock n=1000", rosenbrock_model(1000),
                                       *_rosenbrock_data(1000)(rng, 1)))
             wrapper = wrapper_overhead(wrapper_cases, log)
+            import matrix_mlp  # the vectorised 784-128-10 MLP: its own script, in this process too
+            matrix = matrix_mlp.measure(repeats=5 if args.quick else 30)
+            log("matrix MLP: " + ", ".join(f"{r['method']} {r['seconds']:.3g} s" for r in matrix["rows"]))
         except Exception as exc:
             log(f"slopes/micro failed: {type(exc).__name__}: {exc}")
     meta = {"mode": "quick" if args.quick else "full", "batches": list(options.batches),
@@ -1474,7 +1510,7 @@ def main() -> None:
             "loadavg_end": loadavg(), "max_call_s": args.max_call_s, "max_gb": args.max_gb, "threads": THREADS,
             "command": "python " + " ".join(sys.argv)}
     data = {"meta": meta, "env": env, "records": records, "slopes": slopes, "micro": micro_rows,
-            "wrapper": wrapper}
+            "wrapper": wrapper, "matrix_mlp": matrix}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / ("run.quick.json" if args.quick else "run.only.json" if args.only else "run.json")
