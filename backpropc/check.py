@@ -16,10 +16,10 @@ import numpy as np
 import sympy as sp
 
 from .compiler import Compiled, compile
-from .errors import UnusedWrtWarning
-from .model import Model
 from .emit import CodePrinter
+from .errors import UnusedWrtWarning
 from .graph import CONST, SYMBOL
+from .model import Model
 from .opcount import node_cost
 from .special import helper_namespace
 

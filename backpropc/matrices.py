@@ -213,10 +213,6 @@ class EntrySum(sp.Expr):
     def __new__(cls, arg):
         return sp.Expr.__new__(cls, arg)
 
-    @property
-    def shape(self):
-        return ()
-
     def doit(self, **hints):
         arg = self.args[0].doit(**hints) if hints.get("deep", True) else self.args[0]
         return sp.Add(*arg.as_explicit())
@@ -286,9 +282,6 @@ def _dimension(graph, i: int):
 
 
 # ---- from SymPy ----------------------------------------------------------------------------------
-MATRIX_TYPES = (sp.MatrixExpr,)
-
-
 def children(e: sp.Basic) -> tuple:
     """The SymPy subexpressions a matrix expression's node is built from."""
     if isinstance(e, (sp.MatrixSymbol, sp.OneMatrix, sp.ZeroMatrix, sp.Identity)):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
 from . import matrices
+from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
 from .graph import SYMBOL, Graph, closure
 
 REDUCTIONS = ("sum", "mean")

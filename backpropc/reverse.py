@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .graph import SYMBOL
-from .model import Program
 from .matrices import sum_entries
+from .model import Program
 from .rules import Ref, call, rule_for
 
 
