@@ -113,27 +113,7 @@ METHOD_TITLES = {
 # its inputs are the rows of D, so one flat argument list serves the generated module.
 # ---------------------------------------------------------------------------------------------
 
-def softmax_model(classes: int, features: int = 2) -> bp.Model:
-    """examples/softmax_regression.py with K classes: z_k = W_k . x + b_k, L = -sum t_k (z_k - lse)."""
-    x = sp.symbols(f"x1:{features + 1}")
-    t = sp.symbols(f"t1:{classes + 1}")
-    W = [[sp.Symbol(f"w{k}_{j}") for j in range(1, features + 1)] for k in range(1, classes + 1)]
-    b = sp.symbols(f"b1:{classes + 1}")
-    z = sp.symbols(f"z1:{classes + 1}")
-    lse, L = sp.symbols("lse L")
-    steps = [(z[k], sum(W[k][j] * x[j] for j in range(features)) + b[k]) for k in range(classes)]
-    steps += [(lse, bp.logsumexp(*z)), (L, -sum(t[k] * (z[k] - lse) for k in range(classes)))]
-    return bp.Model(name=f"softmax{classes}", steps=steps, loss=L,
-                    wrt=[w for row in W for w in row] + list(b), inputs=list(x) + list(t))
-
-
-from comparison import chain_model  # noqa: E402  (the deep chain, built as in the comparison)
-
-
-def rosenbrock_model(n: int) -> bp.Model:
-    xs = sp.symbols(f"x0:{n}")
-    e = sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2 for i in range(n - 1))
-    return bp.Model(f"rosenbrock{n}", [], e, list(xs), [])
+from workloads import chain_model, rosenbrock_model, softmax_model  # noqa: E402
 
 
 # The losses, written once against a small namespace `xp` (NumPy-like) for JAX, PyTorch and
