@@ -115,7 +115,6 @@ METHOD_TITLES = {
 
 from workloads import chain_model, rosenbrock_model, softmax_model  # noqa: E402
 
-
 # The losses, written once against a small namespace `xp` (NumPy-like) for JAX, PyTorch and
 # autograd: the vectorised form a user of those libraries would write.
 

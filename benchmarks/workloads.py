@@ -12,9 +12,9 @@ import runpy
 from pathlib import Path
 
 import sympy as sp
+from comparison import chain_model  # the deep chain, built as in the comparison
 
 import backpropc as bp
-from comparison import chain_model  # the deep chain, built as in the comparison
 
 __all__ = ["softmax_model", "rosenbrock_model", "chain_model", "benchmark_models"]
 
