@@ -109,13 +109,10 @@ def _in_chunks(f, per_example=False):
             results.append(f(*[a[start:start + CHUNK] if cut else a for a, cut in zip(args, split)]))
         if per_example:
             return np.concatenate(results)
-        weights = [1.0] * len(results)
-        value = sum(w * v for w, (v, _) in zip(weights, results))
-        grads = []
-        for i, name in enumerate(WRT):
-            parts = [w * g[i] if w != 1.0 else g[i] for w, (_, g) in zip(weights, results)]
-            grads.append(np.concatenate(parts) if split[ARGS.index(name)] else sum(parts[1:], parts[0]))
-        return value, tuple(grads)
+        value = sum(v for v, _ in results)
+        grads = tuple(np.concatenate(parts) if split[ARGS.index(name)] else sum(parts[1:], parts[0])
+                      for name, parts in zip(WRT, zip(*(gs for _, gs in results))))
+        return value, grads
     chunked.__name__, chunked.__doc__ = f.__name__, f.__doc__
     return chunked
 
@@ -126,6 +123,8 @@ forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value
 
 def _sum_like(g, like, shape):
     """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
+    if type(like) is float and not shape and type(g) in (float, np.float64):  # no batch: nothing to sum
+        return np.float64(g)
     if type(like) is float and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
         return np.sum(g, dtype=np.result_type(g, 1.0))
     # A float parameter's gradient has its dtype (float32 stays float32); otherwise float64 or g's.
