@@ -335,8 +335,9 @@ def convert(graph, e: sp.Basic, args: list[int], env: dict) -> int:
         return graph.apply(sum_entries, args[0])
     if isinstance(e, MatrixElement):
         if not (e.i.is_Integer and e.j.is_Integer):
-            raise ModelError(f"{e}: a matrix entry needs numeric indices; use bp.sum or products "
-                             f"with vectors for sums over entries")
+            raise ModelError(f"{e}: a matrix entry needs numeric indices (SymPy writes an entry of a "
+                             f"product, such as (A*x)[0, 0], as a sum over a symbolic index); use the "
+                             f"1x1 product itself, or bp.sum of it")
         return graph.apply(entry, args[0], graph.const(e.i), graph.const(e.j))
     if isinstance(e, ElementwiseApplyFunction):
         variable, body = e.function.variables[0], e.function.expr

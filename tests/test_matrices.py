@@ -184,3 +184,77 @@ def test_dimension_of_a_constant_matrix_must_be_an_argument_size():
     j = sp.Symbol("j", integer=True)
     with pytest.raises(ModelError, match="dimension j is not the size of any matrix argument"):
         bp.compile(sp.Trace(Q) + bp.sum(sp.OneMatrix(j, 1)), wrt=[Q])
+
+
+# ---- random matrix models ------------------------------------------------------------------------
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Parameters and data of every shape the generator asks for (2 and 3 rows or columns).
+LEAVES = {(2, 3): [sp.MatrixSymbol("P23", 2, 3)], (3, 2): [sp.MatrixSymbol("P32", 3, 2)],
+          (2, 2): [sp.MatrixSymbol("P22", 2, 2)], (3, 1): [sp.MatrixSymbol("d31", 3, 1)],
+          (2, 1): [sp.MatrixSymbol("d21", 2, 1)], (1, 2): [sp.MatrixSymbol("d21", 2, 1).T],
+          (1, 3): [sp.MatrixSymbol("d31", 3, 1).T], (3, 3): [sp.MatrixSymbol("P32", 3, 2) * sp.MatrixSymbol("P23", 2, 3)]}
+ELEMENTWISE = [sp.sin, sp.tanh, bp.sigmoid, lambda z: sp.log(1 + z ** 2), bp.softplus]
+
+
+@st.composite
+def matrix_exprs(draw, shape, depth=3):
+    r, c = shape
+    choice = draw(st.integers(0, 5 if depth else 0))
+    if choice == 0:
+        return draw(st.sampled_from(LEAVES.get(shape) or [sp.OneMatrix(r, c)]))
+    if choice == 1:
+        k = draw(st.sampled_from([2, 3]))
+        return draw(matrix_exprs((r, k), depth - 1)) * draw(matrix_exprs((k, c), depth - 1))
+    if choice == 2:
+        return draw(matrix_exprs((r, c), depth - 1)) + draw(matrix_exprs((r, c), depth - 1))
+    if choice == 3:
+        return sp.hadamard_product(draw(matrix_exprs((r, c), depth - 1)), draw(matrix_exprs((r, c), depth - 1)))
+    if choice == 4:
+        return draw(matrix_exprs((c, r), depth - 1)).T
+    return draw(matrix_exprs((r, c), depth - 1)).applyfunc(draw(st.sampled_from(ELEMENTWISE)))
+
+
+@st.composite
+def matrix_losses(draw):
+    a = sp.Symbol("a")
+    kind = draw(st.integers(0, 2))
+    if kind == 0:
+        return bp.sum(draw(matrix_exprs((2, 2)))) * a
+    if kind == 1:
+        return sp.Trace(draw(matrix_exprs((2, 2)))) + a ** 2
+    return draw(matrix_exprs((1, 2))) * draw(matrix_exprs((2, 1)))
+
+
+@pytest.mark.filterwarnings("ignore::backpropc.errors.UnusedWrtWarning")
+@given(matrix_losses())
+def test_random_matrix_models_agree_with_the_scalar_path(loss):
+    free = {s for s in loss.atoms(sp.MatrixSymbol, sp.Symbol) if s.name in ("P23", "P32", "P22", "a")}
+    wrt = sorted(free, key=lambda s: s.name)
+    inputs = sorted({s for s in loss.atoms(sp.MatrixSymbol) if s.name.startswith("d")}, key=lambda s: s.name)
+    if not wrt:
+        return
+    model = bp.Model("random", [], loss, wrt, inputs)
+    module = bp.compile(model).load()
+    scalar = scalar_model(model)
+    scalar_module = bp.compile(scalar.model).load()
+    rng = np.random.default_rng(0)
+    point = random_point(module, rng, 3)
+    value, grads = module.value_and_grad(**point)
+    flat = scalar.flatten(point)
+    scalar_value, scalar_grads = scalar_module.value_and_grad(**{k: flat[k] for k in scalar_module.ARGS})
+    by_entry = dict(zip(scalar_module.WRT, scalar_grads))
+    assert np.isclose(value, scalar_value, rtol=1e-10)
+    for w, g in zip(wrt, grads):
+        assert np.shape(g) == np.shape(point[str(w)])
+        assert_close(g, scalar.gather(w, by_entry), 1e-9, atol=1e-9, what=f"d/d{w} of {loss}")
+    backprop, finite = directional_derivatives(module, point, grads, rng).T
+    assert_close(backprop, finite, 1e-5, atol=1e-7, what=f"{loss} vs finite differences")
+
+
+def test_indexing_a_symbolic_product_says_to_use_the_product_itself():
+    m, n = sp.symbols("m n", integer=True, positive=True)
+    A, x = sp.MatrixSymbol("A", m, n), sp.MatrixSymbol("x", n, 1)
+    with pytest.raises(ModelError, match=r"needs numeric indices .*use the 1x1 product itself, or bp.sum of it"):
+        bp.compile(((A * x).T * (A * x))[0, 0], wrt=[x], inputs=[A])
