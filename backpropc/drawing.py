@@ -54,13 +54,17 @@ def to_dot(compiled: Compiled, backward: bool = False) -> str:
             nodes[name] = (kind, f"{name} = {rhs}")
             edges += [(src, name, True) for src in _sources(rhs, nodes)]
 
+    # a matrix argument shows its per-example shape under its name, as on slide 17's W (n x m)
+    shapes = {a: s.shape for a, s in zip(compiled.args, compiled.program.args) if isinstance(s, sp.MatrixSymbol)}
     lines = [f"digraph {_quote(compiled.name)} {{", "    rankdir=LR;",
              '    node [fontname="Helvetica"];', '    edge [color="#374151"];']
     for name, (kind, tooltip) in nodes.items():
         if kind == "input" and not any(e[0] == name for e in edges):
             continue  # an argument the loss does not use
-        lines.append(f"    {_quote(name)} [label={_quote(bar(name))}, tooltip={_quote(tooltip)}, "
-                     f"{STYLES[kind]}];")
+        label = _quote(bar(name))
+        if name in shapes:
+            label = label[:-1] + "\\n" + _quote("{}×{}".format(*shapes[name]))[1:]
+        lines.append(f"    {_quote(name)} [label={label}, tooltip={_quote(tooltip)}, {STYLES[kind]}];")
     for src, dst, is_backward in edges:
         lines.append(f"    {_quote(src)} -> {_quote(dst)}" + (f" [{BACKWARD_EDGE}];" if is_backward else ";"))
     lines.append("}")
