@@ -243,19 +243,19 @@ class _Emitter:
         if not matrix:
             return f"_sum_like({print_code(rhs, self.printer)}, {arg}, {shape})"
         parts = []
-        for term in sp.Add.make_args(rhs) if isinstance(rhs, sp.Add) else (rhs,):
-            sign, product = ("-", -term) if term.could_extract_minus_sign() else ("+", term)
+        for term in sp.Add.make_args(rhs):
+            coeff, product = term.as_coeff_Mul()
             if isinstance(product, transpose) and isinstance(product.args[0], matmul):
                 a, b = product.args[0].args  # the sum of (a b)^T is the sum of b^T a^T
                 product = matmul(_transposed(b), _transposed(a), evaluate=False)
             if isinstance(product, matmul):
                 a, b = (print_code(x, self.printer) for x in product.args)
-                code = f"_sum_matmul({a}, {b}, {arg}, {shape})"
+                scale = "" if abs(coeff) == 1 else f"{print_code(abs(coeff), self.printer)}*"
+                parts.append(("-" if coeff < 0 else "+", f"{scale}_sum_matmul({a}, {b}, {arg}, {shape})"))
             else:
-                sign, code = "+", f"_sum_like({print_code(term, self.printer)}, {arg}, {shape} + {arg}.shape[-2:])"
-            parts.append((sign, code))
+                parts.append(("+", f"_sum_like({print_code(term, self.printer)}, {arg}, {shape} + {arg}.shape[-2:])"))
         text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
-        return text + "".join(f" {s} {c}" for s, c in parts[1:])
+        return text + "".join(f" {sign} {code}" for sign, code in parts[1:])
 
     def _ref(self, node: int, names: dict[int, str], schedule: Schedule) -> str:
         """How code refers to a node's value: its name, or its expression when it has none."""
