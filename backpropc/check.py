@@ -249,18 +249,16 @@ def scalar_model(model: Model, size: int = NAMED_SIZE) -> ScalarModel:
             layout.append((a, None, [a]))
 
     def explicit(e):
-        e = _written_out(sp.sympify(e).xreplace(env), {})
-        return e
+        return _written_out(sp.sympify(e).xreplace(env), {})
 
     steps = []
     for step in model.steps:
         lhs, rhs = (step.lhs, step.rhs) if isinstance(step, sp.Equality) else step
         value = explicit(rhs)
-        if isinstance(value, sp.MatrixBase):
+        if isinstance(lhs, sp.MatrixSymbol):
             env[lhs] = value
-        else:
-            value = value[0, 0] if isinstance(value, sp.MatrixBase) else value
-            steps.append((lhs, value))
+        else:  # a scalar step (a 1x1 matrix counts as its entry) stays a named step
+            steps.append((lhs, value[0, 0] if isinstance(value, sp.MatrixBase) else value))
             env[lhs] = lhs
     loss = explicit(model.loss if model.loss is not None else steps[-1][0])
     loss = loss[0, 0] if isinstance(loss, sp.MatrixBase) else loss
@@ -270,7 +268,8 @@ def scalar_model(model: Model, size: int = NAMED_SIZE) -> ScalarModel:
 
 
 def _matrix_oracle(compiled: Compiled, limit: int):
-    """sympy.diff of the model written out entry by entry (numeric shapes only), or (None, why)."""
+    """sympy.diff of the model written out entry by entry (a named dimension is NAMED_SIZE), or
+    (None, why not)."""
     scalar, flat_compiled = written_out(compiled)
     oracle, note = _sympy_oracle(flat_compiled, limit)
     if oracle is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from .templates import render
 
 # A "from" comment quotes its forward statement when that fits, else names it.
 COMMENT_WIDTH = 60
+# The memory of one chunk's temporaries when a large batch is evaluated in chunks.
+CHUNK_BYTES = 8 * 2 ** 20
 
 
 @dataclass
@@ -229,6 +232,7 @@ class _Emitter:
             width=width,
             uses_batch="_batch_" in forward_return,
             special=special,
+            chunk=_chunk_size(len(statements) + len(program.inputs)),
             matrix_shapes=_shapes_source(matrix_shapes) if matrix_shapes else "",
             matrix_helpers=HELPER_SOURCE.strip() if matrix_shapes or "_matmul(" in body else "",
         )
@@ -309,6 +313,14 @@ class _Emitter:
             if len(text) <= COMMENT_WIDTH:
                 return f"from {text}"
         return "from " + ", ".join(s.name for s in sources) if sources else ""
+
+
+def _chunk_size(live_arrays: int) -> int:
+    """Examples per chunk: a power of two for which the arrays that value_and_grad keeps alive
+    (one per statement and per data argument) take about 8 MB, from 4,096 to 65,536 (measured
+    best for the logistic, softmax and scalar-weight MLP examples; docs/scaling.md)."""
+    chunk = 2 ** int(math.log2(CHUNK_BYTES / (8 * max(live_arrays, 1))))
+    return min(max(chunk, 4096), 65536)
 
 
 def _transposed(e: sp.Basic) -> sp.Basic:
