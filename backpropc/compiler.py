@@ -317,10 +317,10 @@ class _Emitter:
 
 def _chunk_size(live_arrays: int) -> int:
     """Examples per chunk: a power of two for which the arrays that value_and_grad keeps alive
-    (one per statement and per data argument) take about 8 MB, from 4,096 to 65,536 (measured
-    best for the logistic, softmax and scalar-weight MLP examples; docs/scaling.md)."""
+    (one per statement and per data argument) take about 8 MB, from 16,384 (below that, Python's
+    cost per statement and chunk shows) to 65,536 (docs/scaling.md)."""
     chunk = 2 ** int(math.log2(CHUNK_BYTES / (8 * max(live_arrays, 1))))
-    return min(max(chunk, 4096), 65536)
+    return min(max(chunk, 16384), 65536)
 
 
 def _transposed(e: sp.Basic) -> sp.Basic:
