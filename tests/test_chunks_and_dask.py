@@ -16,7 +16,7 @@ import backpropc as bp
 from backpropc.check import argument_shape
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py"))
+NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.endswith("_grad"))  # not compiled output
 
 
 def load(name, reduction="sum"):
