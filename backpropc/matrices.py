@@ -23,146 +23,89 @@ from .errors import ModelError, NonScalarLossError
 __all__ = ["sum"]
 
 
-def _code(printer, e) -> str:
-    """An argument as an operand of a postfix operator (`x[..., 0, 0]`)."""
-    text = printer._print(e)
-    return text if isinstance(e, (sp.Symbol, sp.Function)) else f"({text})"
-
-
-def _math(printer, e) -> str:
-    text = printer._print(e)
-    return text if isinstance(e, (sp.Symbol, sp.Function, sp.Number)) and not isinstance(e, matmul) \
-        else f"({text})"
+def _operand(e, text: str, math: bool) -> str:
+    """A printed argument, parenthesised unless it is a name or a call (or, in math, a number)."""
+    atomic = (sp.Symbol, sp.Function, sp.Number) if math else (sp.Symbol, sp.Function)
+    return text if isinstance(e, atomic) and not (math and isinstance(e, matmul)) else f"({text})"
 
 
 class MatrixOp(sp.Function):
-    """A matrix-level op: never evaluated by SymPy, printed by the methods below."""
+    """A matrix-level op: never evaluated by SymPy. `code` and `math` are its NumPy form and its
+    lecture notation, as format strings: {0}, {1}, ... are the printed arguments, {p0}, ... the
+    same as operands of a postfix or infix operator (parenthesised when needed)."""
+
+    code = math = ""
 
     @classmethod
     def eval(cls, *args):
         return None
 
+    def _fill_in(self, printer, template: str, math: bool) -> str:
+        texts = [printer._print(a) for a in self.args]
+        operands = {f"p{i}": _operand(a, t, math) for i, (a, t) in enumerate(zip(self.args, texts))}
+        return template.format(*texts, **operands)
+
+    def _numpycode(self, printer):
+        return self._fill_in(printer, self.code, math=False)
+
+    def _sympystr(self, printer):
+        return self._fill_in(printer, self.math, math=True)
+
 
 class matmul(MatrixOp):
     """The matrix product a @ b (per example; one BLAS product for a whole batch)."""
 
-    nargs = 2
-
-    def _numpycode(self, printer):
-        return f"_matmul({printer._print(self.args[0])}, {printer._print(self.args[1])})"
-
-    def _sympystr(self, printer):
-        return f"{_math(printer, self.args[0])} @ {_math(printer, self.args[1])}"
+    nargs, code, math = 2, "_matmul({0}, {1})", "{p0} @ {p1}"
 
 
 class transpose(MatrixOp):
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"_T({printer._print(self.args[0])})"
-
-    def _sympystr(self, printer):
-        return f"{_math(printer, self.args[0])}^T"
+    nargs, code, math = 1, "_T({0})", "{p0}^T"
 
 
 class trace(MatrixOp):
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"np.trace({printer._print(self.args[0])}, axis1=-2, axis2=-1)"
-
-    def _sympystr(self, printer):
-        return f"tr({printer._print(self.args[0])})"
+    nargs, code, math = 1, "np.trace({0}, axis1=-2, axis2=-1)", "tr({0})"
 
 
 class inverse(MatrixOp):
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"np.linalg.inv({printer._print(self.args[0])})"
-
-    def _sympystr(self, printer):
-        return f"{_math(printer, self.args[0])}^-1"
+    nargs, code, math = 1, "np.linalg.inv({0})", "{p0}^-1"
 
 
 class det(MatrixOp):
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"np.linalg.det({printer._print(self.args[0])})"
-
-    def _sympystr(self, printer):
-        return f"det({printer._print(self.args[0])})"
+    nargs, code, math = 1, "np.linalg.det({0})", "det({0})"
 
 
 class logdet(MatrixOp):
     """log(det(X)), computed from the LU factors (np.linalg.slogdet): no overflow for large X."""
 
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"_logdet({printer._print(self.args[0])})"
-
-    def _sympystr(self, printer):
-        return f"log(det({printer._print(self.args[0])}))"
+    nargs, code, math = 1, "_logdet({0})", "log(det({0}))"
 
 
 class sum_entries(MatrixOp):
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"np.sum({printer._print(self.args[0])}, axis=(-2, -1))"
-
-    def _sympystr(self, printer):
-        return f"sum({printer._print(self.args[0])})"
+    nargs, code, math = 1, "np.sum({0}, axis=(-2, -1))", "sum({0})"
 
 
 class entry(MatrixOp):
     """X[i, j], a scalar (per example)."""
 
-    nargs = 3
-
-    def _numpycode(self, printer):
-        x, i, j = self.args
-        return f"{_code(printer, x)}[..., {i}, {j}]"
-
-    def _sympystr(self, printer):
-        x, i, j = self.args
-        return f"{_math(printer, x)}[{i}, {j}]"
+    nargs, code, math = 3, "{p0}[..., {1}, {2}]", "{p0}[{1}, {2}]"
 
 
 class place(MatrixOp):
     """A matrix shaped like X, zero but for the scalar s at [i, j]: the signal of X from X[i, j]."""
 
-    nargs = 4
-
-    def _numpycode(self, printer):
-        return f"_place({', '.join(printer._print(a) for a in self.args)})"
-
-    def _sympystr(self, printer):
-        s, x, i, j = self.args
-        return f"{_math(printer, s)}*unit({printer._print(x)}, {i}, {j})"
+    nargs, code, math = 4, "_place({0}, {1}, {2}, {3})", "{p0}*unit({1}, {2}, {3})"
 
 
 class fill(MatrixOp):
     """A scalar repeated into every entry of a matrix shaped like the second argument."""
 
-    nargs = 2
-
-    def _numpycode(self, printer):
-        return f"_fill({printer._print(self.args[0])}, {printer._print(self.args[1])})"
-
-    def _sympystr(self, printer):
-        return f"{_math(printer, self.args[0])}*ones_like({printer._print(self.args[1])})"
+    nargs, code, math = 2, "_fill({0}, {1})", "{p0}*ones_like({1})"
 
 
 class dim(MatrixOp):
     """A symbolic dimension, read off the argument that has it: dim(W, -2) is W's rows."""
 
-    nargs = 2
-
-    def _numpycode(self, printer):
-        return f"np.shape({printer._print(self.args[0])})[{printer._print(self.args[1])}]"
+    nargs, code = 2, "np.shape({0})[{1}]"
 
     def _sympystr(self, printer):
         name = "rows" if self.args[1] == -2 else "cols"
@@ -170,35 +113,17 @@ class dim(MatrixOp):
 
 
 class eye(MatrixOp):
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"np.eye({printer._print(self.args[0])})"
-
-    def _sympystr(self, printer):
-        return "I"
+    nargs, code, math = 1, "np.eye({0})", "I"
 
 
 class ones(MatrixOp):
-    nargs = 2
-
-    def _numpycode(self, printer):
-        return f"np.ones(({printer._print(self.args[0])}, {printer._print(self.args[1])}))"
-
-    def _sympystr(self, printer):
-        return "1"
+    nargs, code, math = 2, "np.ones(({0}, {1}))", "1"
 
 
 class as_matrix(MatrixOp):
     """A per-example scalar with two trailing axes, so it broadcasts against matrices (printing only)."""
 
-    nargs = 1
-
-    def _numpycode(self, printer):
-        return f"_as_matrix({printer._print(self.args[0])})"
-
-    def _sympystr(self, printer):
-        return printer._print(self.args[0])
+    nargs, code, math = 1, "_as_matrix({0})", "{0}"
 
 
 SCALAR_RESULT = (trace, det, logdet, sum_entries, entry, dim)
