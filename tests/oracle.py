@@ -2,7 +2,7 @@
 
 - `sympy_gradient`: the exact oracle, `sympy.diff` of the fully substituted loss, evaluated with
   mpmath at each example (only small models: this is the naive expansion).
-- `finite_difference_gradient`: central finite differences of the module's own objective.
+- `directional_derivatives`: central finite differences of the module's own objective.
 """
 
 from __future__ import annotations
@@ -55,17 +55,6 @@ def sympy_gradient(model: bp.Model, args: list[sp.Symbol], point: dict, reductio
     return total / count if reduction == "mean" else total
 
 
-def finite_difference_gradient(module, point: dict, h=1e-6):
-    grads = []
-    for name in module.WRT:
-        x = point[name]
-        step = h * max(1.0, abs(x))
-        up = module.value_and_grad(**dict(point, **{name: x + step}))[0]
-        down = module.value_and_grad(**dict(point, **{name: x - step}))[0]
-        grads.append((up - down) / (2 * step))
-    return np.array(grads)
-
-
 def reference_gradient(model: bp.Model, point: dict, reduction="sum"):
     """sympy_gradient for any model: a matrix model is written out entry by entry first, and each
     matrix argument's gradient gathered back into its shape."""
@@ -79,6 +68,19 @@ def reference_gradient(model: bp.Model, point: dict, reduction="sum"):
     grads = sympy_gradient(flat, flat.wrt + list(flat.inputs), scalar.flatten(point), reduction)
     by_entry = dict(zip((w.name for w in flat.wrt), grads))
     return [scalar.gather(w, by_entry) for w in model.wrt]
+
+
+def random_point(module, rng, batch, domains=None, default=(-1.5, 1.5), dtype=np.float64):
+    """Parameters in their own shape (scalars, matrices), data as `batch` examples (one example
+    when batch is None); each argument drawn from its range in `domains`, else `default`."""
+    from backpropc.check import argument_shape
+
+    point = {}
+    for name in module.ARGS:
+        low, high = (domains or {}).get(name, default)
+        shape = argument_shape(module, name, batch)
+        point[name] = rng.uniform(low, high, shape).astype(dtype) if shape else float(rng.uniform(low, high))
+    return point
 
 
 def directional_derivatives(module, point: dict, grads, rng, h=1e-6):

@@ -11,9 +11,9 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from oracle import random_point
 
 import backpropc as bp
-from backpropc.check import argument_shape
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.endswith("_grad"))  # not compiled output
@@ -22,15 +22,6 @@ NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.endswith("_gr
 def load(name, reduction="sum"):
     namespace = runpy.run_path(str(EXAMPLES / f"{name}.py"))
     return bp.compile(namespace["model"], reduction=reduction).load(), namespace.get("DOMAINS", {})
-
-
-def point_for(module, domains, batch, rng, dtype=np.float64):
-    point = {}
-    for a in module.ARGS:
-        low, high = domains.get(a, (0.2, 1.0))
-        shape = argument_shape(module, a, batch)
-        point[a] = rng.uniform(low, high, shape).astype(dtype) if shape else float(rng.uniform(low, high))
-    return point
 
 
 def both_ways(module, point, chunk):
@@ -57,7 +48,7 @@ def test_chunked_equals_unchunked_around_the_chunk_boundary(name, reduction):
     module, domains = load(name, reduction)
     rng = np.random.default_rng(len(name))
     for batch in (199, 200, 201, 399, 400, 401, 1000):
-        assert_same(*both_ways(module, point_for(module, domains, batch, rng), 100), rtol=1e-12)
+        assert_same(*both_ways(module, random_point(module, rng, batch, domains, default=(0.2, 1.0)), 100), rtol=1e-12)
 
 
 def test_chunked_equals_unchunked_with_broadcasting_float32_and_data_gradients():
@@ -79,7 +70,7 @@ def test_chunked_equals_unchunked_with_broadcasting_float32_and_data_gradients()
 @pytest.mark.parametrize("name", NAMES)
 def test_dask_arrays_give_lazy_results_equal_to_numpy(name):
     module, domains = load(name)
-    point = point_for(module, domains, 400, np.random.default_rng(2))
+    point = random_point(module, np.random.default_rng(2), 400, domains, default=(0.2, 1.0))
     lazy = {a: v if a in module.WRT else da.from_array(v, chunks=(100,) + np.shape(v)[1:])
             for a, v in point.items()}
     value, grads = module.value_and_grad(**lazy)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from oracle import assert_close, directional_derivatives, reference_gradient
+from oracle import assert_close, directional_derivatives, random_point, reference_gradient
 
 import backpropc as bp
-from backpropc.check import argument_shape
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -20,17 +19,6 @@ def load_example(name):
     """The example's model, and its optional DOMAINS: {argument name: (low, high)}."""
     namespace = runpy.run_path(str(EXAMPLES / f"{name}.py"))
     return namespace["model"], namespace.get("DOMAINS", {})
-
-
-def random_point(module, domains, rng, batch):
-    """Parameters in their own shape (scalars, matrices), data as `batch` examples (one example
-    when batch is None)."""
-    point = {}
-    for name in module.ARGS:
-        low, high = domains.get(name, (-1.5, 1.5))
-        shape = argument_shape(module, name, batch)
-        point[name] = rng.uniform(low, high, shape) if shape else float(rng.uniform(low, high))
-    return point
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -45,7 +33,7 @@ def test_gradient_matches_sympy_diff_and_finite_differences(example, batch):
     module = compiled.load()
     rng = np.random.default_rng(sum(map(ord, name)))
     for _ in range(3):
-        point = random_point(module, domains, rng, batch)
+        point = random_point(module, rng, batch, domains)
         value, grads = module.value_and_grad(**point)
         for arg, g, e in zip(module.WRT, grads, reference_gradient(model, point)):
             assert np.shape(g) == np.shape(point[arg])
@@ -58,7 +46,7 @@ def test_gradient_matches_sympy_diff_and_finite_differences(example, batch):
 def test_gradients_have_their_parameters_shapes(example):
     name, model, compiled, domains = example
     module = compiled.load()
-    point = random_point(module, domains, np.random.default_rng(1), 7)
+    point = random_point(module, np.random.default_rng(1), 7, domains)
     for arg, g in zip(module.WRT, module.grad(**point)):
         assert np.shape(g) == np.shape(point[arg])
 

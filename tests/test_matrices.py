@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
-from oracle import assert_close, directional_derivatives, reference_gradient
+from oracle import assert_close, directional_derivatives, random_point, reference_gradient
 
 import backpropc as bp
-from backpropc.check import argument_shape, scalar_model
+from backpropc.check import scalar_model
 from backpropc.errors import ModelError, NonScalarLossError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -47,11 +47,6 @@ def compiled_case(loss, wrt, inputs):
     return bp.compile(loss, wrt=wrt, inputs=inputs, name="case")
 
 
-def random_point(module, rng, batch):
-    return {name: rng.uniform(-1, 1, shape) if (shape := argument_shape(module, name, batch)) else
-            float(rng.uniform(-1, 1)) for name in module.ARGS}
-
-
 @pytest.mark.parametrize("batch", [None, 4])
 @pytest.mark.parametrize("name, loss, wrt, inputs", CASES, ids=[c[0] for c in CASES])
 def test_matrix_rule_matches_sympy_diff_and_finite_differences(name, loss, wrt, inputs, batch):
@@ -60,7 +55,7 @@ def test_matrix_rule_matches_sympy_diff_and_finite_differences(name, loss, wrt, 
     model = bp.Model(name, [], loss, wrt, inputs)
     rng = np.random.default_rng(len(name))
     for _ in range(2):
-        point = random_point(module, rng, batch)
+        point = random_point(module, rng, batch, default=(-1, 1))
         value, grads = module.value_and_grad(**point)
         for arg, g, exact in zip(module.WRT, grads, reference_gradient(model, point)):
             assert np.shape(g) == np.shape(point[arg]), f"{name}: d/d{arg} has the wrong shape"
@@ -76,7 +71,7 @@ def test_matrix_path_agrees_with_the_scalar_path(name, loss, wrt, inputs):
     module = compiled_case(loss, wrt, inputs).load()
     scalar = scalar_model(bp.Model(name, [], loss, wrt, inputs))
     scalar_module = bp.compile(scalar.model).load()
-    point = random_point(module, np.random.default_rng(7), 5)
+    point = random_point(module, np.random.default_rng(7), 5, default=(-1, 1))
     value, grads = module.value_and_grad(**point)
     flat = scalar.flatten(point)
     scalar_value, scalar_grads = scalar_module.value_and_grad(**{k: flat[k] for k in scalar_module.ARGS})
@@ -90,7 +85,7 @@ def test_matrix_path_agrees_with_the_scalar_path(name, loss, wrt, inputs):
 def test_batch_gradient_is_the_sum_of_per_example_gradients(example):
     model = runpy.run_path(str(EXAMPLES / f"{example}.py"))["model"]
     module = bp.compile(model).load()
-    point = random_point(module, np.random.default_rng(3), 6)
+    point = random_point(module, np.random.default_rng(3), 6, default=(-1, 1))
     value, grads = module.value_and_grad(**point)
     data = [n for n in module.ARGS if n not in module.WRT]
     total_value, totals = 0.0, [0.0] * len(grads)
@@ -240,7 +235,7 @@ def test_random_matrix_models_agree_with_the_scalar_path(loss):
     scalar = scalar_model(model)
     scalar_module = bp.compile(scalar.model).load()
     rng = np.random.default_rng(0)
-    point = random_point(module, rng, 3)
+    point = random_point(module, rng, 3, default=(-1, 1))
     value, grads = module.value_and_grad(**point)
     flat = scalar.flatten(point)
     scalar_value, scalar_grads = scalar_module.value_and_grad(**{k: flat[k] for k in scalar_module.ARGS})
