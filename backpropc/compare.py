@@ -89,7 +89,7 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
     if point is None:
         raise ValueError(f"{compiled.name}: no point found where the loss and its gradient are finite")
     grads = np.concatenate([np.ravel(g) for g in module.value_and_grad(**point)[1]]).astype(float)
-    run_s = _median_time(lambda: module.value_and_grad(**point))
+    run_s = median_time(lambda: module.value_and_grad(**point))
     naive_target, naive_point = compiled, point
     if hasattr(module, "SHAPES"):  # the calculus-class way differentiates every entry on its own
         scalar, naive_target = written_out(compiled)
@@ -105,10 +105,11 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
     return result
 
 
-def _median_time(f) -> float:
+def median_time(f, repeats: int = REPEATS) -> float:
+    """Median wall time of `repeats` calls of f, after one warm-up call."""
     f()  # warm-up
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         f()
         times.append(time.perf_counter() - start)
@@ -144,7 +145,7 @@ def _naive_child(compiled: Compiled, method: str, point: dict, connection) -> No
             return np.sum(np.broadcast_to(loss, shape)), [np.sum(np.broadcast_to(g, shape)) for g in grads]
 
         grads = np.array(value_and_grad()[1], dtype=float)
-        connection.send(("ok", ops, compile_s, _median_time(value_and_grad), grads))
+        connection.send(("ok", ops, compile_s, median_time(value_and_grad), grads))
     except BaseException as exc:  # reported as the row's status, whatever it is
         connection.send((f"failed: {type(exc).__name__}: {str(exc)[:200]}", None, None, None, None))
 

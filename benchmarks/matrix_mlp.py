@@ -17,7 +17,6 @@ import argparse
 import json
 import platform
 import runpy
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,19 +24,10 @@ from pathlib import Path
 import numpy as np
 
 import backpropc as bp
+from backpropc.compare import median_time
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (784, 128, 10)
-
-
-def median_time(f, repeats: int) -> float:
-    f()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def hand_written(W1, b1, W2, b2, X, T):
