@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .compiler import Compiled, compile
 from .emit import CodePrinter
 from .errors import UnusedWrtWarning
 from .graph import CONST, SYMBOL
+from .matrices import EntrySum
 from .model import Model
 from .opcount import node_cost
 from .special import helper_namespace
@@ -288,12 +292,6 @@ def _written_out(e, memo: dict):
         return memo[e]
     if isinstance(e, sp.MatrixBase) or not e.args or isinstance(e, sp.MatrixSymbol):
         return e
-    from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
-    from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
-    from sympy.matrices.expressions.matexpr import MatrixElement
-
-    from .matrices import EntrySum
-
     if isinstance(e, ElementwiseApplyFunction):
         result = _written_out(e.expr, memo).applyfunc(e.function)
     elif isinstance(e, MatrixElement):

@@ -18,7 +18,7 @@ from sympy.printing.str import StrPrinter
 
 from .errors import UnsupportedFunctionError
 from .graph import CONST, SYMBOL, Graph, closure
-from .matrices import MatrixOp, as_matrix, transpose
+from .matrices import as_matrix, is_matrix_op, transpose
 from .naming import Namer
 from .opcount import node_cost
 
@@ -123,7 +123,7 @@ class Schedule:
                 stack.extend((a, False) for a in node.args if a not in built)
             else:
                 args = [built[a] for a in node.args]
-                if graph.is_matrix(j) and not _is_matrix_op(node.op):
+                if graph.is_matrix(j) and not is_matrix_op(node.op):
                     # an elementwise op on matrices: a per-example scalar gets trailing axes
                     args = [as_matrix(x, evaluate=False) if not graph.is_matrix(a) and graph[a].op != CONST
                             else x for a, x in zip(node.args, args)]
@@ -149,10 +149,6 @@ class Schedule:
                 stack.extend(a for a in self.graph[j].args
                              if a not in own and a not in owner and not self.graph[a].is_leaf)
         return owner
-
-
-def _is_matrix_op(op) -> bool:
-    return isinstance(op, type) and issubclass(op, MatrixOp)
 
 
 # ---- printers ------------------------------------------------------------------------------

@@ -85,7 +85,10 @@ class Graph:
         found = self._index.get(key)
         if found is not None:
             return found
-        shape = matrices.infer_shape(self, node)
+        if node.op == SYMBOL:
+            shape = tuple(node.value.shape) if isinstance(node.value, sp.MatrixSymbol) else None
+        else:
+            shape = None if node.op == CONST else matrices.infer_shape(self, node)
         i = len(self.nodes)
         self.nodes.append(node)
         self.shapes.append(shape)
@@ -218,7 +221,7 @@ class Graph:
             return self.pow(*args)
         if op is sp.Piecewise:
             return self.piecewise(*zip(args[::2], args[1::2]))
-        if isinstance(op, type) and issubclass(op, matrices.MatrixOp):
+        if matrices.is_matrix_op(op):
             folded = matrices.fold(self, op, list(args))
             return folded if folded is not None else self._intern(Node(op, tuple(args)))
         if all(self.nodes[a].op == CONST for a in args):

@@ -160,15 +160,14 @@ def _fmt(shape) -> str:
     return f"({shape[0]}, {shape[1]})"
 
 
-def infer_shape(graph, node) -> tuple | None:
-    """The per-example shape of a new node from its arguments' shapes (None = scalar)."""
-    from .graph import CONST, SYMBOL
+def is_matrix_op(op) -> bool:
+    return isinstance(op, type) and issubclass(op, MatrixOp)
 
+
+def infer_shape(graph, node) -> tuple | None:
+    """The per-example shape of a new operation node from its arguments' shapes (None = scalar)."""
     op = node.op
-    if op == SYMBOL:
-        value = node.value
-        return tuple(value.shape) if isinstance(value, sp.MatrixSymbol) else None
-    if op == CONST or op in SCALAR_RESULT:
+    if op in SCALAR_RESULT:
         return None
     shapes = [graph.shapes[a] for a in node.args]
     if op is matmul:
