@@ -18,14 +18,14 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
+from . import runtime
 from .compiler import Compiled, compile
-from .emit import CodePrinter
+from .emit import SympyPrinter
 from .errors import UnusedWrtWarning
+from .functions import EntrySum
 from .graph import CONST, SYMBOL
-from .matrices import EntrySum
 from .model import Model
 from .opcount import node_cost
-from .special import helper_namespace
 
 # A named matrix dimension takes this size in random points and written-out references.
 NAMED_SIZE = 3
@@ -324,8 +324,8 @@ def _written_out(e, memo: dict):
 
 def numpy_function(args, exprs, cse: bool = False):
     """`sympy.lambdify` of `exprs` with backpropc's NumPy printer (stable forms, erf in NumPy)."""
-    namespace = helper_namespace()
-    return sp.lambdify(args, exprs, modules=[namespace], printer=CodePrinter({"human": True}), cse=cse)
+    namespace = runtime.namespace()
+    return sp.lambdify(args, exprs, modules=[namespace], printer=SympyPrinter({"human": True}), cse=cse)
 
 
 def to_sympy(program) -> sp.Expr:

@@ -3,27 +3,32 @@
 Input: the graph, the nodes a function returns, and the names the user gave (steps) or the
 lecture gives (error signals `v_bar`). Output: `Statement`s in topological order. A node gets a
 statement of its own when it has a name, is used more than once, or would nest too deeply;
-every other node is inlined into its single user. Each statement's right-hand side is a small
-tree, rebuilt as a SymPy expression over names and printed by SymPy's NumPy printer (extended
-below), so printing is linear in the program however much it shares.
+every other node is inlined into its single user. Each right-hand side is printed straight from
+the graph through the op records' NumPy forms (`IRPrinter`), in time linear in the statement;
+`explain` alone rebuilds small SymPy expressions, one statement at a time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
-from sympy.printing.str import StrPrinter
 
 from .errors import UnsupportedFunctionError
 from .graph import CONST, SYMBOL, Graph, closure
-from .matrices import as_matrix, is_matrix_op, transpose
 from .naming import Namer
+from .ops import RECORDS, record_for
+from .ops.matrix import transpose
 from .opcount import node_cost
 
 # Deeper single-use chains are split into temporaries: readable, and far from the parser's limit.
 MAX_INLINE_DEPTH = 8
+# Longer sums and products are printed in parenthesised groups: any length parses.
+GROUP = 64
+
+# Precedences of printed forms (Python's, coarsened).
+ADD, NEGATIVE, MUL, POW, ATOM = 30, 35, 40, 60, 100
 
 
 @dataclass
@@ -31,11 +36,207 @@ class Statement:
     name: str
     node: int
     section: str                  # "forward", "backward" or "gradient"
-    rhs: sp.Basic                 # small SymPy expression over names
     origins: tuple[int, ...] = ()  # forward nodes whose derivative rules produced it
     code: str = ""                # the right-hand side as NumPy code
     comment: str = ""             # "from ...": the forward statements a backward line comes from
     arg: str = ""                 # for a gradient: the argument it belongs to
+    math: str = ""                # the right-hand side in the lecture's notation
+    _rhs: object = field(default=None, repr=False)  # () -> small SymPy expression, for explain
+
+    @property
+    def rhs(self) -> sp.Basic:
+        return self._rhs()
+
+
+class IRPrinter:
+    """Prints the expression of a node, with named nodes as their names, as NumPy code (or, with
+    `math`, in the lecture's notation). The runtime helpers the code calls are collected in
+    `helpers`."""
+
+    def __init__(self, graph: Graph, math: bool = False) -> None:
+        self.graph = graph
+        self.math = math
+        self.helpers: set[str] = set()
+
+    def print(self, root: int, names: dict[int, str]) -> str:
+        graph = self.graph
+        done: dict[int, tuple[str, int]] = {}
+        stack = [(root, False)]
+        while stack:
+            i, ready = stack.pop()
+            if i in done:
+                continue
+            node = graph[i]
+            if i != root and i in names or node.op == SYMBOL:
+                done[i] = (names[i], ATOM)
+            elif node.op == CONST:
+                done[i] = self._constant(node.value)
+            elif not ready:
+                stack.append((i, True))
+                stack.extend((a, False) for a in node.args if a not in done)
+            else:
+                done[i] = self._node(i, [done[a] for a in node.args])
+        return done[root][0]
+
+    # ---- leaves ---------------------------------------------------------------------------------
+    def _constant(self, value) -> tuple[str, int]:
+        if value is sp.true or value is sp.false:
+            return str(bool(value)), ATOM
+        if value.is_Integer:
+            return str(value), NEGATIVE if value < 0 else ATOM
+        if value.is_Rational:
+            return f"{value.p}/{value.q}", NEGATIVE if value < 0 else MUL
+        if value is sp.pi or value is sp.E:
+            return ("pi" if value is sp.pi else "E") if self.math else ("np.pi" if value is sp.pi else "np.e"), ATOM
+        if self.math and not value.is_Float:
+            return sp.sstr(value), MUL
+        number = float(value)  # sqrt(2), 2/sqrt(pi): computed once, here, to full precision
+        return repr(number), NEGATIVE if number < 0 else ATOM
+
+    # ---- operations -----------------------------------------------------------------------------
+    def _node(self, i: int, args: list[tuple[str, int]]) -> tuple[str, int]:
+        graph, node = self.graph, self.graph[i]
+        op = node.op
+        record = record_for(op)
+        if not self.math and graph.is_matrix(i) and "matrix" not in record.tags:
+            args = self._broadcast(node.args, args)
+        if op is sp.Add:
+            return self._add(node.args, args)
+        if op is sp.Mul:
+            return self._mul(node.args, args)
+        if op is sp.Pow:
+            return self._pow(node.args, args)
+        if op is sp.Piecewise:
+            return self._piecewise(args)
+        if self.math:
+            return self._math_call(record, args)
+        self.helpers.update(record.helpers)
+        texts = [t for t, _ in args]
+        operands = [t if p >= ATOM else f"({t})" for t, p in args]
+        if callable(record.code):
+            text = record.code(*(operands if "operands" in record.tags else texts))
+        else:
+            text = record.code.format(*texts, **{f"p{k}": o for k, o in enumerate(operands)})
+        return text, ATOM if _is_call(text) else MUL
+
+    def _broadcast(self, ids, args):
+        """A per-example scalar beside matrices gets two trailing axes, so that it broadcasts."""
+        graph = self.graph
+        wrapped = [(f"_as_matrix({t})", ATOM) if not graph.is_matrix(a) and graph[a].op != CONST else (t, p)
+                   for a, (t, p) in zip(ids, args)]
+        if wrapped != args:
+            self.helpers.add("_as_matrix")
+        return wrapped
+
+    def _math_call(self, record, args) -> tuple[str, int]:
+        texts = [t for t, _ in args]
+        if record.math:
+            operands = {f"p{k}": t if p >= ATOM else f"({t})" for k, (t, p) in enumerate(args)}
+            return record.math.format(*texts, **operands), MUL
+        return f"{record.name}({', '.join(texts)})", ATOM
+
+    def _add(self, ids, args) -> tuple[str, int]:
+        terms = []  # (negative, text of the term without its sign)
+        for text, prec in args:
+            if prec == NEGATIVE:
+                terms.append((True, text[1:]))
+            else:
+                terms.append((False, text if prec > ADD else f"({text})"))
+        # the numeric constant last, and a positive term first where there is one: 1 - y, not -y + 1
+        constant = [t for t, a in zip(terms, ids) if self.graph.number(a) is not None]
+        terms = [t for t in terms if t not in constant] + constant
+        first = next((t for t in terms if not t[0]), None)
+        if terms[0][0] and first is not None:
+            terms.remove(first)
+            terms.insert(0, first)
+        groups = [terms[k:k + GROUP] for k in range(0, len(terms), GROUP)]
+        texts = [self._signed(g) for g in groups]
+        return (texts[0] if len(texts) == 1 else " + ".join(f"({t})" for t in texts)), ADD
+
+    @staticmethod
+    def _signed(terms) -> str:
+        text = ("-" if terms[0][0] else "") + terms[0][1]
+        return text + "".join(f" {'-' if negative else '+'} {t}" for negative, t in terms[1:])
+
+    def _mul(self, ids, args) -> tuple[str, int]:
+        coeff = sp.S.One
+        numerator, denominator = [], []
+        # names first, in alphabetical order, then the compound factors: h*h_bar*(1 - h)
+        order = sorted(range(len(ids)), key=lambda k: (args[k][1] < ATOM or not _is_name(args[k][0]),
+                                                        args[k][0] if _is_name(args[k][0]) else "", k))
+        ids, args = [ids[k] for k in order], [args[k] for k in order]
+        for a, (text, prec) in zip(ids, args):
+            k = self.graph.number(a)
+            if k is not None:
+                coeff *= k
+            elif prec == MUL and text.startswith("1/"):
+                denominator.append(text[2:])  # x*(1/y) is x/y
+            else:
+                numerator.append(text if prec >= MUL else f"({text})")
+        negative, coeff = coeff < 0, abs(coeff)
+        if coeff.is_Rational and not coeff.is_Integer:
+            denominator.insert(0, str(coeff.q))
+            coeff = sp.Integer(coeff.p)
+        if coeff != 1 or not numerator:
+            numerator.insert(0, self._constant(coeff)[0])
+        groups = [numerator[k:k + GROUP] for k in range(0, len(numerator), GROUP)]
+        text = "*".join(groups[0]) if len(groups) == 1 else "*".join(f"({'*'.join(g)})" for g in groups)
+        if denominator:
+            below = denominator[0] if len(denominator) == 1 else "*".join(denominator)
+            text = f"{text}/{below}" if len(denominator) == 1 else f"{text}/({below})"
+        return ("-" + text, NEGATIVE) if negative else (text, MUL)
+
+    def _pow(self, ids, args) -> tuple[str, int]:
+        (base, base_prec), (exponent, exponent_prec) = args
+        e = self.graph.number(ids[1])
+        sqrt = "sqrt" if self.math else "np.sqrt"
+        if e is not None and abs(e) == sp.S.Half:
+            text = f"{sqrt}({base})"
+            return (text, ATOM) if e > 0 else (f"1/{text}", MUL)
+        if e is not None and e < 0:
+            text, prec = (base, base_prec) if e == -1 else self._power(base, base_prec, *self._constant(-e))
+            return f"1/{text if prec >= POW else '(' + text + ')'}", MUL
+        return self._power(base, base_prec, exponent, exponent_prec)
+
+    @staticmethod
+    def _power(base, base_prec, exponent, exponent_prec) -> tuple[str, int]:
+        base = base if base_prec > POW else f"({base})"
+        exponent = exponent if exponent_prec >= ATOM else f"({exponent})"
+        return f"{base}**{exponent}", POW
+
+    def _piecewise(self, args) -> tuple[str, int]:
+        pairs = [(args[k][0], args[k + 1][0]) for k in range(0, len(args), 2)]
+        if self.math:
+            return "Piecewise(" + ", ".join(f"({e}, {c})" for e, c in pairs) + ")", ATOM
+        last, last_cond = pairs[-1]
+        default = last if last_cond == "True" else "np.nan"
+        conditional = pairs[:-1] if last_cond == "True" else pairs
+        if len(conditional) > 16:  # np.select keeps hundreds of branches one call deep
+            conds = ", ".join(c for _, c in conditional)
+            values = ", ".join(e for e, _ in conditional)
+            return f"np.select([{conds}], [{values}], {default})", ATOM
+        text = default
+        for e, c in reversed(conditional):
+            text = f"np.where({c}, {e}, {text})"
+        return text, ATOM
+
+
+def _is_name(text: str) -> bool:
+    return text.isidentifier()
+
+
+def _is_call(text: str) -> bool:
+    """Whether text is one call or subscript, name(...) or name[...]: an operand as it stands."""
+    start = min((text.find(c) for c in "([" if c in text), default=-1)
+    if start <= 0 or not text[:start].replace(".", "").replace("_", "a").isalnum():
+        return False
+    depth = 0
+    for k, c in enumerate(text[start:], start):
+        depth += c in "([{"
+        depth -= c in ")]}"
+        if depth == 0:
+            return k == len(text) - 1
+    return False
 
 
 class Schedule:
@@ -88,7 +289,7 @@ class Schedule:
             elif v in self.names:
                 self.names[i] = namer.name(("node", i), f"{self.names[v]}_bar")
             else:
-                self.names[i] = namer.temp()
+                self.names[i] = namer.temp(("node", i))
         self.n_forward = n_forward
 
     def _is_view_of_name(self, i: int, own: set[int]) -> bool:
@@ -102,8 +303,9 @@ class Schedule:
         return (node.op is sp.Mul and len(node.args) == 2 and self.graph.number(node.args[0]) == -1
                 and (node.args[1] in own or self.graph[node.args[1]].is_leaf))
 
-    def rhs(self, i: int, names: dict[int, str]) -> sp.Basic:
-        """Node i's expression, with named nodes (other than i) as symbols."""
+    def sympy_rhs(self, i: int, names: dict[int, str]) -> sp.Basic:
+        """Node i's expression as a small SymPy tree, with named nodes (other than i) as symbols:
+        for `explain`, which prints equations with SymPy."""
         graph = self.graph
         built: dict[int, sp.Basic] = {}
         stack = [(i, False)]
@@ -112,9 +314,7 @@ class Schedule:
             if j in built:
                 continue
             node = graph[j]
-            if j != i and j in names:
-                built[j] = sp.Symbol(names[j])
-            elif node.op == SYMBOL:
+            if j != i and j in names or node.op == SYMBOL:
                 built[j] = sp.Symbol(names[j])
             elif node.op == CONST:
                 built[j] = node.value
@@ -123,10 +323,6 @@ class Schedule:
                 stack.extend((a, False) for a in node.args if a not in built)
             else:
                 args = [built[a] for a in node.args]
-                if graph.is_matrix(j) and not is_matrix_op(node.op):
-                    # an elementwise op on matrices: a per-example scalar gets trailing axes
-                    args = [as_matrix(x, evaluate=False) if not graph.is_matrix(a) and graph[a].op != CONST
-                            else x for a, x in zip(node.args, args)]
                 if node.op is sp.Piecewise:
                     built[j] = sp.Piecewise(*zip(args[::2], args[1::2]))
                 elif node.op is sp.Pow or (isinstance(node.op, type) and issubclass(node.op, sp.Function)):
@@ -151,126 +347,42 @@ class Schedule:
         return owner
 
 
-# ---- printers ------------------------------------------------------------------------------
-class CodePrinter(NumPyPrinter):
-    """SymPy's NumPy printer with `np.` names, stable forms and readable operators."""
+# ---- SymPy's printer, for the oracle side (lambdify of sympy.diff results) -----------------------
+class SympyPrinter(NumPyPrinter):
+    """SymPy's NumPy printer with `np.` names and every op printed through its record's NumPy
+    form: `sympy.lambdify` of the naive expansion evaluates exactly what backpropc would."""
 
     def __init__(self, settings: dict | None = None) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": False, "human": False,
-                          "order": "none", **(settings or {})})
+        super().__init__({"fully_qualified_modules": True, "strict": False, **(settings or {})})
 
     def _module_format(self, fqn, register=True):
         text = super()._module_format(fqn, register)
         return "np." + text[len("numpy."):] if text.startswith("numpy.") else text
 
-    def _call(self, fn: str, *args) -> str:
-        return f"np.{fn}({', '.join(self._print(a) for a in args)})"
-
-    def _nested(self, fn: str, args) -> str:
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = f"np.{fn}({text}, {self._print(a)})"
-        return text
-
-    def _print_Pow(self, expr, rational=False):
-        base, exp = expr.args
-        if exp == -1:
-            return f"1/{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Pow'])}"
-        if exp.is_Integer and exp < 0:
-            return f"1/{self._print(base ** -exp)}"
-        return super()._print_Pow(expr, rational=rational)
-
-    def _print_sigmoid(self, expr):
-        return f"_sigmoid({self._print(expr.args[0])})"
-
-    def _print_softplus(self, expr):
-        return self._call("logaddexp", 0, expr.args[0])
-
-    def _print_relu(self, expr):
-        return self._call("maximum", expr.args[0], 0)
-
-    def _print_logsumexp(self, expr):
-        if len(expr.args) == 2:
-            return self._call("logaddexp", *expr.args)
-        return f"_logsumexp({', '.join(self._print(a) for a in expr.args)})"
-
-    def _print_log1p(self, expr):
-        return self._call("log1p", expr.args[0])
-
-    def _print_expm1(self, expr):
-        return self._call("expm1", expr.args[0])
-
-    def _print_erf(self, expr):
-        return f"_erf({self._print(expr.args[0])})"
-
-    def _print_erfc(self, expr):
-        return f"_erfc({self._print(expr.args[0])})"
-
-    def _print_Max(self, expr):
-        return self._nested("maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._nested("minimum", expr.args)
-
-    def _print_Abs(self, expr):
-        return self._call("abs", expr.args[0])
-
-    def _print_Heaviside(self, expr):
-        return self._call("heaviside", *expr.args)
-
-    def _print_ceiling(self, expr):
-        return self._call("ceil", expr.args[0])
-
-    def _print_floor(self, expr):
-        return self._call("floor", expr.args[0])
-
-    def _print_sign(self, expr):
-        return self._call("sign", expr.args[0])
-
-    def _print_Piecewise(self, expr):
-        *pairs, (last, last_cond) = expr.args
-        text = self._print(last) if last_cond is sp.true else \
-            f"np.where({self._print(last_cond)}, {self._print(last)}, np.nan)"
-        for e, c in reversed(pairs):
-            text = f"np.where({self._print(c)}, {self._print(e)}, {text})"
-        return text
-
-    def _print_Relational(self, expr):
-        op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
-        return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
-
-    def _print_And(self, expr):
-        return self._nested("logical_and", expr.args)
-
-    def _print_Or(self, expr):
-        return self._nested("logical_or", expr.args)
-
-    def _print_ITE(self, expr):
-        return self._call("where", *expr.args)
-
-    def _print_Not(self, expr):
-        return self._call("logical_not", expr.args[0])
-
-    def _print_BooleanTrue(self, expr):
-        return "True"
-
-    def _print_BooleanFalse(self, expr):
-        return "False"
+    def _print_Function(self, expr):
+        record = RECORDS.get(expr.func)
+        if record is None or not record.code:
+            return super()._print_Function(expr)
+        texts = [self._print(a) for a in expr.args]
+        operands = [f"({t})" for t in texts]
+        if callable(record.code):
+            return record.code(*texts)
+        return record.code.format(*texts, **{f"p{k}": o for k, o in enumerate(operands)})
 
 
-class MathPrinter(StrPrinter):
-    """The lecture's notation for comments, docstrings and `explain`: sigmoid(z), (y - t)**2/2."""
+def _record_printing(name):
+    return lambda self, expr: SympyPrinter._print_Function(self, expr)
 
 
-def print_code(expr: sp.Basic, printer: CodePrinter) -> str:
+for _op, _record in RECORDS.items():
+    if isinstance(_op, type) and issubclass(_op, sp.Function) and _record.code:
+        setattr(SympyPrinter, f"_print_{_op.__name__}", _record_printing(_op.__name__))
+
+
+def print_sympy(expr: sp.Basic, printer: SympyPrinter) -> str:
     _, unsupported, text = printer.doprint(expr)
     if unsupported:
         bad = sorted({type(e).__name__ for e in unsupported})
         raise UnsupportedFunctionError(
             f"no NumPy form for {', '.join(bad)}: give the function a _numpycode(self, printer) method")
     return text
-
-
-def print_math(expr: sp.Basic) -> str:
-    return MathPrinter({"order": "none"}).doprint(expr)
-

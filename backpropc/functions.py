@@ -1,13 +1,13 @@
-"""backpropc's own SymPy functions: each defines its derivative (`fdiff`) and a stable NumPy form.
+"""backpropc's own SymPy functions, as users write them in models.
 
-The NumPy forms live in the printer (`backpropc.emit`); the derivatives here are written in terms
-of the function itself where that is cheaper, so reverse accumulation reuses the forward value.
+Each defines `fdiff` for SymPy (so `sympy.diff`, the tests' oracle, knows it); what the compiler
+knows of each, its rules and stable NumPy form, is its record in backpropc.ops.elementwise.
 """
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-__all__ = ["sigmoid", "softplus", "relu", "logsumexp", "log1p", "expm1"]
+__all__ = ["sigmoid", "softplus", "relu", "logsumexp", "log1p", "expm1", "EntrySum", "sum"]
 
 
 class sigmoid(sp.Function):
@@ -89,3 +89,28 @@ class logsumexp(sp.Function):
 
     def _eval_is_real(self):
         return all(a.is_real for a in self.args) or None
+
+
+class EntrySum(sp.Expr):
+    """bp.sum(X): the sum of all entries of a matrix expression, a scalar."""
+
+    is_commutative = True
+
+    def __new__(cls, arg):
+        return sp.Expr.__new__(cls, arg)
+
+    def doit(self, **hints):
+        arg = self.args[0].doit(**hints) if hints.get("deep", True) else self.args[0]
+        return sp.Add(*arg.as_explicit())
+
+    def _sympystr(self, printer):
+        return f"sum({printer._print(self.args[0])})"
+
+
+def sum(expr):  # noqa: A001 - bp.sum, as users write it
+    """The sum of all entries of a matrix expression (a scalar); a scalar is returned unchanged."""
+    if isinstance(expr, sp.MatrixBase):
+        return sp.Add(*expr)
+    if isinstance(expr, sp.MatrixExpr):
+        return EntrySum(expr)
+    return sp.sympify(expr)

@@ -1,12 +1,11 @@
 """The graph IR: a hash-consed DAG with one node per distinct (op, args) pair.
 
-Input: SymPy expressions. Output: a `Graph` whose node ids are a topological order (arguments
-always have smaller ids than their users). Nodes are built through smart constructors that fold
-constants, 0 and 1, negations and repeated terms, so the forward pass, the backward pass and
-every rewrite share one value numbering: a quantity needed twice is one node.
-
-SymPy expressions are walked once each, memoised by object, iteratively (deep chains would
-overflow the interpreter's stack); nothing here ever walks a printed tree.
+Node ids are a topological order (arguments always have smaller ids than their users). Nodes are
+built through smart constructors that fold constants, 0 and 1, negations and repeated terms, so
+the forward pass, the backward pass and every rewrite share one value numbering: a quantity
+needed twice is one node. What is particular to an op (its shape, its folding identities,
+whether it commutes) the graph asks the registry it is given (backpropc.ops.REGISTRY); this
+module imports nothing else from the package. The SymPy front end is backpropc.lower.
 """
 
 from __future__ import annotations
@@ -14,17 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy.core.function import AppliedUndef
-from sympy.logic.boolalg import Boolean, BooleanAtom
-
-from . import matrices
-from .errors import ModelError, NonRealConstantError, UnsupportedFunctionError
+from sympy.logic.boolalg import BooleanAtom
 
 SYMBOL = "symbol"
 CONST = "const"
-
-# Ops whose argument order does not matter: their arguments are sorted by node id.
-COMMUTATIVE = (sp.Add, sp.Mul, sp.Max, sp.Min, sp.And, sp.Or)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +41,35 @@ def _is_number(value) -> bool:
     return isinstance(value, sp.Number)
 
 
+class _NoFacts:
+    """The registry of a graph built without one: scalars only, nothing folds, nothing commutes."""
+
+    def shape(self, graph, node):
+        return None
+
+    def fold(self, graph, op, args):
+        return None
+
+    def commutative(self, op) -> bool:
+        return op in (sp.Add, sp.Mul)
+
+    def is_fill(self, op) -> bool:
+        return False
+
+
 class Graph:
     """Nodes in topological order plus the table that makes them unique."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry=None) -> None:
+        self.registry = registry if registry is not None else _NoFacts()
         self.nodes: list[Node] = []
         self._index: dict[tuple, int] = {}
         # The forward node whose derivative rule is running; new nodes remember it ("from").
         self.origin_of: dict[int, int] = {}
         self.current_origin: int | None = None
-        # While step number `pending_from` is lowered, steps from it on are not yet defined:
-        # using one is an ordering error.
-        self.pending: dict[sp.Symbol, int] = {}
-        self.pending_from = 0
-        self.pending_step: sp.Symbol | None = None
         # User steps keep their own node: folding never splits a named value into pieces.
         self.protected: set[int] = set()
-        # Rewrite what users write into stable functions while lowering (backpropc.stable).
-        self.rewrite = True
+        # What the front end rewrote into stable forms, for `explain`.
         self.rewrites: list[str] = []
         # Per-example shape of each node: (rows, cols) for a matrix, None for a scalar.
         self.shapes: list[tuple | None] = []
@@ -88,7 +91,7 @@ class Graph:
         if node.op == SYMBOL:
             shape = tuple(node.value.shape) if isinstance(node.value, sp.MatrixSymbol) else None
         else:
-            shape = None if node.op == CONST else matrices.infer_shape(self, node)
+            shape = None if node.op == CONST else self.registry.shape(self, node)
         i = len(self.nodes)
         self.nodes.append(node)
         self.shapes.append(shape)
@@ -111,11 +114,7 @@ class Graph:
         return self.shapes[i] is not None
 
     def const(self, value) -> int:
-        value = sp.sympify(value)
-        if value in (sp.nan, sp.zoo, sp.oo, -sp.oo) or (value.is_number and value.is_real is False):
-            raise NonRealConstantError(
-                f"constant {value} is not a finite real number; replace it with a real value")
-        return self._intern(Node(CONST, (), value))
+        return self._intern(Node(CONST, (), sp.sympify(value)))
 
     def find_symbol(self, sym: sp.Symbol) -> int | None:
         """The node of a symbol, or None when the graph does not use it."""
@@ -180,7 +179,7 @@ class Graph:
 
     def _unfilled(self, a: int, factors: list[int]) -> int:
         node = self.nodes[a]
-        if node.op is matrices.fill and any(
+        if self.registry.is_fill(node.op) and any(
                 b != a and self.shapes[b] is not None and self.shapes[b] == self.shapes[a] for b in factors):
             return node.args[0]
         return a
@@ -221,14 +220,14 @@ class Graph:
             return self.pow(*args)
         if op is sp.Piecewise:
             return self.piecewise(*zip(args[::2], args[1::2]))
-        if matrices.is_matrix_op(op):
-            folded = matrices.fold(self, op, list(args))
-            return folded if folded is not None else self._intern(Node(op, tuple(args)))
+        folded = self.registry.fold(self, op, list(args))
+        if folded is not None:
+            return folded
         if all(self.nodes[a].op == CONST for a in args):
             value = op(*[self.nodes[a].value for a in args])
             if _is_number(value) or isinstance(value, BooleanAtom):
                 return self.const(value)
-        if op in COMMUTATIVE:
+        if self.registry.commutative(op):
             args = tuple(sorted(set(args)))
             if len(args) == 1:
                 return args[0]
@@ -247,106 +246,8 @@ class Graph:
         if len(kept) == 2 and self.nodes[kept[1]].value is sp.true:
             return kept[0]
         if not kept:
-            raise ModelError("Piecewise has no branch that can be taken; add a (value, True) branch")
+            raise ValueError("Piecewise has no branch that can be taken")  # the front end checks first
         return self._intern(Node(sp.Piecewise, tuple(kept)))
-
-    # ---- from SymPy ----------------------------------------------------------------------------
-    def from_sympy(self, expr: sp.Basic, env: dict[sp.Basic, int]) -> int:
-        """The node of a SymPy expression; symbols in `env` stand for existing nodes.
-
-        Each distinct SymPy object is converted once (memo by identity), with an explicit stack.
-        """
-        memo: dict[int, int] = {}
-        keep_alive = []
-        stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-        while stack:
-            e, ready = stack.pop()
-            if id(e) in memo:
-                continue
-            children = _children(e)
-            if not ready:
-                stack.append((e, True))
-                stack.extend((c, False) for c in reversed(children) if id(c) not in memo)
-                continue
-            keep_alive.append(e)
-            memo[id(e)] = self._convert(e, [memo[id(c)] for c in children], env)
-        return memo[id(expr)]
-
-    def _convert(self, e: sp.Basic, args: list[int], env: dict[sp.Basic, int]) -> int:
-        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
-            found = env.get(e)
-            if found is not None:
-                return found
-            if self.pending.get(e, -1) >= self.pending_from:
-                if e == self.pending_step:
-                    raise ModelError(f"step {e} uses itself; a step may only use earlier steps")
-                raise ModelError(f"step {self.pending_step} uses {e} before {e} is defined; put the "
-                                 f"steps in order (a cycle among steps is not allowed)")
-            return self.symbol(e)
-        if isinstance(e, (sp.Number, sp.NumberSymbol, BooleanAtom)) or e is sp.S.ImaginaryUnit:
-            return self.const(e)
-        if isinstance(e, sp.Piecewise):
-            from .stable import guard_branches
-
-            return self.piecewise(*guard_branches(self, list(zip(args[::2], args[1::2]))))
-        if matrices.is_matrix_expr(e):
-            return matrices.convert(self, e, args, env)
-        check_supported(e)
-        if self.rewrite:
-            from .stable import stable_form
-
-            found = stable_form(self, e.func, args)
-            if found is not None:
-                node, note = found
-                if note not in self.rewrites:
-                    self.rewrites.append(note)
-                return node
-        return self.apply(e.func, *args)
-
-
-def _children(e: sp.Basic) -> tuple:
-    if matrices.is_matrix_expr(e):
-        return matrices.children(e)
-    if isinstance(e, sp.Piecewise):
-        return tuple(part for pair in e.args for part in pair)  # expr, cond, expr, cond, ...
-    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, BooleanAtom)):
-        return ()
-    return e.args
-
-
-def check_supported(e: sp.Basic) -> None:
-    """Refuse what cannot be differentiated or printed, naming what to add."""
-    from .rules import has_rule, supported_functions  # the rule table decides what is supported
-
-    if isinstance(e, AppliedUndef):
-        raise UnsupportedFunctionError(
-            f"function {e.func.__name__!r} is undefined; define it as a sympy.Function subclass "
-            f"with fdiff (its derivative) and _numpycode (its NumPy form), or write it out")
-    if isinstance(e, (sp.Expr, Boolean)) and has_rule(e.func):
-        return
-    if isinstance(e, sp.Function) and e.func.__module__.startswith("sympy."):
-        raise UnsupportedFunctionError(
-            f"function {e.func.__name__!r} is not supported; supported: "
-            f"{', '.join(supported_functions())}; or wrap it in your own sympy.Function subclass "
-            f"with fdiff and _numpycode")
-    if isinstance(e, sp.Function):
-        missing = [m for m, ok in (("fdiff", _defines(e.func, "fdiff", sp.Function)),
-                                   ("_numpycode", hasattr(e.func, "_numpycode"))) if not ok]
-        if not missing:
-            return
-        raise UnsupportedFunctionError(
-            f"function {e.func.__name__!r} is not supported: add {' and '.join(missing)} to it "
-            f"(see the supported list with backpropc.supported_functions())")
-    if isinstance(e, (sp.MatrixBase, sp.Tuple)):
-        raise ModelError(f"{type(e).__name__} is not supported; write matrices as "
-                         f"sympy.MatrixSymbol expressions")
-    raise UnsupportedFunctionError(
-        f"{type(e).__name__} is not supported; write it with the supported functions "
-        f"(backpropc.supported_functions())")
-
-
-def _defines(cls: type, method: str, base: type) -> bool:
-    return getattr(cls, method, None) is not getattr(base, method, None)
 
 
 def closure(graph: Graph, roots: list[int]) -> list[int]:

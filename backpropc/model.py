@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import matrices
 from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
 from .graph import SYMBOL, Graph, closure
+from .lower import Converter
+from .lower.matrices import loss_scalar
 
 REDUCTIONS = ("sum", "mean")
 
@@ -147,23 +148,23 @@ def lower(model: Model, rewrite: bool = True) -> Program:
         if w in input_set:
             raise ModelError(f"{w} is both in wrt and in inputs; list it in one of them")
 
-    graph = Graph()
-    graph.rewrite = rewrite
+    converter = Converter(rewrite)
+    graph = converter.graph
     for s in wrt + (inputs or []):  # symbolic matrix dimensions are read off the arguments
         graph.register_dimensions(s)
     env: dict[sp.Basic, int] = {}
     named: list[tuple[sp.Symbol, int]] = []
-    graph.pending = step_index
+    converter.pending = step_index
     for i, (lhs, rhs) in enumerate(steps):
-        graph.pending_from, graph.pending_step = i, lhs
-        node = graph.from_sympy(rhs, env)
+        converter.pending_from, converter.pending_step = i, lhs
+        node = converter.from_sympy(rhs, env)
         if isinstance(lhs, sp.Symbol):
-            node = matrices.loss_scalar(graph, node)
+            node = loss_scalar(graph, node)
         env[lhs] = node
         graph.protected.add(node)
         named.append((lhs, node))
-    graph.pending = {}
-    loss = matrices.loss_scalar(graph, graph.from_sympy(loss_expr, env))
+    converter.pending = {}
+    loss = loss_scalar(graph, converter.from_sympy(loss_expr, env))
 
     leaves = [graph[i].value for i in closure(graph, [loss]) if graph[i].op == SYMBOL]
     used = set(leaves)

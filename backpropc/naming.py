@@ -13,7 +13,8 @@ import builtins
 import keyword
 import unicodedata
 
-MODULE_NAMES = frozenset({"np", "forward", "grad", "value_and_grad", "ARGS", "WRT"})
+MODULE_NAMES = frozenset({"np", "forward", "grad", "value_and_grad", "ARGS", "WRT", "SHAPES", "CHUNK",
+                          "REDUCTION", "pack", "unpack", "hvp", "hessian", "residuals", "jacobian"})
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
             | frozenset(dir(builtins)) | MODULE_NAMES)
 
@@ -52,11 +53,32 @@ class Namer:
             self.names[key] = self.fresh(wanted)
         return self.names[key]
 
-    def temp(self) -> str:
-        """The next free temporary name c0, c1, ..."""
+    def temp(self, key=None) -> str:
+        """The next free temporary name c0, c1, ... (the same one again for the same key)."""
+        if key is not None and key in self.names:
+            return self.names[key]
         k = self._next_temp
         while f"c{k}" in self.taken:
             k += 1
         self._next_temp = k + 1
         self.taken.add(f"c{k}")
+        if key is not None:
+            self.names[key] = f"c{k}"
         return f"c{k}"
+
+
+def python_string(text: str) -> str:
+    """A Python string literal of any text: quotes, backslashes and control characters escaped."""
+    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+def comment_text(text: str) -> str:
+    """Any text on one line that is safe in a `#` comment: no line breaks, no control characters."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text)
+
+
+def docstring_text(text: str) -> str:
+    """Any text that is safe inside a triple-quoted docstring: one line, no quotes that end it,
+    no backslash escapes."""
+    return comment_text(text).replace("\\", "\\\\").replace('"', "'")

@@ -12,21 +12,17 @@ from __future__ import annotations
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
-from .functions import logsumexp
 from .graph import CONST, SYMBOL
-
-NARY = (sp.Add, sp.Mul, sp.Max, sp.Min, sp.And, sp.Or, logsumexp)
+from .ops import RECORDS
 
 
 def op_cost(op, nargs: int, ends_with_true: bool = False) -> int:
-    """Operations to evaluate one node from its arguments' values."""
+    """Operations to evaluate one node from its arguments' values: its record's cost (a
+    function of another kind costs one call)."""
     if op in (SYMBOL, CONST):
         return 0
-    if op in NARY:
-        return nargs - 1
-    if op is sp.Piecewise:  # one select per branch, none for a final `True` branch
-        return nargs // 2 - (1 if ends_with_true else 0)
-    return 1
+    record = RECORDS.get(op)
+    return 1 if record is None else record.cost(nargs, ends_with_true)
 
 
 def node_cost(graph, i: int) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .graph import SYMBOL
-from .matrices import sum_entries
 from .model import Program
-from .rules import Ref, call, rule_for
+from .ops import Ref, call, record_for
+from .ops.matrix import sum_entries
 
 
 @dataclass
@@ -60,7 +60,7 @@ def backprop(program: Program, seed: int) -> Backward:
             continue
         needed = [active[a] for a in node.args]
         args = [Ref(graph, a) for a in node.args]
-        for a, part in zip(node.args, rule_for(node.op)(Ref(graph, v_bar), Ref(graph, v), args, needed)):
+        for a, part in zip(node.args, record_for(node.op).vjp(Ref(graph, v_bar), Ref(graph, v), args, needed)):
             if part is not None and active[a]:
                 if graph.is_matrix(part.id) and not graph.is_matrix(a):  # a scalar spread over a matrix
                     part = call(sum_entries, part)

@@ -52,7 +52,7 @@ BAD_MODELS = {
     "undefined_function": ("import sympy as sp, backpropc as bp\nw = sp.Symbol('w')\n"
                            "model = bp.Model('m', [], sp.Function('f')(w), [w])\n", "undefined"),
     "unsupported_function": ("import sympy as sp, backpropc as bp\nw = sp.Symbol('w')\n"
-                             "model = bp.Model('m', [], sp.gamma(w), [w])\n", "gamma"),
+                             "model = bp.Model('m', [], sp.fresnels(w), [w])\n", "fresnels"),
     "unused_wrt": ("import sympy as sp, backpropc as bp\nw, v = sp.symbols('w v')\n"
                    "model = bp.Model('m', [], w**2, [w, v])\n", "wrt symbol v does not occur"),
 }

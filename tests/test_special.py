@@ -1,22 +1,17 @@
 """The erf/erfc source pasted into generated modules: accuracy vs mpmath, dtypes, edge values."""
 
 import ast
-import importlib.util
-from pathlib import Path
 
 import mpmath
 import numpy as np
 import pytest
 
-# Loaded from its file, so these tests do not depend on the rest of the package importing.
-_PATH = Path(__file__).resolve().parents[1] / "backpropc" / "special.py"
-_SPEC = importlib.util.spec_from_file_location("_special_under_test", _PATH)
-special = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(special)
+from backpropc import runtime
 
-# What a generated module does: `import numpy as np`, then the pasted source.
+# What a generated module does: `import numpy as np`, then the copied source.
+ERF_SOURCE = runtime.source(["_erf"])
 NAMESPACE = {"np": np}
-exec(special.ERF_SOURCE, NAMESPACE)
+exec(ERF_SOURCE, NAMESPACE)
 erf, erfc = NAMESPACE["_erf"], NAMESPACE["_erfc"]
 
 pytestmark = pytest.mark.filterwarnings("error")  # any RuntimeWarning fails the test
@@ -43,7 +38,7 @@ def _names(tree, ctx):
 
 
 def test_source_defines_exactly_erf_and_erfc_using_only_np():
-    tree = ast.parse(special.ERF_SOURCE)
+    tree = ast.parse(ERF_SOURCE)
     assert [type(n) for n in tree.body] == [ast.FunctionDef, ast.FunctionDef]
     assert {n.name for n in tree.body} == {"_erf", "_erfc"}
     assert not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))
@@ -54,7 +49,7 @@ def test_source_defines_exactly_erf_and_erfc_using_only_np():
 
 def test_only_loops_are_over_literal_coefficients():
     """A fixed number of whole-array operations: no element loops, np.vectorize or frompyfunc."""
-    tree = ast.parse(special.ERF_SOURCE)
+    tree = ast.parse(ERF_SOURCE)
     for func in tree.body:
         assert not any(isinstance(n, (ast.While, ast.comprehension)) for n in ast.walk(func))
         loops = [n for n in ast.walk(func) if isinstance(n, ast.For)]
@@ -64,7 +59,7 @@ def test_only_loops_are_over_literal_coefficients():
 
 
 def _literal_coeffs(func_name):
-    (func,) = [n for n in ast.parse(special.ERF_SOURCE).body if n.name == func_name]
+    (func,) = [n for n in ast.parse(ERF_SOURCE).body if n.name == func_name]
     (assign,) = [
         n
         for n in ast.walk(func)
@@ -74,7 +69,7 @@ def _literal_coeffs(func_name):
 
 
 def test_coefficients_are_reproduced_by_fit():
-    fit = special._fit()
+    fit = runtime.erf.fit()
     for name, func_name in [("erf", "_erf"), ("erfc", "_erfc")]:
         coeffs, err = fit[name]
         assert _literal_coeffs(func_name) == coeffs
@@ -92,7 +87,7 @@ def test_erfc_accuracy_against_mpmath():
     xs = np.concatenate([np.linspace(-6, 26, 3201), RNG.uniform(-6, 26, 1000), TINY, -TINY])
     err = _max_rel_err(erfc(xs), _reference(mpmath.erfc, xs))
     assert err <= 1e-13  # required
-    assert err <= 2e-15  # promised by special.py; 1e-13 would let exp(-x*x) lose digits
+    assert err <= 2e-15  # promised by backpropc/runtime/erf.py; 1e-13 would let exp(-x*x) lose digits
 
 
 def test_erfc_underflows_gracefully_past_26():

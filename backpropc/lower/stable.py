@@ -16,9 +16,10 @@ from __future__ import annotations
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .functions import logsumexp, sigmoid, softplus
-from .graph import CONST, Graph
-from .matrices import det, logdet
+from ..functions import logsumexp, sigmoid, softplus
+from ..graph import CONST, Graph
+from ..ops import RECORDS
+from ..ops.matrix import det, logdet
 
 # ---- rewrites into stable functions ----------------------------------------------------------
 
@@ -67,16 +68,15 @@ def _is(graph: Graph, i: int, op) -> bool:
 
 # ---- safe branches -----------------------------------------------------------------------------
 
-# op -> the value its argument takes where the branch is not taken (a point well inside the domain,
-# where the derivative is finite too).
-SAFE_ARGUMENT = {
-    sp.log: 1, log1p: 0, sp.asin: 0, sp.acos: 0, sp.atanh: 0, sp.acosh: 2, sp.tan: 0,
-    sp.exp: 0, expm1: 0, sp.sinh: 0, sp.cosh: 0,
-}
+def _safe_argument(op):
+    """The value op's argument takes where the branch is not taken (its record's `safe`: a point
+    well inside the domain, where the derivative is finite too), or None when op is safe anywhere."""
+    record = RECORDS.get(op)
+    return None if record is None else record.safe
 
 
 def _needs_guard(graph: Graph, node) -> bool:
-    if node.op in SAFE_ARGUMENT:
+    if _safe_argument(node.op) is not None:
         return True
     if node.op is sp.Pow:  # fractional, negative or symbolic powers: the base must be safe
         exponent = graph.number(node.args[1])
@@ -122,7 +122,7 @@ def _guard(graph: Graph, root: int, taken: int) -> int:
             continue
         args = [done[a] for a in node.args]
         if _needs_guard(graph, node) and graph[args[0]].op != CONST:
-            safe = graph.const(SAFE_ARGUMENT.get(node.op, 1))
+            safe = graph.const(_safe_argument(node.op) if _safe_argument(node.op) is not None else 1)
             args[0] = graph.piecewise((args[0], taken), (safe, graph.const(sp.true)))
         done[i] = graph.apply(node.op, *args) if args != list(node.args) else i
     return done[root]

@@ -1,7 +1,6 @@
-"""NumPy source of special functions NumPy lacks, pasted into generated modules.
+"""The error functions NumPy lacks, copied into generated modules that use erf or erfc.
 
-`ERF_SOURCE` defines `_erf(x)` and `_erfc(x)` using only `np` (the generated module's
-`import numpy as np`). They work elementwise on any shape and return a NumPy scalar for
+`_erf(x)` and `_erfc(x)` use only `np` (the generated module's `import numpy as np`). They work elementwise on any shape and return a NumPy scalar for
 a Python scalar or 0-d input. A floating input keeps its dtype (float32 stays float32;
 the arithmetic is float64 throughout), anything else gives float64. They raise no
 floating-point warnings, not even under np.errstate(all="raise") or at +-inf and NaN.
@@ -21,61 +20,14 @@ about 45 ns (erfc) and 70 ns (erf) per element, 60 and 90 times np.exp.
 The coefficients are Chebyshev interpolants computed with mpmath at 40 digits;
 reprint them, with the error of each polynomial, by running
 
-    python backpropc/special.py
+    python -m backpropc.runtime.erf
 """
 
-__all__ = ["ERF_SOURCE", "SIGMOID_SOURCE", "LOGSUMEXP_SOURCE", "helper_source", "helper_namespace"]
+import numpy as np
 
-# The stable forms of sigmoid and logsumexp, as functions: each argument is evaluated once, and
-# on NumPy arrays the work happens in place. Neither warns, and both keep full relative accuracy
-# in the tails (sigmoid(-40) is 4.2e-18, not 0), at a fraction of the cost of the logaddexp
-# forms (docs/benchmarks.md).
-SIGMOID_SOURCE = '''\
-def _sigmoid(z):
-    """1/(1 + exp(-z)), to full relative accuracy in both tails. Below z = -709, exp(-z)
-    overflows to inf and the result is 0, the correctly rounded value: the overflow is harmless."""
-    with np.errstate(over="ignore", under="ignore"):
-        if type(z) is np.ndarray:  # in place: no temporary besides the result
-            e = np.negative(z, out=np.empty_like(z, dtype=np.result_type(z, 1.0)))
-            np.exp(e, out=e)
-            e += 1.0
-            return np.reciprocal(e, out=e)
-        return 1 / (1 + np.exp(-z))
-'''
-
-LOGSUMEXP_SOURCE = '''\
-def _logsumexp(*args):
-    """log(exp(a) + exp(b) + ...), shifted by the largest argument so that no exp overflows."""
-    m = args[0]
-    for a in args[1:]:
-        m = np.maximum(m, a)
-    m = np.where(np.isfinite(m), m, 0.0)  # all -inf, or an inf: no shift
-    total = np.exp(args[0] - m)
-    for a in args[1:]:
-        total = total + np.exp(a - m)
-    with np.errstate(divide="ignore"):
-        return m + np.log(total)
-'''
+NEEDS = {"_erf": ("_erfc",)}
 
 
-def helper_source(code: str) -> str:
-    """The helpers a generated module's code calls, in a fixed order."""
-    sources = [source for names, source in (
-        (("_sigmoid(",), SIGMOID_SOURCE), (("_logsumexp(",), LOGSUMEXP_SOURCE),
-        (("_erf(", "_erfc("), ERF_SOURCE)) if any(n in code for n in names)]
-    return "\n\n".join(s.strip() for s in sources)
-
-
-def helper_namespace() -> dict:
-    """`np` and every helper, for evaluating printed code outside a generated module."""
-    import numpy as np
-
-    namespace = {"np": np}
-    for source in (SIGMOID_SOURCE, LOGSUMEXP_SOURCE, ERF_SOURCE):
-        exec(source, namespace)
-    return namespace
-
-ERF_SOURCE = '''\
 def _erf(x):
     """Error function, elementwise; float32 stays float32, non-float input gives float64."""
     x = np.asarray(x)
@@ -142,10 +94,9 @@ def _erfc(x):
         # signbit (not x < 0) so that -0.0 gets -1 + 2 = 1 as well
         y = np.copysign(q, x) + 2.0 * np.signbit(x)
         return y.astype(dtype, copy=False)[()]
-'''
 
 
-def _fit():
+def fit():
     """Recompute the coefficients of ERF_SOURCE with mpmath.
 
     Returns {"erf": (coeffs, error), "erfc": (coeffs, error)}: the coefficients as floats,
@@ -177,7 +128,7 @@ def _fit():
 
 
 if __name__ == "__main__":
-    for name, (coeffs, err) in _fit().items():
+    for name, (coeffs, err) in fit().items():
         print(f"# {name}: max abs error of the polynomial about {err:.1e}")
         print("    coeffs = (")
         for i in range(0, len(coeffs), 3):

@@ -1,0 +1,158 @@
+"""SymPy expressions to graph nodes, each distinct SymPy object converted once.
+
+The walk is iterative (deep chains would overflow the interpreter's stack) and memoised by
+object, so a shared subtree costs one visit; nothing here walks a printed tree. Every function
+met is checked against the op registry, and refused with a message that says what to add.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.logic.boolalg import Boolean, BooleanAtom
+from sympy.matrices.expressions.matexpr import MatrixElement
+
+from ..errors import ModelError, NonRealConstantError, UnsupportedFunctionError
+from ..graph import Graph
+from ..ops import REGISTRY, has_record, supported_functions
+from . import matrices, stable
+
+
+class Converter:
+    """Lowers SymPy expressions into one graph, with the state of the steps being lowered."""
+
+    def __init__(self, rewrite: bool = True) -> None:
+        self.graph = Graph(REGISTRY)
+        self.rewrite = rewrite
+        # While step number `pending_from` is lowered, steps from it on are not yet defined:
+        # using one is an ordering error.
+        self.pending: dict[sp.Symbol, int] = {}
+        self.pending_from = 0
+        self.pending_step: sp.Symbol | None = None
+
+    def from_sympy(self, expr: sp.Basic, env: dict[sp.Basic, int]) -> int:
+        """The node of a SymPy expression; symbols in `env` stand for existing nodes."""
+        memo: dict[int, int] = {}
+        keep_alive = []
+        stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+        while stack:
+            e, ready = stack.pop()
+            if id(e) in memo:
+                continue
+            children = _children(e)
+            if not ready:
+                stack.append((e, True))
+                stack.extend((c, False) for c in reversed(children) if id(c) not in memo)
+                continue
+            keep_alive.append(e)
+            memo[id(e)] = self._convert(e, [memo[id(c)] for c in children], env)
+        return memo[id(expr)]
+
+    def constant(self, value) -> int:
+        if value in (sp.nan, sp.zoo, sp.oo, -sp.oo) or (value.is_number and value.is_real is False):
+            raise NonRealConstantError(
+                f"constant {value} is not a finite real number; replace it with a real value")
+        if isinstance(value, sp.Number) and not math.isfinite(float(value)):
+            raise NonRealConstantError(
+                f"constant {sp.sstr(value)[:40]} does not fit in a float64 (it would be inf); "
+                f"rescale the model so its constants stay below 1.8e308")
+        return self.graph.const(value)
+
+    def _convert(self, e: sp.Basic, args: list[int], env: dict[sp.Basic, int]) -> int:
+        graph = self.graph
+        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
+            found = env.get(e)
+            if found is not None:
+                return found
+            if self.pending.get(e, -1) >= self.pending_from:
+                if e == self.pending_step:
+                    raise ModelError(f"step {e} uses itself; a step may only use earlier steps")
+                raise ModelError(f"step {self.pending_step} uses {e} before {e} is defined; put the "
+                                 f"steps in order (a cycle among steps is not allowed)")
+            graph.register_dimensions(e)
+            return graph.symbol(e)
+        if isinstance(e, (sp.Number, sp.NumberSymbol, BooleanAtom)) or e is sp.S.ImaginaryUnit:
+            return self.constant(e)
+        if isinstance(e, sp.Piecewise):
+            pairs = list(zip(args[::2], args[1::2]))
+            if all(graph[c].value is sp.false for _, c in pairs):
+                raise ModelError("Piecewise has no branch that can be taken; add a (value, True) branch")
+            return graph.piecewise(*stable.guard_branches(graph, pairs))
+        if matrices.is_matrix_expr(e):
+            return matrices.convert(self, e, args, env)
+        check_supported(e)
+        if self.rewrite:
+            found = stable.stable_form(graph, e.func, args)
+            if found is not None:
+                node, note = found
+                if note not in graph.rewrites:
+                    graph.rewrites.append(note)
+                return node
+        node = graph.apply(e.func, *args)
+        if graph.number(node) is not None:
+            self.constant(graph.number(node))  # exp(1000) folds to a constant that overflows
+        return node
+
+
+def _children(e: sp.Basic) -> tuple:
+    if matrices.is_matrix_expr(e):
+        return matrices.children(e)
+    if isinstance(e, sp.Piecewise):
+        return tuple(part for pair in e.args for part in pair)  # expr, cond, expr, cond, ...
+    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, BooleanAtom)):
+        return ()
+    if isinstance(e, (sp.Sum, sp.Product, sp.Integral, sp.Derivative, sp.Subs, sp.Lambda)):
+        return ()  # refused by check_supported, by name, before their limits are looked at
+    return e.args
+
+
+# Constructs that are not functions, with what to write instead.
+_NOT_FUNCTIONS = {
+    "Integral": "compute the integral in closed form first (sympy.integrate), or approximate it by a sum",
+    "Derivative": "write the derivative out (call .doit() on it), or let backpropc differentiate",
+    "Subs": "substitute first (call .doit() on it)",
+    "Product": "write the product out (call .doit() on it)",
+    "Sum": "write the sum out (call .doit() on it, or build it in a Python loop)",
+    "Lambda": "apply the Lambda to its arguments",
+}
+
+
+def check_supported(e: sp.Basic) -> None:
+    """Refuse what cannot be differentiated or printed, naming what to add."""
+    name = type(e).__name__
+    if isinstance(e, sp.Sum) and e.function.has(MatrixElement):  # a small summand, on the error path
+        raise ModelError(f"{e}: a matrix entry needs numeric indices (SymPy writes an entry of a "
+                         f"product, such as (A*x)[0, 0], as a sum over a symbolic index); use the "
+                         f"1x1 product itself, or bp.sum of it")
+    if name in _NOT_FUNCTIONS:
+        raise UnsupportedFunctionError(f"{name} is not supported in a model; {_NOT_FUNCTIONS[name]}")
+    if isinstance(e, AppliedUndef):
+        raise UnsupportedFunctionError(
+            f"function {e.func.__name__!r} is undefined; define it as a sympy.Function subclass "
+            f"with fdiff (its derivative) and _numpycode (its NumPy form), or write it out")
+    if isinstance(e, (sp.Expr, Boolean)) and has_record(e.func):
+        return
+    if isinstance(e, sp.Function) and e.func.__module__.startswith("sympy."):
+        raise UnsupportedFunctionError(
+            f"function {e.func.__name__!r} is not supported; supported: "
+            f"{', '.join(supported_functions())}; or wrap it in your own sympy.Function subclass "
+            f"with fdiff and _numpycode")
+    if isinstance(e, sp.Function):
+        missing = [m for m, ok in (("fdiff", _defines(e.func, "fdiff", sp.Function)),
+                                   ("_numpycode", hasattr(e.func, "_numpycode"))) if not ok]
+        if not missing:
+            return
+        raise UnsupportedFunctionError(
+            f"function {e.func.__name__!r} is not supported: add {' and '.join(missing)} to it "
+            f"(see the supported list with backpropc.supported_functions())")
+    if isinstance(e, (sp.MatrixBase, sp.Tuple)):
+        raise ModelError(f"{name} is not supported; write matrices as sympy.MatrixSymbol expressions")
+    raise UnsupportedFunctionError(
+        f"{name} is not supported; write it with the supported functions "
+        f"(backpropc.supported_functions())")
+
+
+def _defines(cls: type, method: str, base: type) -> bool:
+    return getattr(cls, method, None) is not getattr(base, method, None)

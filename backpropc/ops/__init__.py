@@ -1,0 +1,149 @@
+"""The op registry: one record per primitive (backpropc.ops.base.Op), grouped by kind.
+
+    elementwise.py   exp, log, sin, ..., sigmoid, loggamma, polygamma, beta, ...
+    arithmetic.py    Add, Mul, Pow, atan2, logsumexp, Max, Min
+    logic.py         Piecewise, comparisons, And, Or, Not
+    matrix.py        matmul, transpose, trace, inverse, det, ...
+
+Any other SymPy function that defines `fdiff` (its derivative) and `_numpycode` (its NumPy form)
+gets one generic record, built here on first use. The graph asks the registry for shapes,
+folding and commutativity; the passes ask it for rules, NumPy forms and costs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from ..errors import UnsupportedFunctionError
+from . import arithmetic, elementwise, logic, matrix
+from .base import CONST, Op, Ref, call, total, where
+from .matrix import MatrixOp, elementwise_shape
+
+__all__ = ["Op", "Ref", "call", "where", "total", "record_for", "has_record", "supported_functions",
+           "REGISTRY", "RECORDS", "MatrixOp"]
+
+RECORDS: dict[object, Op] = {}
+for _module in (arithmetic, elementwise, logic, matrix):
+    for _record in _module.RECORDS:
+        assert _record.op not in RECORDS, f"two records for {_record.name}"
+        RECORDS[_record.op] = _record
+
+
+def has_record(op) -> bool:
+    return op in RECORDS
+
+
+def record_for(op) -> Op:
+    """The record of op: from the tables, or the generic fdiff record of a user function."""
+    found = RECORDS.get(op)
+    if found is not None:
+        return found
+    if isinstance(op, type) and issubclass(op, sp.Function):
+        return _generic_record(op)
+    raise UnsupportedFunctionError(f"{getattr(op, '__name__', op)} has no derivative rule")
+
+
+def supported_functions() -> list[str]:
+    """Names of the functions with a record (operators, comparisons and matrix ops left out), sorted."""
+    operators = (sp.Add, sp.Mul, sp.Pow, sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction,
+                 MatrixOp)
+    return sorted({r.name for r in RECORDS.values() if not issubclass(r.op, operators)})
+
+
+# ---- the generic record: any SymPy function that defines fdiff ---------------------------------
+@lru_cache(maxsize=None)
+def _fdiff_template(op, nargs: int):
+    """op's partial derivatives as small SymPy expressions in placeholder arguments."""
+    params = sp.symbols(f"_a0:{nargs}", cls=sp.Dummy)
+    applied = op(*params)
+    if not isinstance(applied, sp.Function) or applied.func is not op:
+        raise UnsupportedFunctionError(f"function {op.__name__!r} evaluates away on symbols; "
+                                       f"it cannot be differentiated by rule")
+    partials = []
+    for i in range(1, nargs + 1):
+        try:
+            d = applied.fdiff(i)
+        except Exception as exc:  # SymPy raises several types here
+            raise UnsupportedFunctionError(
+                f"function {op.__name__!r} has no derivative for argument {i}: define fdiff") from exc
+        if d.has(sp.Derivative, sp.Subs):  # a small expression: one derivative, not a program
+            raise UnsupportedFunctionError(
+                f"function {op.__name__!r} has no usable derivative: define fdiff returning a "
+                f"closed form")
+        partials.append(d)
+    return params, partials
+
+
+def graph_of(graph, expr: sp.Basic, env: dict) -> int:
+    """The node of a small SymPy expression (a derivative from fdiff) over the nodes in env."""
+    if expr in env:
+        return env[expr]
+    if isinstance(expr, (sp.Number, sp.NumberSymbol)) or expr in (sp.true, sp.false):
+        return graph.const(expr)
+    args = [graph_of(graph, a, env) for a in expr.args]
+    if not (expr.func in RECORDS or isinstance(expr, sp.Function)):
+        raise UnsupportedFunctionError(f"the derivative {expr} uses {expr.func.__name__}, which has no "
+                                       f"rule; write fdiff with the supported functions")
+    record_for(expr.func)
+    return graph.apply(expr.func, *args)
+
+
+class _Printer(NumPyPrinter):
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": True, "strict": False})
+
+    def _module_format(self, fqn, register=True):
+        text = super()._module_format(fqn, register)
+        return "np." + text[len("numpy."):] if text.startswith("numpy.") else text
+
+
+def _generic_record(op) -> Op:
+    def vjp(out_bar, out, args, needed):
+        params, partials = _fdiff_template(op, len(args))
+        env = {p: a.id for p, a in zip(params, args)}
+        return [out_bar * Ref(out.graph, graph_of(out.graph, d, env)) if n else None
+                for d, n in zip(partials, needed)]
+
+    def jvp(out, args, tangents):
+        params, partials = _fdiff_template(op, len(args))
+        env = {p: a.id for p, a in zip(params, args)}
+        return total(t * Ref(out.graph, graph_of(out.graph, d, env))
+                     for d, t in zip(partials, tangents) if t is not None)
+
+    def code(*operands):
+        printer = _Printer()
+        text = printer.doprint(op(*[sp.Symbol(t) for t in operands], evaluate=False))
+        if getattr(printer, "_not_supported", None):
+            raise UnsupportedFunctionError(
+                f"no NumPy form for {op.__name__}: give the function a _numpycode(self, printer) method")
+        return text
+
+    return Op(op, vjp, jvp, code, tags=frozenset({"generic", "operands"}))
+
+
+# ---- what the graph asks ------------------------------------------------------------------------
+class Registry:
+    """The per-op facts the graph IR needs while it builds nodes (it imports nothing itself)."""
+
+    def shape(self, graph, node):
+        record = RECORDS.get(node.op)
+        if record is not None and record.shape is not None:
+            return record.shape(graph, node)
+        return elementwise_shape(graph, node)
+
+    def fold(self, graph, op, args):
+        record = RECORDS.get(op)
+        return record.fold(graph, args) if record is not None and record.fold is not None else None
+
+    def commutative(self, op) -> bool:
+        record = RECORDS.get(op)
+        return record is not None and record.commutative
+
+    def is_fill(self, op) -> bool:
+        return op is matrix.fill
+
+
+REGISTRY = Registry()

@@ -1,0 +1,140 @@
+"""Elementwise functions of one argument (and the special functions of two), as a derivative sheet.
+
+Each row is d out / d x, written with the output where that is cheaper (exp' = out,
+tanh' = 1 - out**2), so the backward pass reuses forward values; both the reverse rule
+(out_bar * d) and the forward rule (x_dot * d) are built from it. The NumPy form follows, then
+the safe argument for untaken branches (functions with a restricted domain or that overflow),
+the mpmath reference and the domain the tests draw from.
+"""
+
+from __future__ import annotations
+
+import mpmath as mp
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from ..functions import relu, sigmoid, softplus
+from .base import Op, call, zero_jvp, zero_vjp
+
+REAL, POSITIVE, UNIT, ABOVE_ONE = (-2.0, 2.0), (0.2, 3.0), (-0.9, 0.9), (1.1, 3.0)
+
+
+def sqrt(x):
+    return x ** sp.S.Half
+
+
+def digamma(x):
+    return call(sp.polygamma, 0, x)
+
+
+def elementwise(op, derivative, code, *, safe=None, mpmath=None, domain=REAL, helpers=()) -> Op:
+    """The record of f(x) from its local derivative f'(x) = derivative(x, out)."""
+    def vjp(out_bar, out, args, needed):
+        return [out_bar * derivative(args[0], out) if needed[0] else None]
+
+    def jvp(out, args, tangents):
+        return None if tangents[0] is None else tangents[0] * derivative(args[0], out)
+
+    return Op(op, vjp, jvp, code, helpers=helpers, safe=safe, mpmath=mpmath, domain=domain)
+
+
+def piecewise_constant(op, code, *, mpmath=None, domain=REAL) -> Op:
+    """sign, Heaviside, floor, ceiling: the derivative is 0 everywhere it exists, and 0 at the jumps."""
+    return Op(op, zero_vjp, zero_jvp, code, mpmath=mpmath, domain=domain, zero_derivative=True)
+
+
+def _polygamma_code(k, x):
+    return f"_digamma({x})" if k == "0" else f"_polygamma({k}, {x})"
+
+
+def _polygamma_vjp(out_bar, out, args, needed):
+    k, x = args
+    return [None, out_bar * call(sp.polygamma, k + 1, x) if needed[1] else None]
+
+
+def _polygamma_jvp(out, args, tangents):
+    k, x = args
+    return None if tangents[1] is None else tangents[1] * call(sp.polygamma, k + 1, x)
+
+
+def _two_argument(op, partials, code, helpers, mpmath, domain) -> Op:
+    """f(a, b) from its two partial derivatives, each (a, b, out) -> Ref."""
+    def vjp(out_bar, out, args, needed):
+        return [out_bar * d(*args, out) if n else None for d, n in zip(partials, needed)]
+
+    def jvp(out, args, tangents):
+        parts = [t * d(*args, out) for d, t in zip(partials, tangents) if t is not None]
+        return None if not parts else sum(parts[1:], parts[0])
+
+    return Op(op, vjp, jvp, code, helpers=helpers, mpmath=mpmath, domain=domain)
+
+
+def _mp_heaviside(x, h0=0.5):
+    return mp.mpf(1) if x > 0 else (mp.mpf(0) if x < 0 else mp.mpf(h0))
+
+
+RECORDS = [
+    #           op         d out / d x                          NumPy form
+    elementwise(sp.exp,    lambda x, out: out,                  "np.exp({0})", safe=0, mpmath=mp.exp),
+    elementwise(sp.log,    lambda x, out: 1 / x,                "np.log({0})", safe=1, mpmath=mp.log,
+                domain=POSITIVE),
+    elementwise(sp.sin,    lambda x, out: call(sp.cos, x),      "np.sin({0})", mpmath=mp.sin),
+    elementwise(sp.cos,    lambda x, out: -call(sp.sin, x),     "np.cos({0})", mpmath=mp.cos),
+    elementwise(sp.tan,    lambda x, out: 1 + out ** 2,         "np.tan({0})", safe=0, mpmath=mp.tan,
+                domain=UNIT),
+    elementwise(sp.cot,    lambda x, out: -1 - out ** 2,        "1/np.tan({0})", safe=1, mpmath=mp.cot,
+                domain=POSITIVE),
+    elementwise(sp.sec,    lambda x, out: out * call(sp.tan, x), "1/np.cos({0})", safe=0, mpmath=mp.sec,
+                domain=UNIT),
+    elementwise(sp.csc,    lambda x, out: -out * call(sp.cot, x), "1/np.sin({0})", safe=1, mpmath=mp.csc,
+                domain=POSITIVE),
+    elementwise(sp.asin,   lambda x, out: 1 / sqrt(1 - x ** 2), "np.arcsin({0})", safe=0, mpmath=mp.asin,
+                domain=UNIT),
+    elementwise(sp.acos,   lambda x, out: -1 / sqrt(1 - x ** 2), "np.arccos({0})", safe=0, mpmath=mp.acos,
+                domain=UNIT),
+    elementwise(sp.atan,   lambda x, out: 1 / (1 + x ** 2),     "np.arctan({0})", mpmath=mp.atan),
+    elementwise(sp.acot,   lambda x, out: -1 / (1 + x ** 2),    "np.arctan(1/{p0})", safe=1, mpmath=mp.acot,
+                domain=POSITIVE),
+    elementwise(sp.sinh,   lambda x, out: call(sp.cosh, x),     "np.sinh({0})", safe=0, mpmath=mp.sinh),
+    elementwise(sp.cosh,   lambda x, out: call(sp.sinh, x),     "np.cosh({0})", safe=0, mpmath=mp.cosh),
+    elementwise(sp.tanh,   lambda x, out: 1 - out ** 2,         "np.tanh({0})", mpmath=mp.tanh),
+    elementwise(sp.coth,   lambda x, out: 1 - out ** 2,         "1/np.tanh({0})", safe=1, mpmath=mp.coth,
+                domain=POSITIVE),
+    elementwise(sp.asinh,  lambda x, out: 1 / sqrt(x ** 2 + 1), "np.arcsinh({0})", mpmath=mp.asinh),
+    elementwise(sp.acosh,  lambda x, out: 1 / sqrt(x ** 2 - 1), "np.arccosh({0})", safe=2, mpmath=mp.acosh,
+                domain=ABOVE_ONE),
+    elementwise(sp.atanh,  lambda x, out: 1 / (1 - x ** 2),     "np.arctanh({0})", safe=0, mpmath=mp.atanh,
+                domain=UNIT),
+    elementwise(sp.erf,    lambda x, out: 2 / sp.sqrt(sp.pi) * call(sp.exp, -x ** 2), "_erf({0})",
+                helpers=("_erf",), mpmath=mp.erf),
+    elementwise(sp.erfc,   lambda x, out: -2 / sp.sqrt(sp.pi) * call(sp.exp, -x ** 2), "_erfc({0})",
+                helpers=("_erfc",), mpmath=mp.erfc),
+    elementwise(sp.Abs,    lambda x, out: call(sp.sign, x),     "np.abs({0})", mpmath=abs),  # Abs'(0) = 0
+    elementwise(sigmoid,   lambda x, out: out * (1 - out),      "_sigmoid({0})", helpers=("_sigmoid",),
+                mpmath=lambda x: 1 / (1 + mp.exp(-x))),
+    elementwise(softplus,  lambda x, out: call(sigmoid, x),     "np.logaddexp(0, {0})",
+                mpmath=lambda x: mp.log(1 + mp.exp(x))),
+    elementwise(relu,      lambda x, out: call(sp.Heaviside, x, 0), "np.maximum({0}, 0)",  # relu'(0) = 0
+                mpmath=lambda x: max(x, 0)),
+    elementwise(log1p,     lambda x, out: 1 / (1 + x),          "np.log1p({0})", safe=0, mpmath=mp.log1p,
+                domain=UNIT),
+    elementwise(expm1,     lambda x, out: out + 1,              "np.expm1({0})", safe=0, mpmath=mp.expm1),
+    elementwise(sp.loggamma, lambda x, out: digamma(x),         "_loggamma({0})", safe=1,
+                helpers=("_loggamma",), mpmath=mp.loggamma, domain=POSITIVE),
+    elementwise(sp.gamma,  lambda x, out: out * digamma(x),     "_gamma({0})", safe=1, helpers=("_gamma",),
+                mpmath=mp.gamma, domain=POSITIVE),
+    elementwise(sp.factorial, lambda x, out: out * digamma(x + 1), "_factorial({0})", safe=1,
+                helpers=("_factorial",), mpmath=mp.factorial, domain=POSITIVE),
+    Op(sp.polygamma, _polygamma_vjp, _polygamma_jvp, _polygamma_code, safe=1,
+       helpers=("_digamma", "_polygamma"), mpmath=lambda k, x: mp.polygamma(int(k), x), domain=POSITIVE),
+    _two_argument(sp.beta, (lambda a, b, out: out * (digamma(a) - digamma(a + b)),
+                            lambda a, b, out: out * (digamma(b) - digamma(a + b))),
+                  "_beta({0}, {1})", ("_beta",), mp.beta, POSITIVE),
+    _two_argument(sp.binomial, (lambda n, k, out: out * (digamma(n + 1) - digamma(n - k + 1)),
+                                lambda n, k, out: out * (digamma(n - k + 1) - digamma(k + 1))),
+                  "_binomial({0}, {1})", ("_binomial",), mp.binomial, ABOVE_ONE),
+    piecewise_constant(sp.sign,      "np.sign({0})", mpmath=mp.sign),
+    piecewise_constant(sp.Heaviside, "np.heaviside({0}, {1})", mpmath=_mp_heaviside),
+    piecewise_constant(sp.floor,     "np.floor({0})", mpmath=mp.floor),
+    piecewise_constant(sp.ceiling,   "np.ceil({0})", mpmath=mp.ceil),
+]

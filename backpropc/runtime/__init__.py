@@ -1,0 +1,64 @@
+"""Runtime helpers: ordinary Python that generated modules need, copied into them verbatim.
+
+Each helper is a top-level function of one of the modules below whose name starts with `_`; it
+uses only `np` (the generated module's `import numpy as np`), the module's constants (`ARGS`,
+`WRT`, `CHUNK`, `SHAPES`, `REDUCTION`) and other helpers, which each module lists in `NEEDS`. A
+generated module gets the helpers its ops and functions name, with what they need, in a fixed
+order: the order of this package's modules and of the functions in each.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+
+from . import core, elementwise, erf, matrix
+
+MODULES = (core, elementwise, erf, matrix)
+
+
+@lru_cache(maxsize=None)
+def _helpers() -> dict:
+    """{name: (position, function, names it needs)} of every helper."""
+    found = {}
+    for module in MODULES:
+        needs = getattr(module, "NEEDS", {})
+        for name, value in vars(module).items():
+            if name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__:
+                assert name not in found, f"two helpers named {name}"
+                found[name] = (len(found), value, tuple(needs.get(name, ())))
+    return found
+
+
+def closure(names) -> list[str]:
+    """The helpers `names` and everything they need, in the package's order."""
+    helpers = _helpers()
+    wanted, stack = set(), list(names)
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            if name not in helpers:
+                raise KeyError(f"no runtime helper {name}")
+            wanted.add(name)
+            stack.extend(helpers[name][2])
+    return sorted(wanted, key=lambda n: helpers[n][0])
+
+
+@lru_cache(maxsize=None)
+def source_of(name: str) -> str:
+    return inspect.getsource(_helpers()[name][1]).rstrip() + "\n"
+
+
+def source(names) -> str:
+    """The source of the helpers `names` and what they need, two blank lines apart."""
+    return "\n\n".join(source_of(n) for n in closure(names))
+
+
+def namespace(names=None) -> dict:
+    """`np` and the helpers (all of them by default), for evaluating printed code outside a module."""
+    import numpy as np
+
+    names = list(_helpers()) if names is None else names
+    scope = {"np": np}
+    exec(source(names), scope)
+    return scope

@@ -1,0 +1,195 @@
+"""The plumbing of every generated module: argument checks, sums over the batch, chunked
+evaluation of large batches, and the self-check.
+
+The module-level names below stand for the generated module's own constants, which it defines
+before these helpers run.
+"""
+
+import numpy as np
+
+ARGS = WRT = ()      # argument names (wrt first, then inputs), and the wrt names
+SHAPES = {}          # matrix argument -> its shape per example (numbers, or names of dimensions)
+CHUNK = 0            # examples per chunk of a large batch; 0 = no chunks
+REDUCTION = "sum"    # the objective: the sum or the mean of the per-example loss
+
+NEEDS = {
+    "_checked": ("_params", "_as_float", "_check_matrices"),
+    "_in_chunks": ("_params", "_combine"),
+    "_self_check": ("_finite_difference_errors",),
+}
+
+
+def _params(f):
+    """The parameter names of a module function (or of the function a wrapper wraps)."""
+    return getattr(f, "params", None) or f.__code__.co_varnames[:f.__code__.co_argcount]
+
+
+def _as_float(v):
+    """Integers and booleans as float64; floating values (float32 included) unchanged."""
+    if isinstance(v, (bool, int)):
+        return float(v)
+    kind = getattr(getattr(v, "dtype", None), "kind", "f")
+    return v.astype(np.float64) if kind in "biu" else v
+
+
+def _checked(f):
+    """f with its arguments checked: integers become float64, and a wrong call or arguments whose
+    shapes do not broadcast raise an error that says which."""
+    names = _params(f)
+    has_matrices = any(n in SHAPES for n in names)
+
+    def checked(*args, **kwargs):
+        if kwargs or len(args) != len(names):
+            rest = names[len(args):]
+            if len(args) > len(names) or set(kwargs) != set(rest):
+                missing = [a for a in rest if a not in kwargs]
+                unknown = [k for k in kwargs if k not in rest]
+                raise TypeError(f"{f.__name__}() takes the arguments {', '.join(names)}, by position or "
+                                f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
+                                f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
+            args = args + tuple(kwargs[a] for a in rest)
+        values = [v if type(v) is float else _as_float(v) for v in args]
+        if has_matrices:
+            values = _check_matrices(names, values)
+        try:
+            return f(*values)
+        except ValueError as exc:
+            if "broadcast" not in str(exc):
+                raise
+            shapes = ", ".join(f"{a} {np.shape(v)}" for a, v in zip(names, values))
+            raise ValueError(f"the arguments' shapes do not broadcast together: {shapes}") from None
+
+    checked.__name__, checked.__doc__, checked.__wrapped__, checked.params = f.__name__, f.__doc__, f, names
+    return checked
+
+
+def _check_matrices(names, values):
+    """Matrix arguments as arrays of their declared shape (per example, after any batch axes)."""
+    sizes = {}
+
+    def fits(want, got):
+        return want == got if isinstance(want, int) else sizes.setdefault(want, got) == got
+
+    values = list(values)
+    for i, (name, v) in enumerate(zip(names, values)):
+        want = SHAPES.get(name)
+        if want is None:
+            continue
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
+            v = values[i] = np.asarray(v)
+        if v.dtype.kind != "f":
+            v = values[i] = v.astype(np.float64)
+        got = np.shape(v)[-2:]
+        if len(got) < 2 or not all(fits(w, g) for w, g in zip(want, got)):
+            rows, cols = (sizes.get(w, w) for w in want)
+            raise ValueError(f"{name} must have shape ({rows}, {cols}), or (..., {rows}, {cols}) for a "
+                             f"batch; got {np.shape(v)}")
+    return values
+
+
+def _in_chunks(f, combine):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis).
+
+    `combine` says how each result adds up over the chunks: "example" (per-example values,
+    concatenated), "total" (summed; a mean weighs each chunk by its size), the name of an
+    argument (its gradient: concatenated when the argument is split, else summed), or a tuple
+    of these for a tuple result."""
+    names = _params(f)
+
+    def chunked(*args):
+        shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
+        batch = np.broadcast_shapes(*shapes)
+        if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
+                isinstance(a, (np.ndarray, np.generic, float)) for a in args):
+            return f(*args)
+        n = batch[0]
+        split = {name: len(s) == len(batch) and s[0] == n for name, s in zip(names, shapes)}
+        # Freeing a large block makes glibc's malloc keep freed memory (its mmap and trim
+        # thresholds grow), so each chunk reuses the last one's pages instead of faulting in new ones.
+        np.empty(1 << 21)
+        starts = range(0, n, CHUNK)
+        results = [f(*[a[s:s + CHUNK] if split[name] else a for name, a in zip(names, args)]) for s in starts]
+        weights = [min(CHUNK, n - s) / n for s in starts] if REDUCTION == "mean" else None
+        return _combine(combine, results, split, weights)
+
+    chunked.__name__, chunked.__doc__, chunked.params = f.__name__, f.__doc__, names
+    return chunked
+
+
+def _combine(how, parts, split, weights):
+    """The results of the chunks, added up as `how` says (see _in_chunks)."""
+    if isinstance(how, tuple):
+        return tuple(_combine(h, [p[k] for p in parts], split, weights) for k, h in enumerate(how))
+    if how == "example" or split.get(how, False):
+        return np.concatenate(parts)
+    if weights is not None:
+        parts = [w * p for w, p in zip(weights, parts)]
+    return sum(parts[1:], parts[0])
+
+
+def _sum_like(g, like, shape):
+    """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
+    scalar = type(like) is float or type(like) is np.float64
+    if scalar and not shape and (type(g) is float or type(g) is np.float64):  # no batch: nothing to sum
+        return np.float64(g)
+    if scalar and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
+        return np.sum(g, dtype=np.result_type(g, 1.0))
+    # A float parameter's gradient has its dtype (float32 stays float32); otherwise float64 or g's.
+    kind = getattr(getattr(like, "dtype", None), "kind", "")
+    dtype = like.dtype if kind == "f" else np.result_type(g, 1.0)
+    target = (1,) * (len(shape) - np.ndim(like)) + np.shape(like)
+    g = np.reshape(g, (1,) * (len(shape) - np.ndim(g)) + np.shape(g))
+    axes = [i for i, (n, t) in enumerate(zip(shape, target)) if t == 1 and n != 1]
+    # Axes where g itself has length 1 hold identical copies: a product, not a sum over a view.
+    summed = tuple(i for i in axes if g.shape[i] != 1)
+    copies = int(np.prod([shape[i] for i in axes if g.shape[i] == 1]))
+    if summed:
+        g = g.sum(axis=summed, keepdims=True)
+    g = np.broadcast_to(g, target).reshape(np.shape(like))
+    return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _batch_shape(*args):
+    """The broadcast shape of all arguments: the batch the objective runs over."""
+    return np.broadcast_shapes(*(np.shape(a) for a in args))
+
+
+def _finite_difference_errors(value_and_grad, point, wrt, rng, step=1e-5):
+    """For each wrt argument: (backprop's derivative along a random direction, the central
+    finite-difference estimate, their relative error). `point` maps every argument to a value."""
+    _, grads = value_and_grad(**point)
+    rows = []
+    for name, g in zip(wrt, grads):
+        # the derivative along a random direction (along 1 for a scalar)
+        direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
+        h = step * max(1.0, float(np.max(np.abs(point[name]))))
+        up = value_and_grad(**dict(point, **{name: point[name] + h * direction}))[0]
+        down = value_and_grad(**dict(point, **{name: point[name] - h * direction}))[0]
+        estimate = (up - down) / (2 * h)
+        exact = float(np.sum(g * direction))
+        rows.append((name, exact, estimate, abs(exact - estimate) / max(1.0, abs(exact), abs(estimate))))
+    return rows
+
+
+def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
+    """Compare the gradient with central finite differences at random points; 0 when it agrees.
+    `value_and_grad` is the module's own unless another is given."""
+    value_and_grad = value_and_grad or globals()["value_and_grad"]
+    rng = np.random.default_rng(seed)
+    # a parameter has its own shape, data a batch of them; a named dimension is 3
+    shape = {a: (() if a in WRT else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
+             for a in ARGS}
+    for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
+        point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}
+        value, grads = value_and_grad(**point)
+        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
+            break
+    else:
+        print("self-check: found no point where the loss and gradient are finite")
+        return 1
+    worst = 0.0
+    for name, exact, estimate, error in _finite_difference_errors(value_and_grad, point, WRT, rng):
+        print(f"d/d{name}: backprop {exact:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}")
+        worst = max(worst, error)
+    print(f"max relative error {worst:.2e} ({'ok' if worst < tolerance else 'FAILED'})")
+    return 0 if worst < tolerance else 1
