@@ -1,0 +1,1 @@
+"""Runtime helpers: ordinary Python functions that generated modules contain verbatim."""
