@@ -40,14 +40,14 @@ _factorial(n): n! exactly (a table) for the integers 0..22, whose factorials flo
     evaluates numerically (1e-15 relative); nan at negative integers (SymPy: zoo), inf past
     170.6.
 _binomial(n, k): for integer k, the product prod (n - k + i)/i, i = 1..k, with k replaced by
-    n - k when 0 <= k <= n are integers and that is shorter: exact while the result and
+    m = n - k when 0 <= k <= n are integers and that is shorter: exact while the result and
     k times it fit in 53 bits, otherwise within 2k roundings. This covers k (or n - k) up to
     30; beyond, for integers 0 <= k <= n, Gamma(n+1) / (Gamma(k+1) Gamma(n-k+1)) up to
-    n = 170 and exp(log Gamma(n+1) - log Gamma(k+1) - log Gamma(n-k+1)) above (relative
-    error about 1e-16 times log C(n, k), i.e. 1e-13 near C(1000, 500) and worse for larger
-    n). Integer k < 0 gives 0, and so does k > n >= 0 (as SymPy). Non-integer k: the Gamma
-    ratio with 1/Gamma = 0 at poles (as SymPy's binomial evaluates numerically), which
-    needs |n|, |k|, |n - k| below about 170; nan where n is a negative integer.
+    n = 170 and Stirling's product form above (about m ulps; see the code). Integer k < 0
+    gives 0, and so does k > n >= 0 (as SymPy). Non-integer k: the Gamma ratio with
+    1/Gamma = 0 at poles (as SymPy's binomial evaluates numerically), which needs |n|, |k|,
+    |n - k| below about 170; nan where n is a negative integer. Rounding n + 1 or
+    n - k + 1 costs about 1e-16 / d relative within d of a pole (also in _factorial).
 """
 
 import numpy as np
