@@ -12,9 +12,9 @@ from __future__ import annotations
 import inspect
 from functools import lru_cache
 
-from . import core, elementwise, erf, matrix
+from . import core, elementwise, erf, gamma, matrix
 
-MODULES = (core, elementwise, erf, matrix)
+MODULES = (core, elementwise, erf, gamma, matrix)
 
 
 @lru_cache(maxsize=None)
