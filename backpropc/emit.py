@@ -69,14 +69,30 @@ class IRPrinter:
             node = graph[i]
             if i != root and i in names or node.op == SYMBOL:
                 done[i] = (names[i], ATOM)
-            elif node.op == CONST:
-                done[i] = self._constant(node.value)
+            elif node.op == CONST or not self.math and constant_value(graph, i) is not None:
+                done[i] = self._constant(node.value if node.op == CONST else constant_value(graph, i))
             elif not ready:
                 stack.append((i, True))
                 stack.extend((a, False) for a in node.args if a not in done)
             else:
-                done[i] = self._node(i, [done[a] for a in node.args])
+                ids = self._flattened(i, root, names)
+                done[i] = self._node(i, ids, [done[a] for a in ids])
         return done[root][0]
+
+    def _flattened(self, i: int, root: int, names) -> list[int]:
+        """The arguments of node i, with those of inlined sums in a sum (and products in a
+        product) in their place: a + (b + c) is printed a + b + c, 2*x*(y/2) is x*y."""
+        graph, op = self.graph, self.graph[i].op
+        if op not in (sp.Add, sp.Mul):
+            return list(graph[i].args)
+        ids: list[int] = []
+        for a in graph[i].args:
+            inner = graph[a]
+            if inner.op is op and a not in names and a != root and constant_value(graph, a) is None:
+                ids.extend(self._flattened(a, root, names))
+            else:
+                ids.append(a)
+        return ids
 
     # ---- leaves ---------------------------------------------------------------------------------
     def _constant(self, value) -> tuple[str, int]:
@@ -94,18 +110,18 @@ class IRPrinter:
         return repr(number), NEGATIVE if number < 0 else ATOM
 
     # ---- operations -----------------------------------------------------------------------------
-    def _node(self, i: int, args: list[tuple[str, int]]) -> tuple[str, int]:
+    def _node(self, i: int, ids: list[int], args: list[tuple[str, int]]) -> tuple[str, int]:
         graph, node = self.graph, self.graph[i]
         op = node.op
         record = record_for(op)
         if not self.math and graph.is_matrix(i) and "matrix" not in record.tags:
-            args = self._broadcast(node.args, args)
+            args = self._broadcast(ids, args)
         if op is sp.Add:
-            return self._add(node.args, args)
+            return self._add(ids, args)
         if op is sp.Mul:
-            return self._mul(node.args, args)
+            return self._mul(ids, args)
         if op is sp.Pow:
-            return self._pow(node.args, args)
+            return self._pow(ids, args)
         if op is sp.Piecewise:
             return self._piecewise(args)
         if self.math:
@@ -143,7 +159,7 @@ class IRPrinter:
             else:
                 terms.append((False, text if prec > ADD else f"({text})"))
         # the numeric constant last, and a positive term first where there is one: 1 - y, not -y + 1
-        constant = [t for t, a in zip(terms, ids) if self.graph.number(a) is not None]
+        constant = [t for t, a in zip(terms, ids) if self.graph[a].op == CONST or constant_value(self.graph, a)]
         terms = [t for t in terms if t not in constant] + constant
         first = next((t for t in terms if not t[0]), None)
         if terms[0][0] and first is not None:
@@ -167,6 +183,8 @@ class IRPrinter:
         ids, args = [ids[k] for k in order], [args[k] for k in order]
         for a, (text, prec) in zip(ids, args):
             k = self.graph.number(a)
+            if k is None and constant_value(self.graph, a) is not None and constant_value(self.graph, a).is_Rational:
+                k = constant_value(self.graph, a)
             if k is not None:
                 coeff *= k
             elif prec == MUL and text.startswith("1/"):
@@ -221,6 +239,55 @@ class IRPrinter:
         return text, ATOM
 
 
+# Ops whose constant arguments make a constant that may be computed once, when compiling.
+_FOLDABLE = ("elementwise", "arithmetic")
+
+
+def constant_value(graph: Graph, i: int):
+    """The value of node i as a SymPy number when it is computed from constants alone (such as
+    -log(2*pi)/2), so that it is printed once as a literal instead of computed on every call;
+    None otherwise."""
+    cache = graph.__dict__.setdefault("_constant_values", {})
+    if i in cache:
+        return cache[i]
+    stack, order = [i], []
+    while stack:  # the constant subexpression below i, arguments first
+        j = stack.pop()
+        if j in cache or j in order:
+            continue
+        node = graph[j]
+        record = RECORDS.get(node.op)
+        if node.op == CONST or node.op == SYMBOL or record is None or record.kind not in _FOLDABLE \
+                or graph.is_matrix(j):
+            cache[j] = None if node.op != CONST or not isinstance(node.value, sp.Number) else node.value
+            if node.op == CONST and cache[j] is None and node.value.is_number and node.value not in (sp.true, sp.false):
+                cache[j] = _real(node.value)
+            continue
+        order.append(j)
+        stack.extend(node.args)
+    for j in sorted(order):
+        args = [cache.get(a) for a in graph[j].args]
+        if any(a is None for a in args):
+            cache[j] = None
+            continue
+        op = graph[j].op
+        value = op(*args, evaluate=False) if op is not sp.Add and op is not sp.Mul else op(*args)
+        cache[j] = _real(value)
+    return cache[i]
+
+
+def _real(value):
+    """A SymPy number as an exact rational when it is one, else a 20-digit float; None when it
+    is not a finite real number."""
+    if isinstance(value, sp.Rational):
+        return value
+    try:
+        number = sp.Float(value.evalf(20), 20)
+    except (TypeError, ValueError):
+        return None
+    return number if number.is_finite and number.is_real else None
+
+
 def _is_name(text: str) -> bool:
     return text.isidentifier()
 
@@ -258,7 +325,7 @@ class Schedule:
         depth: dict[int, int] = {}
         for i in live:  # increasing ids: arguments first
             node = graph[i]
-            if node.is_leaf:
+            if node.is_leaf or constant_value(graph, i) is not None:  # constants are printed in place
                 depth[i] = 0
                 continue
             d = 1 + max((depth[a] for a in node.args), default=0)

@@ -64,6 +64,7 @@ class Graph:
         self.registry = registry if registry is not None else _NoFacts()
         self.nodes: list[Node] = []
         self._index: dict[tuple, int] = {}
+        self._small: dict[int, int] = {}
         # The forward node whose derivative rule is running; new nodes remember it ("from").
         self.origin_of: dict[int, int] = {}
         self.current_origin: int | None = None
@@ -114,7 +115,12 @@ class Graph:
         return self.shapes[i] is not None
 
     def const(self, value) -> int:
-        return self._intern(Node(CONST, (), sp.sympify(value)))
+        if type(value) is int:  # rules ask for small integers all the time
+            found = self._small.get(value)
+            if found is None:
+                found = self._small[value] = self._intern(Node(CONST, (), sp.Integer(value)))
+            return found
+        return self._intern(Node(CONST, (), value if isinstance(value, sp.Basic) else sp.sympify(value)))
 
     def find_symbol(self, sym: sp.Symbol) -> int | None:
         """The node of a symbol, or None when the graph does not use it."""

@@ -38,7 +38,7 @@ class Function:
     combine: str | None                            # chunk combination; None: it delegates
     helpers: set[str] = field(default_factory=set)
 
-    @property
+    @cached_property
     def width(self) -> int:
         """The column where the statements' comments start."""
         lines = [f"{s.name} = {s.code}" for _, block in self.sections for s in block if s.comment]
@@ -179,13 +179,23 @@ class ModuleBuilder:
         return statements
 
     def provenance(self, origins, owner, forward_by_node) -> str:
-        """'from z = w*x + b': the forward statements whose rules produced a backward line."""
-        sources = []
-        for v in origins:
+        """'from z = w*x + b': the forward statements whose rules produced a backward line. An
+        origin written inside another statement (a shared `-lse` in ell1, ell2 and ell3) stands
+        for the statements that sent it its own signal."""
+        senders = self.backward.senders if "backward" in self.__dict__ else {}
+        sources, stack, seen = [], list(reversed(origins)), set()
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
             s = forward_by_node.get(owner.get(v, v))
-            if s is not None and s not in sources:
+            if v not in forward_by_node and senders.get(v) and s is not None and s.node != v:
+                stack.extend(reversed(senders[v]))
+            elif s is not None and s not in sources:
                 sources.append(s)
-        if len(sources) == 1:
+        sources.sort(key=lambda s: s.node)
+        if len(sources) == 1 and len(sources[0].name) + len(sources[0].math) + 3 <= COMMENT_WIDTH:
             text = comment_text(f"{sources[0].name} = {sources[0].math}")
             if len(text) <= COMMENT_WIDTH:
                 return f"from {text}"
@@ -234,9 +244,9 @@ class ModuleBuilder:
 
 
 def _rhs(schedule: Schedule, node: int, names: dict[int, str]):
-    """The statement's right-hand side as a SymPy expression, built only when explain asks."""
-    snapshot = dict(names)
-    return lambda: schedule.sympy_rhs(node, snapshot)
+    """The statement's right-hand side as a SymPy expression, built only when explain asks (from
+    the names as they are at the end: a statement only refers to earlier ones)."""
+    return lambda: schedule.sympy_rhs(node, names)
 
 
 def _symbol(name: str):

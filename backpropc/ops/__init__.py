@@ -12,6 +12,7 @@ folding and commutativity; the passes ask it for rules, NumPy forms and costs.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import sympy as sp
@@ -29,7 +30,7 @@ RECORDS: dict[object, Op] = {}
 for _module in (arithmetic, elementwise, logic, matrix):
     for _record in _module.RECORDS:
         assert _record.op not in RECORDS, f"two records for {_record.name}"
-        RECORDS[_record.op] = _record
+        RECORDS[_record.op] = dataclasses.replace(_record, kind=_module.__name__.rsplit(".", 1)[-1])
 
 
 def has_record(op) -> bool:
@@ -130,6 +131,8 @@ class Registry:
 
     def shape(self, graph, node):
         record = RECORDS.get(node.op)
+        if record is not None and record.shape is None and all(graph.shapes[a] is None for a in node.args):
+            return None  # scalars in, a scalar out
         if record is not None and record.shape is not None:
             return record.shape(graph, node)
         return elementwise_shape(graph, node)

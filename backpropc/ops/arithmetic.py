@@ -140,11 +140,11 @@ _max_vjp = extremum_vjp(_Compare(sp.StrictGreaterThan, sp.Max))
 _min_vjp = extremum_vjp(_Compare(sp.StrictLessThan, sp.Min))
 
 RECORDS = [
-    Op(sp.Add, add_vjp, add_jvp, cost=nary_cost, commutative=True, precedence=30,
+    Op(sp.Add, add_vjp, add_jvp, cost=nary_cost, commutative=True,
        mpmath=lambda *a: sum(a)),
-    Op(sp.Mul, mul_vjp, linearised(mul_vjp), cost=nary_cost, commutative=True, precedence=40,
+    Op(sp.Mul, mul_vjp, linearised(mul_vjp), cost=nary_cost, commutative=True,
        mpmath=lambda *a: mp.fprod(a)),
-    Op(sp.Pow, pow_vjp, linearised(pow_vjp), precedence=60, mpmath=lambda b, e: b ** e, domain=(0.2, 3.0)),
+    Op(sp.Pow, pow_vjp, linearised(pow_vjp), mpmath=lambda b, e: b ** e, domain=(0.2, 3.0)),
     Op(sp.atan2, atan2_vjp, linearised(atan2_vjp), "np.arctan2({0}, {1})", mpmath=mp.atan2,
        domain=(0.2, 3.0)),
     Op(logsumexp, logsumexp_vjp, linearised(logsumexp_vjp),

@@ -43,8 +43,8 @@ class Op:
     zero_derivative: bool = False             # piecewise constant: no contributions at all
     commutative: bool = False                 # argument order does not matter
     data_only: bool = False                   # defined for data; refused on parameters
-    precedence: int = 100                     # of its printed NumPy form (100: a call)
     tags: frozenset = field(default_factory=frozenset)
+    kind: str = ""                            # the module it is defined in: elementwise, ...
 
     @property
     def name(self) -> str:

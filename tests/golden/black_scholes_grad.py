@@ -1,22 +1,12 @@
 """black_scholes: value and gradient by reverse-mode accumulation (backpropagation).
 
 Forward steps:
-    c0 = sqrt(T)
-    vol = c0*sigma
-    c1 = 1/vol
-    c2 = r + sigma**2/2
-    c3 = 1/K
-    c4 = S*c3
-    c5 = T*c2 + log(c4)
-    d1 = c1*c5
+    vol = sigma*sqrt(T)
+    d1 = (T*(r + sigma**2/2) + log(S/K))/vol
     d2 = d1 - vol
-    c6 = sqrt(2)
-    c7 = c6*d1/2
-    Nd1 = 1/2 + erf(c7)/2
-    c8 = c6*d2/2
-    Nd2 = 1/2 + erf(c8)/2
-    c9 = exp(-T*r)
-    C = Nd1*S - K*Nd2*c9
+    Nd1 = erf(d1*sqrt(2)/2)/2 + 1/2
+    Nd2 = erf(d2*sqrt(2)/2)/2 + 1/2
+    C = Nd1*S - K*Nd2*exp(-T*r)
 
 Differentiated with respect to: S, sigma, T, r.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -30,19 +20,21 @@ import numpy as np
 
 ARGS = ("S", "sigma", "T", "r", "K")
 WRT = ("S", "sigma", "T", "r")
+# Matrix arguments: their shape per example (a batch adds leading axes); strings name dimensions.
+SHAPES = {}
 # A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
 # that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
 CHUNK = 32768
+REDUCTION = "sum"
 
 
 def forward(S, sigma, T, r, K):
     """The per-example loss (the broadcast shape of the arguments)."""
     vol = sigma*np.sqrt(T)
-    d1 = (T*(r + (1/2)*sigma**2) + np.log(S/K))/vol
+    d1 = (T*(r + sigma**2/2) + np.log(S/K))/vol
     d2 = d1 - vol
-    c11 = np.sqrt(2)
-    Nd1 = 1/2 + (1/2)*_erf((1/2)*c11*d1)
-    Nd2 = 1/2 + (1/2)*_erf((1/2)*c11*d2)
+    Nd1 = _erf(d1*1.4142135623730951/2)/2 + 1/2
+    Nd2 = _erf(d2*1.4142135623730951/2)/2 + 1/2
     C = Nd1*S - K*Nd2*np.exp(-T*r)
     return C
 
@@ -53,107 +45,154 @@ def value_and_grad(S, sigma, T, r, K):
     c0 = np.sqrt(T)
     vol = c0*sigma
     c1 = 1/vol
-    c2 = r + (1/2)*sigma**2
+    c2 = r + sigma**2/2
     c3 = 1/K
     c4 = S*c3
     c5 = T*c2 + np.log(c4)
     d1 = c1*c5
     d2 = d1 - vol
-    c6 = np.sqrt(2)
-    c7 = (1/2)*c6*d1
-    Nd1 = 1/2 + (1/2)*_erf(c7)
-    c8 = (1/2)*c6*d2
-    Nd2 = 1/2 + (1/2)*_erf(c8)
-    c9 = np.exp(-T*r)
-    C = Nd1*S - K*Nd2*c9
+    c6 = d1*1.4142135623730951/2
+    Nd1 = _erf(c6)/2 + 1/2
+    c7 = d2*1.4142135623730951/2
+    Nd2 = _erf(c7)/2 + 1/2
+    c8 = np.exp(-T*r)
+    C = Nd1*S - K*Nd2*c8
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(C)
-    Nd2_bar = -K*c9                                           # from C = Nd1*S - K*Nd2*c9
-    c10 = K*Nd2*c9                                            # from c9 = exp(-T*r)
-    d2_bar = (1/2)*Nd2_bar*c6*np.exp(-c8**2)/np.sqrt(np.pi)   # from c8 = c6*d2/2
-    d1_bar = d2_bar + (1/2)*S*c6*np.exp(-c7**2)/np.sqrt(np.pi)  # from c7, d2
+    Nd2_bar = -K*c8                                           # from C = Nd1*S - K*Nd2*c8
+    c9 = K*Nd2*c8                                             # from c8 = exp(-T*r)
+    d2_bar = Nd2_bar*1.4142135623730951*np.exp(-c7**2)*1.1283791670955126/4  # from c7 = d2*sqrt(2)/2
+    d1_bar = d2_bar + S*1.4142135623730951*1.1283791670955126*np.exp(-c6**2)/4  # from d2, c6
     c5_bar = c1*d1_bar                                        # from d1 = c1*c5
     c2_bar = T*c5_bar                                         # from c5 = T*c2 + log(c4)
-    vol_bar = -d2_bar - c5*d1_bar*c1**2                       # from d2, c1
-    S_bar = _sum_like(Nd1 + c3*c5_bar/c4, S, shape)           # from C, c4
-    sigma_bar = _sum_like(c0*vol_bar + c2_bar*sigma, sigma, shape)  # from c2, vol
-    T_bar = _sum_like(c10*r + c2*c5_bar + (1/2)*sigma*vol_bar/c0, T, shape)  # from c9, c5, c0
-    r_bar = _sum_like(c2_bar + T*c10, r, shape)               # from c9, c2
+    vol_bar = -d2_bar - c5*d1_bar*c1**2                       # from c1, d2
+    S_bar = _sum_like(Nd1 + c3*c5_bar/c4, S, shape)           # from c4, C
+    sigma_bar = _sum_like(c2_bar*sigma + c0*vol_bar, sigma, shape)  # from vol, c2
+    T_bar = _sum_like(c9*r + c2*c5_bar + sigma*vol_bar/(2*c0), T, shape)  # from c0, c5, c8
+    r_bar = _sum_like(T*c9 + c2_bar, r, shape)                # from c2, c8
     return np.sum(C), (S_bar, sigma_bar, T_bar, r_bar)
 
 
 def grad(S, sigma, T, r, K):
     """The gradient of the objective with respect to each of WRT, in that order."""
-    return value_and_grad(S, sigma, T, r, K)[1]
+    return _value_and_grad(S, sigma, T, r, K)[1]
 
 
-def _with_argument_checks(f):
-    """f with ARGS checked: integers become float64, and a wrong call or arguments whose shapes
-    do not broadcast raise an error that says which."""
-    def checked(*args, **kwargs):
-        rest = ARGS[len(args):]
-        if len(args) > len(ARGS) or set(kwargs) != set(rest):
-            missing = [a for a in rest if a not in kwargs]
-            unknown = [k for k in kwargs if k not in rest]
-            raise TypeError(f"{f.__name__}() takes the arguments {', '.join(ARGS)}, by position or "
-                            f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
-                            f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
-        values = [_as_float(v) for v in args + tuple(kwargs[a] for a in rest)]
-        try:
-            return f(*values)
-        except ValueError as exc:
-            if "broadcast" not in str(exc):
-                raise
-            shapes = ", ".join(f"{a} {np.shape(v)}" for a, v in zip(ARGS, values))
-            raise ValueError(f"the arguments' shapes do not broadcast together: {shapes}") from None
-    checked.__name__, checked.__doc__, checked.__wrapped__ = f.__name__, f.__doc__, f
-    return checked
+
+def _params(f):
+    """The parameter names of a module function (or of the function a wrapper wraps)."""
+    return getattr(f, "params", None) or f.__code__.co_varnames[:f.__code__.co_argcount]
 
 
 def _as_float(v):
+    """Integers and booleans as float64; floating values (float32 included) unchanged."""
     if isinstance(v, (bool, int)):
         return float(v)
     kind = getattr(getattr(v, "dtype", None), "kind", "f")
     return v.astype(np.float64) if kind in "biu" else v
 
 
-def _in_chunks(f, per_example=False):
-    """f evaluated on chunks of CHUNK examples of a large NumPy batch: the per-example losses are
-    concatenated; objectives and gradients are added (a mean weighs each chunk by its size), and
-    the gradient of an argument that is split is concatenated."""
+def _checked(f):
+    """f with its arguments checked: integers become float64, and a wrong call or arguments whose
+    shapes do not broadcast raise an error that says which."""
+    names = _params(f)
+    has_matrices = any(n in SHAPES for n in names)
+
+    def checked(*args, **kwargs):
+        if kwargs or len(args) != len(names):
+            rest = names[len(args):]
+            if len(args) > len(names) or set(kwargs) != set(rest):
+                missing = [a for a in rest if a not in kwargs]
+                unknown = [k for k in kwargs if k not in rest]
+                raise TypeError(f"{f.__name__}() takes the arguments {', '.join(names)}, by position or "
+                                f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
+                                f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
+            args = args + tuple(kwargs[a] for a in rest)
+        values = [v if type(v) is float else _as_float(v) for v in args]
+        if has_matrices:
+            values = _check_matrices(names, values)
+        try:
+            return f(*values)
+        except ValueError as exc:
+            if "broadcast" not in str(exc):
+                raise
+            shapes = ", ".join(f"{a} {np.shape(v)}" for a, v in zip(names, values))
+            raise ValueError(f"the arguments' shapes do not broadcast together: {shapes}") from None
+
+    checked.__name__, checked.__doc__, checked.__wrapped__, checked.params = f.__name__, f.__doc__, f, names
+    return checked
+
+
+def _check_matrices(names, values):
+    """Matrix arguments as arrays of their declared shape (per example, after any batch axes)."""
+    sizes = {}
+
+    def fits(want, got):
+        return want == got if isinstance(want, int) else sizes.setdefault(want, got) == got
+
+    values = list(values)
+    for i, (name, v) in enumerate(zip(names, values)):
+        want = SHAPES.get(name)
+        if want is None:
+            continue
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
+            v = values[i] = np.asarray(v)
+        if v.dtype.kind != "f":
+            v = values[i] = v.astype(np.float64)
+        got = np.shape(v)[-2:]
+        if len(got) < 2 or not all(fits(w, g) for w, g in zip(want, got)):
+            rows, cols = (sizes.get(w, w) for w in want)
+            raise ValueError(f"{name} must have shape ({rows}, {cols}), or (..., {rows}, {cols}) for a "
+                             f"batch; got {np.shape(v)}")
+    return values
+
+
+def _in_chunks(f, combine):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis).
+
+    `combine` says how each result adds up over the chunks: "example" (per-example values,
+    concatenated), "total" (summed; a mean weighs each chunk by its size), the name of an
+    argument (its gradient: concatenated when the argument is split, else summed), or a tuple
+    of these for a tuple result."""
+    names = _params(f)
+
     def chunked(*args):
-        shapes = [np.shape(a) for a in args]
+        shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
         batch = np.broadcast_shapes(*shapes)
         if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
                 isinstance(a, (np.ndarray, np.generic, float)) for a in args):
             return f(*args)
         n = batch[0]
-        split = [len(s) == len(batch) and s[0] == n for s in shapes]
+        split = {name: len(s) == len(batch) and s[0] == n for name, s in zip(names, shapes)}
         # Freeing a large block makes glibc's malloc keep freed memory (its mmap and trim
         # thresholds grow), so each chunk reuses the last one's pages instead of faulting in new ones.
         np.empty(1 << 21)
-        results = []
-        for start in range(0, n, CHUNK):
-            results.append(f(*[a[start:start + CHUNK] if cut else a for a, cut in zip(args, split)]))
-        if per_example:
-            return np.concatenate(results)
-        value = sum(v for v, _ in results)
-        grads = tuple(np.concatenate(parts) if split[ARGS.index(name)] else sum(parts[1:], parts[0])
-                      for name, parts in zip(WRT, zip(*(gs for _, gs in results))))
-        return value, grads
-    chunked.__name__, chunked.__doc__ = f.__name__, f.__doc__
+        starts = range(0, n, CHUNK)
+        results = [f(*[a[s:s + CHUNK] if split[name] else a for name, a in zip(names, args)]) for s in starts]
+        weights = [min(CHUNK, n - s) / n for s in starts] if REDUCTION == "mean" else None
+        return _combine(combine, results, split, weights)
+
+    chunked.__name__, chunked.__doc__, chunked.params = f.__name__, f.__doc__, names
     return chunked
 
 
-forward, value_and_grad = _in_chunks(forward, per_example=True), _in_chunks(value_and_grad)
-forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value_and_grad))
+def _combine(how, parts, split, weights):
+    """The results of the chunks, added up as `how` says (see _in_chunks)."""
+    if isinstance(how, tuple):
+        return tuple(_combine(h, [p[k] for p in parts], split, weights) for k, h in enumerate(how))
+    if how == "example" or split.get(how, False):
+        return np.concatenate(parts)
+    if weights is not None:
+        parts = [w * p for w, p in zip(weights, parts)]
+    return sum(parts[1:], parts[0])
 
 
 def _sum_like(g, like, shape):
     """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
-    if type(like) is float and not shape and type(g) in (float, np.float64):  # no batch: nothing to sum
+    scalar = type(like) is float or type(like) is np.float64
+    if scalar and not shape and (type(g) is float or type(g) is np.float64):  # no batch: nothing to sum
         return np.float64(g)
-    if type(like) is float and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
+    if scalar and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
         return np.sum(g, dtype=np.result_type(g, 1.0))
     # A float parameter's gradient has its dtype (float32 stays float32); otherwise float64 or g's.
     kind = getattr(getattr(like, "dtype", None), "kind", "")
@@ -168,6 +207,47 @@ def _sum_like(g, like, shape):
         g = g.sum(axis=summed, keepdims=True)
     g = np.broadcast_to(g, target).reshape(np.shape(like))
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
+
+
+def _finite_difference_errors(value_and_grad, point, wrt, rng, step=1e-5):
+    """For each wrt argument: (backprop's derivative along a random direction, the central
+    finite-difference estimate, their relative error). `point` maps every argument to a value."""
+    _, grads = value_and_grad(**point)
+    rows = []
+    for name, g in zip(wrt, grads):
+        # the derivative along a random direction (along 1 for a scalar)
+        direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
+        h = step * max(1.0, float(np.max(np.abs(point[name]))))
+        up = value_and_grad(**dict(point, **{name: point[name] + h * direction}))[0]
+        down = value_and_grad(**dict(point, **{name: point[name] - h * direction}))[0]
+        estimate = (up - down) / (2 * h)
+        exact = float(np.sum(g * direction))
+        rows.append((name, exact, estimate, abs(exact - estimate) / max(1.0, abs(exact), abs(estimate))))
+    return rows
+
+
+def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
+    """Compare the gradient with central finite differences at random points; 0 when it agrees.
+    `value_and_grad` is the module's own unless another is given."""
+    value_and_grad = value_and_grad or globals()["value_and_grad"]
+    rng = np.random.default_rng(seed)
+    # a parameter has its own shape, data a batch of them; a named dimension is 3
+    shape = {a: (() if a in WRT else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
+             for a in ARGS}
+    for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
+        point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}
+        value, grads = value_and_grad(**point)
+        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
+            break
+    else:
+        print("self-check: found no point where the loss and gradient are finite")
+        return 1
+    worst = 0.0
+    for name, exact, estimate, error in _finite_difference_errors(value_and_grad, point, WRT, rng):
+        print(f"d/d{name}: backprop {exact:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}")
+        worst = max(worst, error)
+    print(f"max relative error {worst:.2e} ({'ok' if worst < tolerance else 'FAILED'})")
+    return 0 if worst < tolerance else 1
 
 
 def _erf(x):
@@ -238,32 +318,14 @@ def _erfc(x):
         return y.astype(dtype, copy=False)[()]
 
 
-def _self_check(seed=0, batch=3, tolerance=1e-5):
-    """Compare the gradient with central finite differences at random points; 0 when it agrees."""
-    rng = np.random.default_rng(seed)
-    shape = {a: () if a in WRT else (batch,) for a in ARGS}
-    for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
-        point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}
-        value, grads = value_and_grad(**point)
-        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads):
-            break
-    else:
-        print("self-check: found no point where the loss and gradient are finite")
-        return 1
-    worst = 0.0
-    for name, g in zip(WRT, grads):
-        # the derivative along a random direction (along 1 for a scalar)
-        direction = rng.standard_normal(shape[name]) if shape[name] else 1.0
-        h = 1e-5 * max(1.0, np.max(np.abs(point[name])))
-        up = value_and_grad(**dict(point, **{name: point[name] + h * direction}))[0]
-        down = value_and_grad(**dict(point, **{name: point[name] - h * direction}))[0]
-        estimate = (up - down) / (2 * h)
-        exact = np.sum(g * direction)
-        error = abs(exact - estimate) / max(1.0, abs(exact), abs(estimate))
-        print(f"d/d{name}: backprop {exact:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}")
-        worst = max(worst, error)
-    print(f"max relative error {worst:.2e} ({'ok' if worst < tolerance else 'FAILED'})")
-    return 0 if worst < tolerance else 1
+
+# A large batch is evaluated in chunks; the public functions check their arguments, and call
+# each other through the unchecked _ names.
+_forward = _in_chunks(forward, "example")
+_value_and_grad = _in_chunks(value_and_grad, ("total", ("S", "sigma", "T", "r")))
+forward = _checked(_forward)
+value_and_grad = _checked(_value_and_grad)
+grad = _checked(grad)
 
 
 if __name__ == "__main__":
