@@ -42,7 +42,6 @@ class Op:
     fold: Callable | None = None              # (graph, args) -> node | None, applied on building
     zero_derivative: bool = False             # piecewise constant: no contributions at all
     commutative: bool = False                 # argument order does not matter
-    data_only: bool = False                   # defined for data; refused on parameters
     tags: frozenset = field(default_factory=frozenset)
     kind: str = ""                            # the module it is defined in: elementwise, ...
 

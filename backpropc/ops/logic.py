@@ -36,6 +36,10 @@ def piecewise_jvp(out, args, tangents):
     return Ref(graph, graph.piecewise(*pairs))
 
 
+def _mp_piecewise(*args):
+    return next(e for e, c in zip(args[0::2], args[1::2]) if c)
+
+
 def _relation(op, symbol: str, compare) -> Op:
     return Op(op, zero_vjp, zero_jvp, f"({{0}} {symbol} {{1}})", math=f"{{0}} {symbol} {{1}}",
               zero_derivative=True, mpmath=lambda a, b: compare(a, b))
@@ -47,7 +51,7 @@ def _logic(op, fn: str, mpmath, commutative=True) -> Op:
 
 
 RECORDS = [
-    Op(sp.Piecewise, piecewise_vjp, piecewise_jvp, "np.where",
+    Op(sp.Piecewise, piecewise_vjp, piecewise_jvp, "np.where", mpmath=_mp_piecewise,
        cost=lambda nargs, ends_with_true=False: nargs // 2 - ends_with_true),  # one select per branch
     _relation(sp.StrictGreaterThan, ">", lambda a, b: a > b),
     _relation(sp.GreaterThan, ">=", lambda a, b: a >= b),
