@@ -95,7 +95,8 @@ def compile_file(args) -> tuple[Compiled, dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UnusedWrtWarning)
             return compile(chosen, reduction=getattr(args, "reduction", "sum"),
-                           rewrite=not args.no_rewrite), domains
+                           rewrite=not args.no_rewrite,
+                           derivatives=getattr(args, "derivatives", "grad")), domains
     except UnusedWrtWarning as exc:
         raise UserError(f"{args.model_file}: {exc}; remove it from wrt") from exc
     except BackpropcError as exc:
@@ -218,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="objective: sum (default) or mean of the per-example loss")
     p.add_argument("--check", action="store_true",
                    help="run the generated self-check (finite differences); exit 1 if it fails")
+    p.add_argument("--derivatives", metavar="LIST", default="grad",
+                   help="what the module computes, comma-separated from grad, hvp, hessian, jacobian "
+                        "(default grad; the flat forms for SciPy come with each)")
 
     p = command("check", "check the gradient against finite differences and sympy.diff",
                 "Compile, then compare the gradient with central finite differences and with "

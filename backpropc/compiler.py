@@ -115,6 +115,8 @@ def _render(builder: ModuleBuilder) -> Compiled:
         chunk=_chunk_size(builder.live_arrays()),
         matrix_shapes=_shapes_source(matrix_shapes) if matrix_shapes else "{}",
         functions=functions,
+        uses_math=builder.uses_math,
+        constants=builder.constants,
         helpers=runtime.source(helpers),
     )
     ast.parse(source)  # the generated module must be valid Python, whatever the names

@@ -41,6 +41,7 @@ class Statement:
     comment: str = ""             # "from ...": the forward statements a backward line comes from
     arg: str = ""                 # for a gradient: the argument it belongs to
     math: str = ""                # the right-hand side in the lecture's notation
+    alias: bool = False           # `v_bar = <the name it already has>`
     _rhs: object = field(default=None, repr=False)  # () -> small SymPy expression, for explain
 
     @property
@@ -48,14 +49,20 @@ class Statement:
         return self._rhs()
 
 
+class NoScalarForm(Exception):
+    """An op has no form for Python floats (the scalar printer cannot print it)."""
+
+
 class IRPrinter:
     """Prints the expression of a node, with named nodes as their names, as NumPy code (or, with
-    `math`, in the lecture's notation). The runtime helpers the code calls are collected in
-    `helpers`."""
+    `math`, in the lecture's notation; with `scalar`, for Python floats with the math module).
+    The runtime helpers the code calls are collected in `helpers`."""
 
-    def __init__(self, graph: Graph, math: bool = False) -> None:
+    def __init__(self, graph: Graph, math: bool = False, scalar: bool = False) -> None:
         self.graph = graph
         self.math = math
+        self.scalar = scalar
+        self.uses_math = False
         self.helpers: set[str] = set()
 
     def print(self, root: int, names: dict[int, str]) -> str:
@@ -103,7 +110,9 @@ class IRPrinter:
         if value.is_Rational:
             return f"{value.p}/{value.q}", NEGATIVE if value < 0 else MUL
         if value is sp.pi or value is sp.E:
-            return ("pi" if value is sp.pi else "E") if self.math else ("np.pi" if value is sp.pi else "np.e"), ATOM
+            module = "" if self.math else "math." if self.scalar else "np."
+            self.uses_math = self.uses_math or self.scalar
+            return module + ("pi" if value is sp.pi else "E" if self.math else "e"), ATOM
         if self.math and not value.is_Float:
             return sp.sstr(value), MUL
         number = float(value)  # sqrt(2), 2/sqrt(pi): computed once, here, to full precision
@@ -126,13 +135,20 @@ class IRPrinter:
             return self._piecewise(args)
         if self.math:
             return self._math_call(record, args)
-        self.helpers.update(record.helpers)
         texts = [t for t, _ in args]
         operands = [t if p >= ATOM else f"({t})" for t, p in args]
-        if callable(record.code):
-            text = record.code(*(operands if "operands" in record.tags else texts))
+        code = record.code
+        if self.scalar:
+            if not record.scalar:
+                raise NoScalarForm(record.name)
+            code = record.scalar
         else:
-            text = record.code.format(*texts, **{f"p{k}": o for k, o in enumerate(operands)})
+            self.helpers.update(record.helpers)
+        if callable(code):
+            text = code(*(operands if "operands" in record.tags else texts))
+        else:
+            text = code.format(*texts, **{f"p{k}": o for k, o in enumerate(operands)})
+        self.uses_math = self.uses_math or self.scalar and "math." in text
         return text, ATOM if _is_call(text) else MUL
 
     def _broadcast(self, ids, args):
@@ -207,8 +223,9 @@ class IRPrinter:
     def _pow(self, ids, args) -> tuple[str, int]:
         (base, base_prec), (exponent, exponent_prec) = args
         e = self.graph.number(ids[1])
-        sqrt = "sqrt" if self.math else "np.sqrt"
+        sqrt = "sqrt" if self.math else "math.sqrt" if self.scalar else "np.sqrt"
         if e is not None and abs(e) == sp.S.Half:
+            self.uses_math = self.uses_math or self.scalar
             text = f"{sqrt}({base})"
             return (text, ATOM) if e > 0 else (f"1/{text}", MUL)
         if e is not None and e < 0:
@@ -216,8 +233,11 @@ class IRPrinter:
             return f"1/{text if prec >= POW else '(' + text + ')'}", MUL
         return self._power(base, base_prec, exponent, exponent_prec)
 
-    @staticmethod
-    def _power(base, base_prec, exponent, exponent_prec) -> tuple[str, int]:
+    def _power(self, base, base_prec, exponent, exponent_prec) -> tuple[str, int]:
+        if self.scalar and not exponent.isdigit():
+            # a float's ** can give a complex number; math.pow raises instead (and NumPy takes over)
+            self.uses_math = True
+            return f"math.pow({base}, {exponent})", ATOM
         base = base if base_prec > POW else f"({base})"
         exponent = exponent if exponent_prec >= ATOM else f"({exponent})"
         return f"{base}**{exponent}", POW
@@ -227,6 +247,12 @@ class IRPrinter:
         if self.math:
             return "Piecewise(" + ", ".join(f"({e}, {c})" for e, c in pairs) + ")", ATOM
         last, last_cond = pairs[-1]
+        if self.scalar:  # only the branch taken is evaluated
+            text = last if last_cond == "True" else f"({last} if {last_cond} else math.nan)"
+            self.uses_math = self.uses_math or last_cond != "True"
+            for e, c in reversed(pairs[:-1]):
+                text = f"({e} if {c} else {text})"
+            return text, ATOM
         default = last if last_cond == "True" else "np.nan"
         conditional = pairs[:-1] if last_cond == "True" else pairs
         if len(conditional) > 16:  # np.select keeps hundreds of branches one call deep
@@ -310,9 +336,11 @@ class Schedule:
     """Which nodes of a function get statements, and how each statement reads."""
 
     def __init__(self, graph: Graph, roots: list[int], wanted: dict[int, str], namer: Namer,
-                 n_forward: int, results: list[int] = (), signal_of: dict[int, int] = None) -> None:
+                 n_forward: int, results: list[int] = (), signal_of: dict[int, int] = None,
+                 tangent_of: dict[int, int] = None) -> None:
         """`roots` get statements of their own; `results` are used once more, by the return.
-        `signal_of` maps error-signal nodes to their forward node, to name them `v_bar`."""
+        `signal_of` maps error-signal nodes to their forward node, to name them `v_bar`;
+        `tangent_of` maps tangent nodes to the node they are the tangent of, to name them `v_dot`."""
         self.graph = graph
         live = closure(graph, list(roots) + list(results))
         uses = dict.fromkeys(live, 0)
@@ -346,15 +374,18 @@ class Schedule:
         self.ops = sum(0 if self._is_negation_of_name(i, own) and users_are_sums[i]
                        else node_cost(graph, i) for i in live)
         self.names: dict[int, str] = {}
-        signal_of = signal_of or {}
+        signal_of, tangent_of = signal_of or {}, tangent_of or {}
         for i in self.own:
-            v = signal_of.get(i)
+            v, primal = signal_of.get(i), tangent_of.get(i)
             if ("node", i) in namer.names:  # named by another function of the module
                 self.names[i] = namer.names[("node", i)]
             elif i in wanted:
                 self.names[i] = namer.name(("node", i), wanted[i])
             elif v in self.names:
                 self.names[i] = namer.name(("node", i), f"{self.names[v]}_bar")
+            elif primal is not None and (primal in self.names or ("node", primal) in namer.names):
+                base = self.names.get(primal) or namer.names[("node", primal)]
+                self.names[i] = namer.name(("node", i), f"{base}_dot")
             else:
                 self.names[i] = namer.temp(("node", i))
         self.n_forward = n_forward

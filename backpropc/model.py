@@ -2,7 +2,8 @@
 
 Input: a `Model` (named steps, loss, wrt, inputs). Output: a `Program`: the graph, the node of
 every step, the loss node and the argument symbols. Validation happens here, with typed errors
-that say how to fix the model; nothing walks a SymPy tree except `Graph.from_sympy`, once.
+that say how to fix the model; nothing walks a SymPy tree except the front end's converter
+(backpropc.lower), once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Model:
     loss: object = None
     wrt: list = field(default_factory=list)
     inputs: list | None = None
+    residuals: list | None = None
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Program:
     wrt: list[sp.Symbol]
     inputs: list[sp.Symbol]
     n_forward: int                         # nodes with smaller ids belong to the forward pass
+    residuals: list[int] = field(default_factory=list)  # per-example residual nodes, in order
 
     @property
     def args(self) -> list[sp.Symbol]:
@@ -128,7 +131,16 @@ def lower(model: Model, rewrite: bool = True) -> Program:
     if not wrt:
         raise ModelError("wrt is empty; list the symbols to differentiate with respect to")
     inputs = None if model.inputs is None else _as_symbol_list(model.inputs, "inputs")
-    if model.loss is None:
+    residuals = None
+    if model.residuals is not None:
+        if isinstance(model.residuals, (sp.Basic, str)) or not hasattr(model.residuals, "__iter__"):
+            raise ModelError("residuals must be a list of scalar expressions, [r1, r2, ...]")
+        residuals = [_scalar(r, f"residual {k}") for k, r in enumerate(model.residuals)]
+        if not residuals:
+            raise ModelError("residuals is empty; give at least one residual expression")
+    if model.loss is None and residuals is not None:
+        loss_expr = None  # half the sum of the squared residuals (SciPy's and Ceres' convention)
+    elif model.loss is None:
         if not steps:
             raise ModelError("the model has no loss; give loss= an expression or a step symbol")
         loss_expr = steps[-1][0]
@@ -164,9 +176,16 @@ def lower(model: Model, rewrite: bool = True) -> Program:
         graph.protected.add(node)
         named.append((lhs, node))
     converter.pending = {}
-    loss = loss_scalar(graph, converter.from_sympy(loss_expr, env))
+    residual_nodes = [loss_scalar(graph, converter.from_sympy(r, env)) for r in residuals or []]
+    for node in residual_nodes:
+        graph.protected.add(node)
+    if loss_expr is None:
+        squares = [graph.pow(r, graph.const(2)) for r in residual_nodes]
+        loss = graph.mul(graph.const(sp.S.Half), graph.add(*squares))
+    else:
+        loss = loss_scalar(graph, converter.from_sympy(loss_expr, env))
 
-    leaves = [graph[i].value for i in closure(graph, [loss]) if graph[i].op == SYMBOL]
+    leaves = [graph[i].value for i in closure(graph, [loss, *residual_nodes]) if graph[i].op == SYMBOL]
     used = set(leaves)
     for w in wrt:
         if w not in used:
@@ -180,4 +199,4 @@ def lower(model: Model, rewrite: bool = True) -> Program:
         if missing:
             names = ", ".join(sorted(str(s) for s in missing))
             raise ModelError(f"symbol(s) {names} used but not listed; add them to inputs or wrt")
-    return Program(model.name, graph, named, loss, wrt, inputs, n_forward=len(graph))
+    return Program(model.name, graph, named, loss, wrt, inputs, n_forward=len(graph), residuals=residual_nodes)

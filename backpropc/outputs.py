@@ -14,16 +14,20 @@ from functools import cached_property
 
 import sympy as sp
 
-from .emit import IRPrinter, Schedule, Statement
+from .emit import IRPrinter, NoScalarForm, Schedule, Statement
 from .graph import SYMBOL, closure
 from .model import Program
-from .naming import Namer, comment_text
+from .forward import tangents
+from .naming import Namer, comment_text, python_string
+from .errors import ModelError
 from .ops.matrix import matmul, transpose
+from .sparsity import colour_columns, hessian_pattern
 from .reverse import Backward, backprop
 
 # A "from" comment quotes its forward statement when that fits, else names it.
 COMMENT_WIDTH = 60
 BACKWARD_HEADER = "backward pass: v_bar is the error signal d(objective)/dv"
+TANGENT_HEADER = "tangent pass: v_dot is the derivative of v along the directions, so w_bar_dot = H w_dot"
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Function:
     returns: str
     combine: str | None                            # chunk combination; None: it delegates
     helpers: set[str] = field(default_factory=set)
+    scalar: tuple | None = None                    # (lines, returns) of the same on Python floats
 
     @cached_property
     def width(self) -> int:
@@ -107,6 +112,8 @@ class ModuleBuilder:
         self.math = IRPrinter(graph, math=True)
         self._statements = 0
         self.added: list = []
+        self.uses_math = False           # a scalar body calls the math module
+        self.constants: dict[str, str] = {}  # module-level constants: name -> source
         self.forward_statements: list[Statement] = []
 
     def add(self, output) -> None:
@@ -144,14 +151,80 @@ class ModuleBuilder:
         """How code refers to a node's value: its name, or its expression when it has none."""
         return names[node] if node in names else self.printer.print(node, names)
 
+    @cached_property
+    def signal_naming(self) -> tuple[dict[int, str], list, dict[int, int]]:
+        """(names wanted for nodes: the steps and their signals `v_bar`; aliases `v_bar = <name>`
+        where a step's signal already has a name; error-signal node -> its forward node)."""
+        graph, namer, backward, seed = self.graph, self.namer, self.backward, self.seed
+        wanted = dict(self.step_names)
+        aliases: list[tuple[float, str, int, int]] = []  # (position, name, node, step node)
+        signal_of: dict[int, int] = {}
+        for v in sorted(backward.signals, reverse=True):
+            s = backward.signals[v]
+            signal_of.setdefault(s, v)
+            if v not in wanted or graph[s].is_leaf or s == seed:
+                continue  # constants and arguments are written where they are used
+            bar = f"{wanted[v]}_bar"
+            if s not in wanted:
+                wanted[s] = bar
+                namer.name(("node", s), bar)
+            else:  # the signal already has a name: say `v_bar = <that name>`, as the lecture would
+                aliases.append((backward.marks[v] - 0.5, namer.name(("signal", v), bar), s, v))
+        return wanted, aliases, signal_of
+
+    @cached_property
+    def directions(self) -> dict:
+        """The direction of each wrt symbol (its tangent, `w_dot`), as a node."""
+        result = {}
+        for k, w in enumerate(self.program.wrt):
+            name = self.namer.name(("direction", w), f"{self.namer.names[('symbol', w)]}_dot")
+            symbol = sp.MatrixSymbol(f"_direction{k}", *w.shape) if isinstance(w, sp.MatrixSymbol) \
+                else sp.Dummy(name)
+            node = self.graph.symbol(symbol)
+            self.leaf_names[node] = name
+            result[w] = node
+        return result
+
+    @cached_property
+    def second_order(self) -> dict[int, int]:
+        """The tangent along the directions of every node between the wrt symbols and the gradient
+        (forward over reverse): the tangents of the gradient nodes are the Hessian times the
+        directions."""
+        backward, directions = self.backward, self.directions
+        self.n_backward = len(self.graph)
+        seeds = {self.arg_nodes[w]: d for w, d in directions.items() if self.arg_nodes[w] is not None}
+        return tangents(self.graph, backward.grads, seeds)
+
+    def scalar_body(self, statements, names, loss: str, grads=None, hvps=None):
+        """(lines, returns) of a function's statements for Python floats, or None where an op has no
+        scalar form or the model has matrices."""
+        if any(isinstance(s, sp.MatrixSymbol) for s in self.program.args):
+            return None
+        printer = IRPrinter(self.graph, scalar=True)
+        try:
+            lines = [(s.name, s.code if s.alias else printer.print(s.node, names)) for s in statements]
+            if self.reduction == "mean" and grads is not None:
+                lines.insert(0, (self.leaf_names[self.seed], "1.0"))
+            results = [loss]
+            for group in (grads, hvps):
+                if group is not None:
+                    texts = [names[g] if g in names else printer.print(g, names) for _, g in group]
+                    results.append(_tuple(texts))
+        except NoScalarForm:
+            return None
+        self.uses_math = self.uses_math or printer.uses_math
+        return lines, ", ".join(results)
+
     def lines(self, schedule: Schedule, names: dict[int, str], aliases=(), signal_of=None,
-              senders=None) -> list[Statement]:
+              senders=None, n_backward=None) -> list[Statement]:
         """Statements in order, printed; `names` is updated as each one names its node."""
         order = [(float(i), None, i, None) for i in schedule.own] + list(aliases)
         order.sort(key=lambda item: item[0])
         statements: list[Statement] = []
         for _, alias_name, node, step in order:
             section = "forward" if node < schedule.n_forward and alias_name is None else "backward"
+            if n_backward is not None and node >= n_backward and alias_name is None:
+                section = "tangent"
             if alias_name is None:
                 name = schedule.names[node]
                 code = self.printer.print(node, names)
@@ -167,7 +240,8 @@ class ModuleBuilder:
                 name, code, math = alias_name, names[node], names[node]
                 origins = tuple(senders.get(step, ()))
                 rhs = _symbol(names[node])
-            statements.append(Statement(name, node, section, origins, code, math=math, _rhs=rhs))
+            statements.append(Statement(name, node, section, origins, code, math=math, _rhs=rhs,
+                                        alias=alias_name is not None))
             if not schedule.graph[node].is_leaf:  # arguments keep their own names
                 names[node] = name
         self._statements = max(self._statements, len(statements))
@@ -265,69 +339,78 @@ def forward_output(m: ModuleBuilder) -> None:
     helpers = set(m.printer.helpers) | ({"_batch_shape"} if "_batch_shape" in returns else set())
     m.ops["forward"] = schedule.ops
     m.forward_statements = statements
+    scalar = m.scalar_body(statements, names, loss)
     m.functions.append(Function("forward", "The per-example loss (the broadcast shape of the arguments).",
-                                m.arg_names, [("", statements)], returns, '"example"', helpers))
+                                m.arg_names, [("", statements)], returns, '"example"', helpers, scalar))
 
 
-def value_and_grad_output(m: ModuleBuilder) -> None:
-    """value_and_grad(): the forward pass, then the backward pass (the lecture's slide 10)."""
+def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
+    """The statements of value_and_grad (and, with `second_order`, of the Hessian-vector product
+    on top of it): (sections, value code, gradient statements, tangent statements, schedule,
+    names, scalar body)."""
     program, graph, namer = m.program, m.graph, m.namer
     seed, backward = m.seed, m.backward
+    wanted, aliases, signal_of = m.signal_naming
+    tangents_ = m.second_order if second_order else {}
     names = dict(m.leaf_names)
-    wanted = dict(m.step_names)
-    aliases: list[tuple[float, str, int, int]] = []  # (position, name, node, step node)
-    signal_of: dict[int, int] = {}
-    for v in sorted(backward.signals, reverse=True):
-        s = backward.signals[v]
-        signal_of.setdefault(s, v)
-        if v not in wanted or graph[s].is_leaf or s == seed:
-            continue  # constants and arguments are written where they are used
-        bar = f"{wanted[v]}_bar"
-        if s not in wanted:
-            wanted[s] = bar
-            namer.name(("node", s), bar)
-        else:  # the signal already has a name: say `v_bar = <that name>`, as the lecture would
-            aliases.append((backward.marks[v] - 0.5, namer.name(("signal", v), bar), s, v))
-    roots = [program.loss] + [a[2] for a in aliases]
-    full = Schedule(graph, roots, wanted, namer, program.n_forward, backward.grads, signal_of)
-    statements = m.lines(full, names, aliases, signal_of, backward.senders)
+    results = list(backward.grads)
+    tangent_of, hv = {}, {}
+    if second_order:
+        tangent_of = {t: v for v, t in sorted(tangents_.items())}
+        hv = {g: tangents_.get(g, graph.const(0)) for g in backward.grads}
+        results += list(hv.values())
+    schedule = Schedule(graph, [program.loss] + [a[2] for a in aliases], wanted, namer, program.n_forward,
+                        results, signal_of, tangent_of)
+    statements = m.lines(schedule, names, aliases, signal_of, backward.senders,
+                         n_backward=m.n_backward if second_order else None)
     loss = m.ref(program.loss, names)
-
-    shape = namer.fresh("shape")
+    shape = namer.name(("shape",), "shape")
     shape_code = f"np.shape({loss})" if m.every_arg_reaches_loss else f"_batch_shape({m.batch_args()})"
-    backward_lines = [Statement(shape, -1, "backward", code=shape_code, _rhs=_symbol(shape))]
+    if "_batch_shape" in shape_code:
+        m.helpers.add("_batch_shape")
+    first = [Statement(shape, -1, "backward", code=shape_code, _rhs=_symbol(shape))]
     if m.reduction == "mean":
-        backward_lines.append(Statement(names[seed], seed, "backward", code=f"1/int(np.prod({shape}))",
-                                        _rhs=_symbol("1/N")))
-    grads = []
+        first.append(Statement(names[seed], seed, "backward", code=f"1/int(np.prod({shape}))",
+                               _rhs=_symbol("1/N")))
+    grads, hvps = [], []
     for w, g in zip(program.wrt, backward.grads):
         w_name = namer.names[("symbol", w)]
-        code = m.gradient_code(g, w_name, shape, isinstance(w, sp.MatrixSymbol), names)
-        grads.append(Statement(namer.fresh(f"{w_name}_bar"), g, "gradient",
-                               code=code, arg=w_name, _rhs=_rhs(full, g, names) if g not in names
-                               else _symbol(names[g]),
+        matrix = isinstance(w, sp.MatrixSymbol)
+        code = m.gradient_code(g, w_name, shape, matrix, names)
+        grads.append(Statement(namer.name(("gradient", w), f"{w_name}_bar"), g, "gradient", code=code,
+                               arg=w_name, _rhs=_rhs(schedule, g, names) if g not in names else _symbol(names[g]),
                                comment=m.provenance(backward.senders.get(m.arg_nodes[w], []),
                                                     m._owner, m._forward_by_node)))
+        if second_order:
+            hvps.append(Statement(namer.name(("hvp", w), f"{w_name}_bar_dot"), hv[g], "tangent",
+                                  code=m.gradient_code(hv[g], w_name, shape, matrix, names), arg=w_name,
+                                  _rhs=_symbol(w_name)))
     if m.reduction == "mean":
         value = f"np.mean({loss})"
     elif m.every_arg_reaches_loss:
         value = f"np.sum({loss})"
     else:
         value = f"np.sum(np.broadcast_to({loss}, {shape}))"
-    forward_part = [s for s in statements if s.section == "forward"]
-    backward_part = backward_lines + [s for s in statements if s.section == "backward"] + grads
-    m.ops["value_and_grad"] = full.ops + len(grads) + 1 + (m.reduction == "mean")
+    sections = [("forward pass", [s for s in statements if s.section == "forward"]),
+                (BACKWARD_HEADER, first + [s for s in statements if s.section == "backward"] + grads)]
+    if second_order:
+        sections.append((TANGENT_HEADER, [s for s in statements if s.section == "tangent"] + hvps))
+    scalar = m.scalar_body([s for s in statements], names, loss, grads=list(zip(grads, backward.grads)),
+                           hvps=list(zip(hvps, hv.values())) if second_order else None)
+    return sections, value, grads, hvps, schedule, statements, scalar
+
+
+def value_and_grad_output(m: ModuleBuilder) -> None:
+    """value_and_grad(): the forward pass, then the backward pass (the lecture's slide 10)."""
+    sections, value, grads, _, schedule, statements, scalar = _reverse_function(m, second_order=False)
+    m.ops["value_and_grad"] = schedule.ops + len(grads) + 1 + (m.reduction == "mean")
     m.listing = Listing(m.forward_statements, statements, grads,
-                        (names[seed], "1/N") if m.reduction == "mean" else None)
+                        (m.leaf_names[m.seed], "1/N") if m.reduction == "mean" else None)
     helpers = set(m.printer.helpers) | set(m.helpers)
-    if "_batch_shape" in shape_code:
-        helpers.add("_batch_shape")
-    grads_tuple = _tuple(g.name for g in grads)
     combine = f'("total", {_tuple(_quoted(a) for a in m.wrt_names)})'
     m.functions.append(Function(
         "value_and_grad", "(objective, (gradient of each of WRT)): the forward pass, then the backward pass.",
-        m.arg_names, [("forward pass", forward_part), (BACKWARD_HEADER, backward_part)],
-        f"{value}, {grads_tuple}", combine, helpers))
+        m.arg_names, sections, f"{value}, {_tuple(g.name for g in grads)}", combine, helpers, scalar))
 
 
 def grad_output(m: ModuleBuilder) -> None:
@@ -336,8 +419,175 @@ def grad_output(m: ModuleBuilder) -> None:
                                 m.arg_names, [], f"_value_and_grad({args})[1]", None))
 
 
+def hvp_output(m: ModuleBuilder) -> None:
+    """hvp(*args, *directions): the objective, its gradient and the Hessian times the directions,
+    by forward-over-reverse: the tangent of every node of the backward pass along the direction
+    (v_dot), so the product shares the value and gradient's work."""
+    sections, value, grads, hvps, schedule, _, scalar = _reverse_function(m, second_order=True)
+    m.ops["hvp"] = schedule.ops + 2 * len(grads) + 1 + (m.reduction == "mean")
+    helpers = set(m.printer.helpers) | set(m.helpers)
+    directions = [m.leaf_names[m.directions[w]] for w in m.program.wrt]
+    wrt = _tuple(_quoted(a) for a in m.wrt_names)
+    m.functions.append(Function(
+        "hvp", "(objective, (gradient of each of WRT), (Hessian times the direction, for each of WRT)): "
+        "the directions are one array per WRT, shaped like it.",
+        m.arg_names + directions, sections,
+        f"{value}, {_tuple(g.name for g in grads)}, {_tuple(h.name for h in hvps)}",
+        f'("total", {wrt}, {wrt})', helpers, scalar))
+
+
+def flat_output(m: ModuleBuilder) -> None:
+    """pack, unpack and value_and_grad_flat: what scipy.optimize.minimize(jac=True) calls."""
+    shapes = _wrt_shapes(m)
+    wrt = ", ".join(m.wrt_names)
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    m.helpers |= {"_pack", "_unpack"}
+    m.functions.append(Function("pack", "theta: the WRT values in one flat vector, each flattened in C order.",
+                                m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
+                                None, {"_pack"}))
+    m.functions.append(Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
+                                ["theta"], [], f"_unpack(theta, {shapes})", None, {"_unpack"}))
+    call = ", ".join(["*unpack(theta)"] + data)
+    m.functions.append(Function(
+        "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = pack(*WRT), "
+        "as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it.",
+        ["theta"] + data, [], f"_flat_value_and_grad(_value_and_grad({call}))", None, {"_flat_value_and_grad"}))
+
+
+def hvp_flat_output(m: ModuleBuilder) -> None:
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    call = ", ".join(["*unpack(theta)"] + data + ["*unpack(p)"])
+    m.functions.append(Function(
+        "hvp_flat", "The Hessian of the objective at theta times the flat vector p, as a flat vector "
+        "(scipy.optimize.minimize's hessp(theta, p, *DATA)).",
+        ["theta", "p"] + data, [], f"pack(*_hvp({call})[2])", None))
+
+
+def hessian_output(m: ModuleBuilder) -> None:
+    """hessian, hessian_coo and hessian_flat: the Hessian of the objective (summed over the batch)
+    from as few Hessian-vector products as its structure allows (backpropc.sparsity)."""
+    program = m.program
+    if any(isinstance(w, sp.MatrixSymbol) and not all(d.is_Integer for d in w.shape) for w in program.wrt):
+        raise ModelError("the Hessian needs numeric shapes for matrix parameters; give them numbers")
+    m.add(hvp_output)
+    m.add(hvp_flat_output)
+    sizes = [int(w.shape[0] * w.shape[1]) if isinstance(w, sp.MatrixSymbol) else 1 for w in program.wrt]
+    if all(size == 1 for size in sizes):
+        hv = m.second_order
+        rows = [hv.get(g) for g in m.backward.grads]
+        directions = [m.directions[w] for w in program.wrt]
+        pattern = hessian_pattern(m.graph, rows, directions)
+    else:  # a matrix parameter is one node: its block is taken as dense
+        n = sum(sizes)
+        pattern = [list(range(n)) for _ in range(n)]
+    colours = colour_columns(pattern)
+    coo = [(i, j) for i, cols in enumerate(pattern) for j in cols]
+    m.constants["HESSIAN_ROWS"] = _tuple(str(i) for i, _ in coo) if coo else "()"
+    m.constants["HESSIAN_COLS"] = _tuple(str(j) for _, j in coo) if coo else "()"
+    m.constants["HESSIAN_COLOURS"] = _tuple(str(c) for c in colours)
+    m.ops["hessian_products"] = max(colours, default=-1) + 1
+    m.helpers |= {"_hessian_coo"}
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    args = ", ".join(m.arg_names)
+    m.functions.append(Function(
+        "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
+        "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS).",
+        m.arg_names, [], f"_hessian_coo(_hvp, ({', '.join(m.wrt_names)},), ({', '.join(data)}{',' if len(data) == 1 else ''}))",
+        None))
+    m.functions.append(Function(
+        "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
+        m.arg_names, [], f"_dense(hessian_coo({args}), {len(colours)})", None, {"_dense"}))
+    m.helpers.add("_dense")
+    call = ", ".join(["*unpack(theta)"] + data)
+    m.functions.append(Function(
+        "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
+        ["theta"] + data, [], f"hessian({call})", None))
+
+
+def residuals_output(m: ModuleBuilder) -> None:
+    """residuals(*args), shape batch + (m,), and residuals_flat(theta, *data): every example's
+    residuals stacked into one vector, as scipy.optimize.least_squares calls it."""
+    program, graph = m.program, m.graph
+    if not program.residuals:
+        return
+    names = {node: name for node, name in m.leaf_names.items() if graph[node].op == SYMBOL}
+    wanted = dict(m.step_names)
+    for k, r in enumerate(program.residuals):
+        if r not in wanted and not graph[r].is_leaf:
+            wanted[r] = m.namer.name(("node", r), f"r{k + 1}")
+    schedule = Schedule(graph, program.residuals, wanted, m.namer, program.n_forward)
+    statements = m.lines(schedule, names)
+    values = [m.ref(r, names) for r in program.residuals]
+    m.helpers |= {"_stack", "_batch_shape"}
+    shape = f"_batch_shape({m.batch_args()})"
+    m.functions.append(Function(
+        "residuals", "The residuals of each example, shape batch + (number of residuals,).",
+        m.arg_names, [("", statements)], f"_stack(({', '.join(values)},), {shape})", '"example"',
+        set(m.printer.helpers)))
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    call = ", ".join(["*unpack(theta)"] + data)
+    m.functions.append(Function(
+        "residuals_flat", "Every example's residuals in one flat vector, at theta = pack(*WRT) "
+        "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA)).",
+        ["theta"] + data, [], f"np.ravel(_residuals({call}))", None))
+
+
+def jacobian_output(m: ModuleBuilder) -> None:
+    """jacobian(*args): per example, d residual_k / d wrt_j, shape batch + (m, n); reverse mode (one
+    sweep per residual) when there are fewer residuals than parameters, forward mode (one sweep
+    per parameter) otherwise. jacobian_flat stacks the examples' rows."""
+    program, graph = m.program, m.graph
+    if not program.residuals:
+        raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
+    if any(isinstance(w, sp.MatrixSymbol) for w in program.wrt):
+        raise ModelError("jacobian needs scalar wrt symbols; write a matrix parameter's entries as symbols")
+    m.add(residuals_output)
+    wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
+    zero = graph.const(0)
+    if len(program.residuals) <= len(wrt_nodes):
+        entries = []
+        for r in program.residuals:
+            back = backprop(program, graph.const(1), root=r)
+            entries.append([back.signals.get(w, zero) if w is not None else zero for w in wrt_nodes])
+        mode = "reverse mode: one backward sweep per residual"
+    else:
+        columns = []
+        for w in wrt_nodes:
+            t = tangents(graph, program.residuals, {w: graph.const(1)}) if w is not None else {}
+            columns.append([t.get(r, zero) for r in program.residuals])
+        entries = [list(row) for row in zip(*columns)]
+        mode = "forward mode: one tangent sweep per parameter"
+    graph.current_origin = None
+    names = {node: name for node, name in m.leaf_names.items() if graph[node].op == SYMBOL}
+    flat = [e for row in entries for e in row]
+    schedule = Schedule(graph, [], dict(m.step_names), m.namer, program.n_forward, flat)
+    statements = m.lines(schedule, names)
+    rows = ", ".join("(" + ", ".join(m.ref(e, names) for e in row) + ",)" for row in entries)
+    m.helpers |= {"_assemble_jacobian", "_batch_shape"}
+    m.ops["jacobian"] = schedule.ops
+    m.functions.append(Function(
+        "jacobian", f"Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) ({mode}).",
+        m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}))",
+        '"example"', set(m.printer.helpers)))
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    call = ", ".join(["*unpack(theta)"] + data)
+    m.functions.append(Function(
+        "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
+        "of each example, one column per entry of theta.",
+        ["theta"] + data, [], f"_flat_jacobian(_jacobian({call}))", None, {"_flat_jacobian"}))
+    m.helpers.add("_flat_jacobian")
+
+
+def _wrt_shapes(m: ModuleBuilder) -> str:
+    def dim(d):
+        return str(int(d)) if d.is_Integer else python_string(str(d))
+    shapes = [f"({dim(w.shape[0])}, {dim(w.shape[1])})" if isinstance(w, sp.MatrixSymbol) else "()"
+              for w in m.program.wrt]
+    return _tuple(shapes)
+
+
 def _quoted(name: str) -> str:
-    return f'"{name}"'
+    return python_string(name)
 
 
 def _tuple(items) -> str:
@@ -346,5 +596,8 @@ def _tuple(items) -> str:
 
 
 DERIVATIVES = {
-    "grad": (forward_output, value_and_grad_output, grad_output),
+    "grad": (forward_output, value_and_grad_output, grad_output, flat_output, residuals_output),
+    "hvp": (hvp_output, hvp_flat_output),
+    "hessian": (hessian_output,),
+    "jacobian": (jacobian_output,),
 }

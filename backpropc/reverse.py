@@ -24,31 +24,35 @@ class Backward:
     marks: dict[int, int]              # forward node -> graph size once its signal existed
 
 
-def active_nodes(program: Program) -> list[bool]:
-    """Nodes that depend on a wrt symbol AND reach the loss: only they get error signals."""
+def active_nodes(program: Program, root: int | None = None) -> list[bool]:
+    """Nodes that depend on a wrt symbol AND reach the root (the loss by default): only they
+    get error signals."""
     graph, n = program.graph, program.n_forward
+    root = program.loss if root is None else root
     wrt = set(program.wrt)
     depends = [False] * n
     for i in range(n):
         node = graph[i]
         depends[i] = (node.op == SYMBOL and node.value in wrt) or any(depends[a] for a in node.args)
     reaches = [False] * n
-    reaches[program.loss] = True
-    for i in range(program.loss, -1, -1):
+    reaches[root] = True
+    for i in range(root, -1, -1):
         if reaches[i]:
             for a in graph[i].args:
                 reaches[a] = True
     return [d and r for d, r in zip(depends, reaches)]
 
 
-def backprop(program: Program, seed: int) -> Backward:
+def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
+    """Error signals of the root (the loss by default, seeded with `seed`) in every active node."""
     graph = program.graph
-    active = active_nodes(program)
-    contributions: dict[int, list[int]] = {program.loss: [seed]} if active[program.loss] else {}
+    root = program.loss if root is None else root
+    active = active_nodes(program, root)
+    contributions: dict[int, list[int]] = {root: [seed]} if active[root] else {}
     senders: dict[int, list[int]] = {}
     signals: dict[int, int] = {}
     marks: dict[int, int] = {}
-    for v in range(program.loss, -1, -1):
+    for v in range(root, -1, -1):
         parts = contributions.pop(v, None)
         if not parts:
             continue

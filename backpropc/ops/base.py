@@ -33,6 +33,7 @@ class Op:
     jvp: Callable | None                      # forward rule
     code: str | Callable = ""                 # NumPy form: "np.exp({0})", or f(args) -> str
     math: str = ""                            # notation, "{0}^T"; "" for name(args)
+    scalar: str | Callable = ""               # form for Python floats (math module); "" for none
     helpers: tuple[str, ...] = ()             # runtime helpers the NumPy form calls
     cost: Callable = unit_cost                # (number of arguments, ...) -> operations to evaluate it
     safe: object = None                       # argument value for untaken branches, if risky

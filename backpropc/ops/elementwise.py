@@ -27,7 +27,7 @@ def digamma(x):
     return call(sp.polygamma, 0, x)
 
 
-def elementwise(op, derivative, code, *, safe=None, mpmath=None, domain=REAL, helpers=()) -> Op:
+def elementwise(op, derivative, code, *, safe=None, mpmath=None, domain=REAL, helpers=(), scalar="") -> Op:
     """The record of f(x) from its local derivative f'(x) = derivative(x, out)."""
     def vjp(out_bar, out, args, needed):
         return [out_bar * derivative(args[0], out) if needed[0] else None]
@@ -35,12 +35,14 @@ def elementwise(op, derivative, code, *, safe=None, mpmath=None, domain=REAL, he
     def jvp(out, args, tangents):
         return None if tangents[0] is None else tangents[0] * derivative(args[0], out)
 
-    return Op(op, vjp, jvp, code, helpers=helpers, safe=safe, mpmath=mpmath, domain=domain)
+    if not scalar and code.startswith("np.") and code.count("(") == 1:
+        scalar = "math." + code[3:].replace("arc", "a")  # np.arcsin({0}) -> math.asin({0})
+    return Op(op, vjp, jvp, code, helpers=helpers, safe=safe, mpmath=mpmath, domain=domain, scalar=scalar)
 
 
-def piecewise_constant(op, code, *, mpmath=None, domain=REAL) -> Op:
+def piecewise_constant(op, code, *, mpmath=None, domain=REAL, scalar="") -> Op:
     """sign, Heaviside, floor, ceiling: the derivative is 0 everywhere it exists, and 0 at the jumps."""
-    return Op(op, zero_vjp, zero_jvp, code, mpmath=mpmath, domain=domain, zero_derivative=True)
+    return Op(op, zero_vjp, zero_jvp, code, mpmath=mpmath, domain=domain, zero_derivative=True, scalar=scalar)
 
 
 def _polygamma_code(k, x):
@@ -82,23 +84,23 @@ RECORDS = [
     elementwise(sp.cos,    lambda x, out: -call(sp.sin, x),     "np.cos({0})", mpmath=mp.cos),
     elementwise(sp.tan,    lambda x, out: 1 + out ** 2,         "np.tan({0})", safe=0, mpmath=mp.tan,
                 domain=UNIT),
-    elementwise(sp.cot,    lambda x, out: -1 - out ** 2,        "1/np.tan({0})", safe=1, mpmath=mp.cot,
+    elementwise(sp.cot,    lambda x, out: -1 - out ** 2,        "1/np.tan({0})", safe=1, mpmath=mp.cot, scalar="1/math.tan({0})",
                 domain=POSITIVE),
-    elementwise(sp.sec,    lambda x, out: out * call(sp.tan, x), "1/np.cos({0})", safe=0, mpmath=mp.sec,
+    elementwise(sp.sec,    lambda x, out: out * call(sp.tan, x), "1/np.cos({0})", safe=0, mpmath=mp.sec, scalar="1/math.cos({0})",
                 domain=UNIT),
-    elementwise(sp.csc,    lambda x, out: -out * call(sp.cot, x), "1/np.sin({0})", safe=1, mpmath=mp.csc,
+    elementwise(sp.csc,    lambda x, out: -out * call(sp.cot, x), "1/np.sin({0})", safe=1, mpmath=mp.csc, scalar="1/math.sin({0})",
                 domain=POSITIVE),
     elementwise(sp.asin,   lambda x, out: 1 / sqrt(1 - x ** 2), "np.arcsin({0})", safe=0, mpmath=mp.asin,
                 domain=UNIT),
     elementwise(sp.acos,   lambda x, out: -1 / sqrt(1 - x ** 2), "np.arccos({0})", safe=0, mpmath=mp.acos,
                 domain=UNIT),
     elementwise(sp.atan,   lambda x, out: 1 / (1 + x ** 2),     "np.arctan({0})", mpmath=mp.atan),
-    elementwise(sp.acot,   lambda x, out: -1 / (1 + x ** 2),    "np.arctan(1/{p0})", safe=1, mpmath=mp.acot,
+    elementwise(sp.acot,   lambda x, out: -1 / (1 + x ** 2),    "np.arctan(1/{p0})", safe=1, mpmath=mp.acot, scalar="math.atan(1/{p0})",
                 domain=POSITIVE),
     elementwise(sp.sinh,   lambda x, out: call(sp.cosh, x),     "np.sinh({0})", safe=0, mpmath=mp.sinh),
     elementwise(sp.cosh,   lambda x, out: call(sp.sinh, x),     "np.cosh({0})", safe=0, mpmath=mp.cosh),
     elementwise(sp.tanh,   lambda x, out: 1 - out ** 2,         "np.tanh({0})", mpmath=mp.tanh),
-    elementwise(sp.coth,   lambda x, out: 1 - out ** 2,         "1/np.tanh({0})", safe=1, mpmath=mp.coth,
+    elementwise(sp.coth,   lambda x, out: 1 - out ** 2,         "1/np.tanh({0})", safe=1, mpmath=mp.coth, scalar="1/math.tanh({0})",
                 domain=POSITIVE),
     elementwise(sp.asinh,  lambda x, out: 1 / sqrt(x ** 2 + 1), "np.arcsinh({0})", mpmath=mp.asinh),
     elementwise(sp.acosh,  lambda x, out: 1 / sqrt(x ** 2 - 1), "np.arccosh({0})", safe=2, mpmath=mp.acosh,
@@ -106,23 +108,23 @@ RECORDS = [
     elementwise(sp.atanh,  lambda x, out: 1 / (1 - x ** 2),     "np.arctanh({0})", safe=0, mpmath=mp.atanh,
                 domain=UNIT),
     elementwise(sp.erf,    lambda x, out: 2 / sp.sqrt(sp.pi) * call(sp.exp, -x ** 2), "_erf({0})",
-                helpers=("_erf",), mpmath=mp.erf),
+                helpers=("_erf",), mpmath=mp.erf, scalar="math.erf({0})"),
     elementwise(sp.erfc,   lambda x, out: -2 / sp.sqrt(sp.pi) * call(sp.exp, -x ** 2), "_erfc({0})",
-                helpers=("_erfc",), mpmath=mp.erfc),
-    elementwise(sp.Abs,    lambda x, out: call(sp.sign, x),     "np.abs({0})", mpmath=abs),  # Abs'(0) = 0
+                helpers=("_erfc",), mpmath=mp.erfc, scalar="math.erfc({0})"),
+    elementwise(sp.Abs,    lambda x, out: call(sp.sign, x),     "np.abs({0})", mpmath=abs, scalar="abs({0})"),  # Abs'(0) = 0
     elementwise(sigmoid,   lambda x, out: out * (1 - out),      "_sigmoid({0})", helpers=("_sigmoid",),
-                mpmath=lambda x: 1 / (1 + mp.exp(-x))),
+                mpmath=lambda x: 1 / (1 + mp.exp(-x)), scalar="1/(1 + math.exp(-{p0}))"),
     elementwise(softplus,  lambda x, out: call(sigmoid, x),     "np.logaddexp(0, {0})",
-                mpmath=lambda x: mp.log(1 + mp.exp(x))),
+                mpmath=lambda x: mp.log(1 + mp.exp(x)), scalar="math.log1p(math.exp({0}))"),
     elementwise(relu,      lambda x, out: call(sp.Heaviside, x, 0), "np.maximum({0}, 0)",  # relu'(0) = 0
-                mpmath=lambda x: max(x, 0)),
+                mpmath=lambda x: max(x, 0), scalar="max({0}, 0.0)"),
     elementwise(log1p,     lambda x, out: 1 / (1 + x),          "np.log1p({0})", safe=0, mpmath=mp.log1p,
                 domain=UNIT),
     elementwise(expm1,     lambda x, out: out + 1,              "np.expm1({0})", safe=0, mpmath=mp.expm1),
     elementwise(sp.loggamma, lambda x, out: digamma(x),         "_loggamma({0})", safe=1,
-                helpers=("_loggamma",), mpmath=mp.loggamma, domain=POSITIVE),
+                helpers=("_loggamma",), mpmath=mp.loggamma, domain=POSITIVE, scalar="math.lgamma({0})"),
     elementwise(sp.gamma,  lambda x, out: out * digamma(x),     "_gamma({0})", safe=1, helpers=("_gamma",),
-                mpmath=mp.gamma, domain=POSITIVE),
+                mpmath=mp.gamma, domain=POSITIVE, scalar="math.gamma({0})"),
     elementwise(sp.factorial, lambda x, out: out * digamma(x + 1), "_factorial({0})", safe=1,
                 helpers=("_factorial",), mpmath=mp.factorial, domain=POSITIVE),
     Op(sp.polygamma, _polygamma_vjp, _polygamma_jvp, _polygamma_code, safe=1,
@@ -135,6 +137,6 @@ RECORDS = [
                   "_binomial({0}, {1})", ("_binomial",), mp.binomial, ABOVE_ONE),
     piecewise_constant(sp.sign,      "np.sign({0})", mpmath=mp.sign),
     piecewise_constant(sp.Heaviside, "np.heaviside({0}, {1})", mpmath=_mp_heaviside),
-    piecewise_constant(sp.floor,     "np.floor({0})", mpmath=mp.floor),
-    piecewise_constant(sp.ceiling,   "np.ceil({0})", mpmath=mp.ceil),
+    piecewise_constant(sp.floor,     "np.floor({0})", mpmath=mp.floor, scalar="float(math.floor({0}))"),
+    piecewise_constant(sp.ceiling,   "np.ceil({0})", mpmath=mp.ceil, scalar="float(math.ceil({0}))"),
 ]

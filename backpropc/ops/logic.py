@@ -42,12 +42,14 @@ def _mp_piecewise(*args):
 
 def _relation(op, symbol: str, compare) -> Op:
     return Op(op, zero_vjp, zero_jvp, f"({{0}} {symbol} {{1}})", math=f"{{0}} {symbol} {{1}}",
+              scalar=f"({{0}} {symbol} {{1}})",
               zero_derivative=True, mpmath=lambda a, b: compare(a, b))
 
 
-def _logic(op, fn: str, mpmath, commutative=True) -> Op:
+def _logic(op, fn: str, mpmath, word: str) -> Op:
     return Op(op, zero_vjp, zero_jvp, lambda *a: balanced(fn, a), cost=nary_cost,
-              zero_derivative=True, commutative=commutative, mpmath=mpmath)
+              scalar=lambda *a: "(" + f" {word} ".join(a) + ")",
+              zero_derivative=True, commutative=True, mpmath=mpmath)
 
 
 RECORDS = [
@@ -59,9 +61,10 @@ RECORDS = [
     _relation(sp.LessThan, "<=", lambda a, b: a <= b),
     _relation(sp.Equality, "==", lambda a, b: a == b),
     _relation(sp.Unequality, "!=", lambda a, b: a != b),
-    _logic(sp.And, "np.logical_and", lambda *a: all(a)),
-    _logic(sp.Or, "np.logical_or", lambda *a: any(a)),
-    Op(sp.Not, zero_vjp, zero_jvp, "np.logical_not({0})", zero_derivative=True, mpmath=lambda a: not a),
+    _logic(sp.And, "np.logical_and", lambda *a: all(a), "and"),
+    _logic(sp.Or, "np.logical_or", lambda *a: any(a), "or"),
+    Op(sp.Not, zero_vjp, zero_jvp, "np.logical_not({0})", zero_derivative=True, mpmath=lambda a: not a,
+       scalar="(not {0})"),
     Op(sp.ITE, zero_vjp, zero_jvp, "np.where({0}, {1}, {2})", zero_derivative=True,
        mpmath=lambda c, a, b: a if c else b),
 ]

@@ -11,10 +11,13 @@ ARGS = WRT = ()      # argument names (wrt first, then inputs), and the wrt name
 SHAPES = {}          # matrix argument -> its shape per example (numbers, or names of dimensions)
 CHUNK = 0            # examples per chunk of a large batch; 0 = no chunks
 REDUCTION = "sum"    # the objective: the sum or the mean of the per-example loss
+HESSIAN_ROWS = HESSIAN_COLS = HESSIAN_COLOURS = ()  # the Hessian's structure (backpropc.sparsity)
 
 NEEDS = {
     "_checked": ("_params", "_as_float", "_check_matrices"),
     "_in_chunks": ("_params", "_combine"),
+    "_flat_value_and_grad": ("_pack",),
+    "_hessian_coo": ("_pack", "_unpack"),
     "_self_check": ("_finite_difference_errors",),
 }
 
@@ -25,8 +28,9 @@ def _params(f):
 
 
 def _as_float(v):
-    """Integers and booleans as float64; floating values (float32 included) unchanged."""
-    if isinstance(v, (bool, int)):
+    """Integers, booleans and float64 scalars as Python floats (the fast path for scalars);
+    other floating values (float32 included) unchanged."""
+    if isinstance(v, (bool, int, np.float64)):
         return float(v)
     kind = getattr(getattr(v, "dtype", None), "kind", "f")
     return v.astype(np.float64) if kind in "biu" else v
@@ -87,8 +91,9 @@ def _check_matrices(names, values):
     return values
 
 
-def _in_chunks(f, combine):
-    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis).
+def _in_chunks(f, combine, scalar=None):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis);
+    with only Python floats, `scalar` (the same statements on floats) when there is one.
 
     `combine` says how each result adds up over the chunks: "example" (per-example values,
     concatenated), "total" (summed; a mean weighs each chunk by its size), the name of an
@@ -97,6 +102,11 @@ def _in_chunks(f, combine):
     names = _params(f)
 
     def chunked(*args):
+        if scalar is not None and all(type(a) is float for a in args):
+            try:
+                return scalar(*args)
+            except (ArithmeticError, ValueError):  # an inf or a NaN: NumPy gives them as it does
+                args = [np.float64(a) for a in args]
         shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
         batch = np.broadcast_shapes(*shapes)
         if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
@@ -125,6 +135,83 @@ def _combine(how, parts, split, weights):
     if weights is not None:
         parts = [w * p for w, p in zip(weights, parts)]
     return sum(parts[1:], parts[0])
+
+
+def _pack(values):
+    """One flat vector of the values, each flattened in C order."""
+    if all(type(v) is float for v in values):
+        return np.array(values)
+    parts = [np.ravel(v) for v in values]
+    return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
+
+
+def _unpack(theta, shapes):
+    """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
+    if any(type(n) is str for shape in shapes for n in shape):
+        raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
+    theta = np.asarray(theta)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    if theta.ndim != 1 or theta.shape[0] != sum(sizes):
+        raise ValueError(f"theta must be a 1-D array of {sum(sizes)} numbers (WRT {', '.join(WRT)}, "
+                         f"flattened), got shape {theta.shape}")
+    if all(shape == () for shape in shapes):
+        return theta.astype(float, copy=False).tolist()  # Python floats: the fast path
+    values, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
+        start += size
+    return values
+
+
+def _hessian_coo(hvp, wrt, data):
+    """(rows, columns, values) of the Hessian over the flat vector of `wrt`, from one
+    Hessian-vector product per colour: the columns of a colour share no row (HESSIAN_COLOURS), so
+    each product gives every entry of its columns at once."""
+    colours = np.array(HESSIAN_COLOURS, dtype=int)
+    rows, cols = np.array(HESSIAN_ROWS, dtype=int), np.array(HESSIAN_COLS, dtype=int)
+    shapes = [np.shape(w) for w in wrt]
+    theta = _pack(wrt)
+    products = np.zeros((theta.shape[0], colours.max(initial=-1) + 1), dtype=theta.dtype)
+    for c in range(products.shape[1]):
+        directions = _unpack(np.where(colours == c, 1.0, 0.0), shapes)
+        products[:, c] = _pack(hvp(*wrt, *data, *directions)[2])
+    # each entry from its column's product and from its row's, averaged: exactly symmetric
+    values = (products[rows, colours[cols]] + products[cols, colours[rows]]) / 2
+    return rows, cols, values
+
+
+def _stack(values, shape):
+    """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
+    return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
+
+
+def _assemble_jacobian(entries, shape):
+    """The per-example Jacobian, shape + (rows, columns), from its entries (each broadcast)."""
+    dtype = np.result_type(*[e for row in entries for e in row], 1.0)
+    result = np.empty(tuple(shape) + (len(entries), len(entries[0])), dtype=dtype)
+    for k, row in enumerate(entries):
+        for j, e in enumerate(row):
+            result[..., k, j] = e
+    return result
+
+
+def _flat_jacobian(jacobian):
+    """Every example's Jacobian rows stacked: one row per residual of each example."""
+    return np.reshape(jacobian, (-1, np.shape(jacobian)[-1]))
+
+
+def _dense(coo, n):
+    """A dense n x n matrix from (rows, columns, values)."""
+    rows, cols, values = coo
+    matrix = np.zeros((n, n), dtype=values.dtype)
+    matrix[rows, cols] = values
+    return matrix
+
+
+def _flat_value_and_grad(result):
+    """(objective, gradients) as (float, one flat vector)."""
+    value, grads = result
+    return float(value), _pack(grads)
 
 
 def _sum_like(g, like, shape):
