@@ -111,8 +111,8 @@ def cmd_compile(args) -> int:
         compiled.write(out)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
-    print(f"wrote {out} ({compiled.ops['forward']} ops forward, "
-          f"{compiled.ops['value_and_grad']} ops value and gradient)")
+    print(f"wrote {out} ({compiled.ops['forward']:,} ops forward, "
+          f"{compiled.ops['value_and_grad']:,} ops value and gradient)")
     if args.check:
         return 1 if compiled.load()._self_check() else 0
     return 0
