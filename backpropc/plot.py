@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -327,11 +328,17 @@ def _curve(ax, module, point, axes, path, window) -> None:
     ax.set_ylabel("objective")
 
 
+def output_format(path) -> str:
+    """png, svg or pdf, from the path's suffix."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise PlotError(f"unknown plot format {Path(path).suffix or '(no suffix)'}; use .png, .svg or .pdf")
+    return fmt
+
+
 def save(figure, path) -> None:
     """Write the figure as PNG, SVG or PDF (by suffix), atomically and byte-identically."""
-    fmt = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
-    if fmt not in FORMATS:
-        raise PlotError(f"unknown plot format .{fmt}; use .png, .svg or .pdf")
+    fmt = output_format(path)
     matplotlib, _ = _matplotlib()
     metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
     buffer = io.BytesIO()
