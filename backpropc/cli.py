@@ -22,7 +22,7 @@ from .compare import compare
 from .compiler import Compiled, compile
 from .drawing import GraphvizMissing, to_dot, write_graph
 from .errors import BackpropcError, UnusedWrtWarning
-from .explain import explain
+from .explain import FORMATS, explain
 from .model import REDUCTIONS, Model
 from .naming import clean
 
@@ -150,7 +150,7 @@ def cmd_compare(args) -> int:
 
 def cmd_explain(args) -> int:
     compiled, _ = compile_file(args)
-    print(explain(compiled, unicode=args.unicode), end="")
+    print(explain(compiled, unicode=args.unicode, format=args.format), end="")
     return 0
 
 
@@ -238,7 +238,8 @@ EXAMPLES = {
                "  backpropc compile examples/mlp.py -o mlp_grad.py --reduction mean",
     "check": "backpropc check examples/black_scholes.py --points 5 --seed 1",
     "compare": "backpropc compare examples/mlp.py --batch 10000 --budget 5 --json",
-    "explain": "backpropc explain examples/logistic.py --unicode",
+    "explain": "backpropc explain examples/logistic.py --unicode\n"
+               "  backpropc explain examples/mlp.py --format markdown > mlp.md",
     "graph": "backpropc graph examples/logistic.py -o logistic.svg --backward",
     "plot": "backpropc plot examples/logistic.py --params w b -o w_b.png --steps 50",
 }
@@ -301,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("explain", "print the forward and backward passes as equations",
                 "Print the forward pass and the backward pass in the lecture's notation "
                 "(v_bar is the error signal dL/dv).", cmd_explain)
-    p.add_argument("--unicode", action="store_true", help="write overbars (z̄) and σ")
+    p.add_argument("--unicode", action="store_true", help="write overbars (z̄) and σ in the text format")
+    p.add_argument("--format", choices=FORMATS, default="text",
+                   help="text (default), latex (amsmath aligned blocks) or markdown (with $$ math)")
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
                    help="objective: sum (default) or mean of the per-example loss")
 

@@ -32,6 +32,7 @@ ENTRY = re.compile(r"\s*([^\[\]\s]+)\s*(?:\[\s*(\d+)\s*,\s*(\d+)\s*\])?\s*")
 def _matplotlib():
     try:
         import matplotlib
+        import matplotlib.lines
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise MissingExtraError("plotting needs matplotlib, which is not installed: "
@@ -227,7 +228,6 @@ def plot(compiled, params=(), *, data=None, at=None, start=None, lr: float | Non
     if limits is not None and len(limits) != len(axes):
         raise PlotError(f"give limits for each of the {len(axes)} plotted parameters")
     matplotlib, Figure = _matplotlib()
-    import matplotlib.lines
     if lr is None:
         lr = step_size(module, point, axes, start)
     path = descent(module, point, axes, start, lr, steps)
