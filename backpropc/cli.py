@@ -171,11 +171,11 @@ def cmd_graph(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from . import plot
+    from .plot import output_format, plot, save
 
     if args.output:
         try:
-            plot.output_format(args.output)
+            output_format(args.output)
         except BackpropcError as exc:
             raise UserError(str(exc)) from exc
     compiled, domains = compile_file(args)
@@ -189,10 +189,10 @@ def cmd_plot(args) -> int:
     try:
         if args.ylim is not None and args.xlim is None:
             raise UserError("--ylim needs --xlim too")
-        figure = plot.plot(compiled, args.params or (), data=data, at=at, start=args.start, lr=args.lr,
+        figure = plot(compiled, args.params or (), data=data, at=at, start=args.start, lr=args.lr,
                            steps=args.steps, batch=args.batch, seed=args.seed, domains=domains,
                            limits=limits)
-        plot.save(figure, out)
+        save(figure, out)
     except BackpropcError as exc:
         raise UserError(f"{args.model_file}: {exc}") from exc
     except OSError as exc:

@@ -12,24 +12,27 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from .check import argument_shape, finite_point
+from .compiler import Compiled, compile
 from .errors import MissingExtraError, PlotError
 from .files import write_atomic
 
 FORMATS = ("png", "svg", "pdf")
 # Without --data, the data are `batch` examples drawn as `check` draws them.
 DEFAULT_BATCH = 20
-FALLBACK_LR = 0.1  # the step where the objective is not convex at the start
+FIRST_STEP = 0.1   # the first step's length, relative to the start, where the objective is not convex
 GRID = 61          # evaluations per axis of the contour grid
 ARROWS = 13        # arrows per axis
 ENTRY = re.compile(r"\s*([^\[\]\s]+)\s*(?:\[\s*(\d+)\s*,\s*(\d+)\s*\])?\s*")
 
 
 def _matplotlib():
+    """matplotlib and the Figure class of plots, or a one-line error naming the extra."""
     try:
         import matplotlib
         import matplotlib.lines
@@ -37,7 +40,21 @@ def _matplotlib():
     except ImportError as exc:
         raise MissingExtraError("plotting needs matplotlib, which is not installed: "
                                 "pip install 'backpropc[plot]'") from exc
-    return matplotlib, Figure
+    return matplotlib, _shown_in_jupyter(Figure)
+
+
+@cache
+def _shown_in_jupyter(figure_class):
+    """A Figure class that shows itself in Jupyter: a Figure made without pyplot (so that
+    nothing global is touched) would otherwise display as its repr."""
+
+    class PlotFigure(figure_class):
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return PlotFigure
 
 
 @dataclass(frozen=True)
@@ -154,7 +171,8 @@ def _evaluate(module, point: dict) -> tuple[float, dict]:
 def step_size(module, point: dict, axes: list[Coordinate], start) -> float:
     """1 / (2 x the largest curvature of the objective at `start` over the plotted parameters),
     from central differences of the gradient: half the step that would reach the minimum of a
-    quadratic along its steepest axis, so the path shows its approach instead of one jump."""
+    quadratic along its steepest axis, so the path shows its approach instead of one jump. Where
+    the objective is not convex at the start, the first step moves a tenth of max(1, |start|)."""
     p = np.array(start, dtype=float)
     hessian = np.zeros((len(axes), len(axes)))
     for k in range(len(axes)):
@@ -168,7 +186,13 @@ def step_size(module, point: dict, axes: list[Coordinate], start) -> float:
         hessian[k] = (sides[0] - sides[1]) / (2 * h)
     with np.errstate(all="ignore"):
         largest = float(np.max(np.linalg.eigvalsh((hessian + hessian.T) / 2)))
-    return 1 / (2 * largest) if np.isfinite(largest) and largest > 0 else FALLBACK_LR
+    if np.isfinite(largest) and largest > 0:
+        return 1 / (2 * largest)
+    here = point
+    for axis, value in zip(axes, p):
+        here = axis.set(here, value)
+    slope = np.hypot.reduce([axis.of(_evaluate(module, here)[1]) for axis in axes])
+    return FIRST_STEP * max(1.0, float(np.max(np.abs(p)))) / slope if slope > 0 else FIRST_STEP
 
 
 def descent(module, point: dict, axes: list[Coordinate], start, lr: float, steps: int) -> np.ndarray:
@@ -204,6 +228,7 @@ def plot(compiled, params=(), *, data=None, at=None, start=None, lr: float | Non
          batch: int = DEFAULT_BATCH, seed: int = 0, domains=None, limits=None, ax=None):
     """Draw the objective over one or two parameters with its gradient; return the Figure.
 
+    `compiled`: a `Compiled` model, or a `Model` (compiled with the mean over the examples).
     `params`: the parameters (or entries such as "W1[0,1]") on the axes; by default the model's
     own one or two. `data`: arrays by argument name (else `batch` seeded random examples);
     `at`: values of other parameters (else seeded random ones). Gradient descent starts at
@@ -217,6 +242,8 @@ def plot(compiled, params=(), *, data=None, at=None, start=None, lr: float | Non
         raise PlotError("the number of steps must be 0 or more")
     if batch < 1:
         raise PlotError("the batch must have at least 1 example")
+    if not isinstance(compiled, Compiled):
+        compiled = compile(compiled, reduction="mean")
     module = compiled.load()
     axes = coordinates(module, compiled.name, list(params))
     point = base_point(compiled, module, data, at, batch, seed, domains)
@@ -308,7 +335,7 @@ def _curve(ax, module, point, axes, path, window) -> None:
     xs = np.linspace(x0, x1, 4 * GRID)
     values = np.array([_evaluate(module, axis.set(point, x))[0] for x in xs])
     ax.plot(xs, values, color="#1d4ed8", linewidth=2, label="objective")
-    half = (x1 - x0) / 12
+    half = (x1 - x0) / 8
     for k, x in enumerate(np.linspace(x0, x1, 7)[1:-1]):
         value, grads = _evaluate(module, axis.set(point, x))
         slope = axis.of(grads)

@@ -14,7 +14,7 @@ from test_cli import backpropc
 import backpropc as bp
 from backpropc import cli
 from backpropc.errors import PlotError
-from backpropc.plot import base_point, plot
+from backpropc.plot import base_point, coordinates, plot, step_size
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGISTIC = ROOT / "examples" / "logistic.py"
@@ -162,3 +162,19 @@ def test_without_matplotlib_the_message_names_the_extra(monkeypatch, capsys, tmp
     assert err == ("backpropc: error: " + str(LOGISTIC) + ": plotting needs matplotlib, which is not "
                    "installed: pip install 'backpropc[plot]'\n")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_default_step_is_half_the_inverse_of_the_largest_curvature():
+    w, b, x = sp.symbols("w b x")
+    quadratic = bp.compile(bp.Model(name="q", steps=[], loss=3 * (w - x) ** 2 + (b - x) ** 2, wrt=[w, b],
+                                    inputs=[x]), reduction="mean")
+    module = quadratic.load()
+    point = {"w": 0.0, "b": 0.0, "x": np.array([0.5, 1.5])}
+    axes = coordinates(module, "q", ["w", "b"])
+    assert np.isclose(step_size(module, point, axes, (2.0, -1.0)), 1 / 12, rtol=1e-6)  # curvature 6
+    concave = bp.compile(bp.Model(name="c", steps=[], loss=-(w - x) ** 2, wrt=[w], inputs=[x]),
+                         reduction="mean")
+    module = concave.load()
+    # not convex: the first step moves a tenth of max(1, |start|); the gradient at w=3, x=1 is -4
+    assert np.isclose(step_size(module, {"w": 0.0, "x": 1.0}, coordinates(module, "c", ["w"]), (3.0,)),
+                      0.1 * 3 / 4)
