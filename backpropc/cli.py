@@ -281,10 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "sympy.diff at random points; exit 1 unless every relative error is below the "
                 "tolerance.",
                 cmd_check)
-    p.add_argument("--seed", type=int, default=0, help="random seed of the points (default 0)")
-    p.add_argument("--points", type=int, default=3, help="number of random points (default 3)")
-    p.add_argument("--batch", type=int, default=4, help="examples per point (default 4)")
-    p.add_argument("--tolerance", type=float, default=1e-6, help="largest relative error (default 1e-6)")
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="random seed of the points (default 0)")
+    p.add_argument("--points", type=int, default=3, metavar="N", help="number of random points (default 3)")
+    p.add_argument("--batch", type=int, default=4, metavar="N", help="examples per point (default 4)")
+    p.add_argument("--tolerance", type=float, default=1e-6, metavar="TOL",
+                   help="largest relative error (default 1e-6)")
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
                    help="objective: sum (default) or mean of the per-example loss")
 
@@ -293,10 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "time (naive), and the same followed by sympy.cse (naive_cse): operation counts, "
                 "compile and run times, and the largest relative difference of the gradients.",
                 cmd_compare)
-    p.add_argument("--batch", type=int, default=1000, help="examples per evaluation (default 1000)")
-    p.add_argument("--budget", type=float, default=10.0,
+    p.add_argument("--batch", type=int, default=1000, metavar="N", help="examples per evaluation (default 1000)")
+    p.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
                    help="seconds allowed to each naive method before it is stopped (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the data (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="random seed of the data (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     p = command("explain", "print the forward and backward passes as equations",
@@ -333,13 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the value of a parameter (or an entry) that is not plotted; repeatable")
     p.add_argument("--start", nargs="+", type=float, metavar="VALUE",
                    help="where gradient descent starts, one value per plotted parameter")
-    p.add_argument("--lr", type=float, help="learning rate (default: 1/(2 x the largest curvature at the start))")
-    p.add_argument("--steps", type=int, default=30, help="gradient-descent steps (default 30)")
+    p.add_argument("--lr", type=float, metavar="RATE", help="learning rate (default: 1/(2 x the largest curvature at the start))")
+    p.add_argument("--steps", type=int, default=30, metavar="N", help="gradient-descent steps (default 30)")
     p.add_argument("--xlim", nargs=2, type=float, metavar=("LOW", "HIGH"),
                    help="range of the first parameter (default: the path's, widened)")
     p.add_argument("--ylim", nargs=2, type=float, metavar=("LOW", "HIGH"), help="range of the second parameter")
-    p.add_argument("--batch", type=int, default=20, help="random examples when there is no --data (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the data and parameters (default 0)")
+    p.add_argument("--batch", type=int, default=20, metavar="N", help="random examples when there is no --data (default 20)")
+    p.add_argument("--seed", type=int, default=0, metavar="K",
+                   help="random seed of the data and parameters (default 0)")
     p.add_argument("--reduction", choices=REDUCTIONS, default="mean",
                    help="objective: mean (default here: the cost of slide 4) or sum of the per-example loss")
     return parser
