@@ -95,8 +95,9 @@ def coordinates(module, model: str, names) -> list[Coordinate]:
         if total > 2:
             raise PlotError(f"{model} has {total:,} parameters ({listed}); choose two with --params, "
                             f"e.g. --params {_example(module, wrt)}")
-        return [Coordinate(w, None if sizes[w] == 1 and not argument_shape(module, w, None) else (0, 0))
-                for w in wrt]
+        return [Coordinate(w, index) for w in wrt
+                for index in (np.ndindex(argument_shape(module, w, None)) if argument_shape(module, w, None)
+                              else [None])]
     if len(names) > 2:
         raise PlotError(f"at most two parameters can be plotted, not {len(names)}; e.g. --params "
                         f"{_example(module, wrt)}")

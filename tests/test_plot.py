@@ -178,3 +178,11 @@ def test_default_step_is_half_the_inverse_of_the_largest_curvature():
     # not convex: the first step moves a tenth of max(1, |start|); the gradient at w=3, x=1 is -4
     assert np.isclose(step_size(module, {"w": 0.0, "x": 1.0}, coordinates(module, "c", ["w"]), (3.0,)),
                       0.1 * 3 / 4)
+
+
+def test_a_two_entry_matrix_parameter_is_plotted_entry_by_entry_by_default():
+    W, x = sp.MatrixSymbol("W", 2, 1), sp.MatrixSymbol("x", 2, 1)
+    compiled = bp.compile(bp.Model(name="m", steps=[], loss=bp.sum(sp.HadamardPower(W - x, 2)), wrt=[W],
+                                   inputs=[x]))
+    ax = plot(compiled, steps=3).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("W[0,0]", "W[1,0]")
