@@ -9,6 +9,7 @@ large to differentiate that way.
 
 from __future__ import annotations
 
+import html
 import warnings
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from . import runtime
 from .compiler import Compiled, compile
+from .display import html_table
 from .emit import SympyPrinter
 from .errors import UnusedWrtWarning
 from .functions import EntrySum
@@ -62,8 +64,7 @@ class CheckReport:
         return bool(self.rows) and self.worst < self.tolerance
 
     def format(self) -> str:
-        lines = [f"check {self.model}: {self.points} random points (seed {self.seed}), "
-                 f"batches of {self.batch}"]
+        lines = [self._title()]
         if self.rows:
             width = max(9, *(len(r.name) for r in self.rows))
             lines.append(f"{'parameter':<{width}}  {'gradient':>14}  {'vs finite diff.':>15}  "
@@ -74,9 +75,30 @@ class CheckReport:
                              f"{sym:>13}")
         if self.note:
             lines.append(self.note)
-        verdict = "ok" if self.ok else "FAILED"
-        lines.append(f"largest relative error {self.worst:.2e} (tolerance {self.tolerance:g}): {verdict}")
+        lines.append(self._verdict())
         return "\n".join(lines)
+
+    def _title(self) -> str:
+        return (f"check {self.model}: {plural(self.points, 'random point')} (seed {self.seed}), "
+                f"batches of {self.batch:,}")
+
+    def _verdict(self) -> str:
+        return f"largest relative error {self.worst:.2e} (tolerance {self.tolerance:g}): " + \
+            ("ok" if self.ok else "FAILED")
+
+    def _repr_html_(self) -> str:
+        """The report as a table, for Jupyter."""
+        rows = [(r.name, f"{r.value:.6g}", f"{r.finite_difference_error:.2e}",
+                 "skipped" if r.sympy_error is None else f"{r.sympy_error:.2e}") for r in self.rows]
+        parts = [self._title(),
+                 html_table(("parameter", "gradient", "vs finite diff.", "vs sympy.diff"), rows),
+                 self.note, self._verdict()]
+        return "".join(f"<p>{html.escape(p)}</p>" if not p.startswith("<table") else p for p in parts if p)
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 random point', '3 random points', '1,000 random points'."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batch: int = 4,

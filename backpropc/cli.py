@@ -22,7 +22,7 @@ from .compare import compare
 from .compiler import Compiled, compile
 from .drawing import GraphvizMissing, to_dot, write_graph
 from .errors import BackpropcError, UnusedWrtWarning
-from .explain import explain
+from .explain import FORMATS, explain
 from .model import REDUCTIONS, Model
 from .naming import clean
 
@@ -112,8 +112,8 @@ def cmd_compile(args) -> int:
         compiled.write(out)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
-    print(f"wrote {out} ({compiled.ops['forward']} ops forward, "
-          f"{compiled.ops['value_and_grad']} ops value and gradient)")
+    print(f"wrote {out} ({compiled.ops['forward']:,} ops forward, "
+          f"{compiled.ops['value_and_grad']:,} ops value and gradient)")
     if args.check:
         return 1 if compiled.load()._self_check() else 0
     return 0
@@ -151,7 +151,7 @@ def cmd_compare(args) -> int:
 
 def cmd_explain(args) -> int:
     compiled, _ = compile_file(args)
-    print(explain(compiled, unicode=args.unicode), end="")
+    print(explain(compiled, unicode=args.unicode, format=args.format), end="")
     return 0
 
 
@@ -171,6 +171,61 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from .plot import output_format, plot, save
+
+    if args.output:
+        try:
+            output_format(args.output)
+        except BackpropcError as exc:
+            raise UserError(str(exc)) from exc
+    compiled, domains = compile_file(args)
+    data = _load_data(args.data) if args.data else None
+    at = dict(_assignment(text) for text in args.at)
+    labels = "_".join(args.params or ()) or "plot"
+    out = Path(args.output) if args.output else \
+        Path(args.model_file).resolve().parent / f"{clean(compiled.name)}_{clean(labels)}.png"
+    _check_output_folder(out)
+    limits = None if args.xlim is None else [args.xlim] + ([args.ylim] if args.ylim else [])
+    try:
+        if args.ylim is not None and args.xlim is None:
+            raise UserError("--ylim needs --xlim too")
+        figure = plot(compiled, args.params or (), data=data, at=at, start=args.start, lr=args.lr,
+                           steps=args.steps, batch=args.batch, seed=args.seed, domains=domains,
+                           limits=limits)
+        save(figure, out)
+    except BackpropcError as exc:
+        raise UserError(f"{args.model_file}: {exc}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
+    print(f"wrote {out}")
+    return 0
+
+
+def _load_data(path: str) -> dict:
+    """Arrays by argument name from an .npz file (numpy.savez)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError as exc:
+        raise UserError(f"data file {path} not found; pass an .npz file made with numpy.savez") from exc
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path} as .npz data ({exc}); save the arrays with "
+                        f"numpy.savez(path, x=..., t=...)") from exc
+
+
+def _assignment(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise UserError(f"--at {text}: write NAME=NUMBER, e.g. --at b=0.5") from None
+
+
 def _check_output_folder(out: Path) -> None:
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it or choose "
@@ -184,8 +239,10 @@ EXAMPLES = {
                "  backpropc compile examples/mlp.py -o mlp_grad.py --reduction mean",
     "check": "backpropc check examples/black_scholes.py --points 5 --seed 1",
     "compare": "backpropc compare examples/mlp.py --batch 10000 --budget 5 --json",
-    "explain": "backpropc explain examples/logistic.py --unicode",
+    "explain": "backpropc explain examples/logistic.py --unicode\n"
+               "  backpropc explain examples/mlp.py --format markdown > mlp.md",
     "graph": "backpropc graph examples/logistic.py -o logistic.svg --backward",
+    "plot": "backpropc plot examples/logistic.py --params w b -o w_b.png --steps 50",
 }
 
 
@@ -228,10 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "sympy.diff at random points; exit 1 unless every relative error is below the "
                 "tolerance.",
                 cmd_check)
-    p.add_argument("--seed", type=int, default=0, help="random seed of the points (default 0)")
-    p.add_argument("--points", type=int, default=3, help="number of random points (default 3)")
-    p.add_argument("--batch", type=int, default=4, help="examples per point (default 4)")
-    p.add_argument("--tolerance", type=float, default=1e-6, help="largest relative error (default 1e-6)")
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="random seed of the points (default 0)")
+    p.add_argument("--points", type=int, default=3, metavar="N", help="number of random points (default 3)")
+    p.add_argument("--batch", type=int, default=4, metavar="N", help="examples per point (default 4)")
+    p.add_argument("--tolerance", type=float, default=1e-6, metavar="TOL",
+                   help="largest relative error (default 1e-6)")
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
                    help="objective: sum (default) or mean of the per-example loss")
 
@@ -240,16 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
                 "time (naive), and the same followed by sympy.cse (naive_cse): operation counts, "
                 "compile and run times, and the largest relative difference of the gradients.",
                 cmd_compare)
-    p.add_argument("--batch", type=int, default=1000, help="examples per evaluation (default 1000)")
-    p.add_argument("--budget", type=float, default=10.0,
+    p.add_argument("--batch", type=int, default=1000, metavar="N", help="examples per evaluation (default 1000)")
+    p.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
                    help="seconds allowed to each naive method before it is stopped (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the data (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="random seed of the data (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     p = command("explain", "print the forward and backward passes as equations",
                 "Print the forward pass and the backward pass in the lecture's notation "
                 "(v_bar is the error signal dL/dv).", cmd_explain)
-    p.add_argument("--unicode", action="store_true", help="write overbars (z̄) and σ")
+    p.add_argument("--unicode", action="store_true", help="write overbars (z̄) and σ in the text format")
+    p.add_argument("--format", choices=FORMATS, default="text",
+                   help="text (default), latex (amsmath aligned blocks) or markdown (with $$ math)")
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
                    help="objective: sum (default) or mean of the per-example loss")
 
@@ -258,6 +318,36 @@ def build_parser() -> argparse.ArgumentParser:
                 cmd_graph)
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="OUT.dot, OUT.svg, OUT.png or OUT.pdf")
     p.add_argument("--backward", action="store_true", help="add the error signals and gradients")
+
+    p = command("plot", "plot the objective over one or two parameters, with its gradient",
+                "The geometric view: contours of the objective over two parameters (the others held "
+                "fixed), the negative gradient as arrows, and a gradient-descent path; for a model "
+                "with one parameter, the objective as a curve with tangent lines. Needs matplotlib "
+                "(pip install 'backpropc[plot]'). Without --data the data are --batch examples "
+                "drawn at random as `check` draws them (uniform in (0.1, 0.9), or the model file's "
+                "DOMAINS; seeded by --seed); parameters not plotted take random values the same way "
+                "unless --at sets them.",
+                cmd_plot)
+    p.add_argument("--params", nargs="+", metavar="NAME",
+                   help="one or two parameters, or entries of a matrix parameter such as W1[0,1] "
+                        "(default: the model's own one or two)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="OUT.png, OUT.svg or OUT.pdf (default: <name>_<params>.png beside the model)")
+    p.add_argument("--data", metavar="FILE.npz", help="the data: arrays by argument name (numpy.savez)")
+    p.add_argument("--at", action="append", default=[], metavar="NAME=VALUE",
+                   help="the value of a parameter (or an entry) that is not plotted; repeatable")
+    p.add_argument("--start", nargs="+", type=float, metavar="VALUE",
+                   help="where gradient descent starts, one value per plotted parameter")
+    p.add_argument("--lr", type=float, metavar="RATE", help="learning rate (default: 1/(2 x the largest curvature at the start))")
+    p.add_argument("--steps", type=int, default=30, metavar="N", help="gradient-descent steps (default 30)")
+    p.add_argument("--xlim", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="range of the first parameter (default: the path's, widened)")
+    p.add_argument("--ylim", nargs=2, type=float, metavar=("LOW", "HIGH"), help="range of the second parameter")
+    p.add_argument("--batch", type=int, default=20, metavar="N", help="random examples when there is no --data (default 20)")
+    p.add_argument("--seed", type=int, default=0, metavar="K",
+                   help="random seed of the data and parameters (default 0)")
+    p.add_argument("--reduction", choices=REDUCTIONS, default="mean",
+                   help="objective: mean (default here: the cost of slide 4) or sum of the per-example loss")
     return parser
 
 

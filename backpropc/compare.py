@@ -12,6 +12,7 @@ Operation counts use one definition for every row (`opcount`).
 
 from __future__ import annotations
 
+import html
 import json
 import multiprocessing
 import statistics
@@ -23,6 +24,7 @@ import sympy as sp
 
 from .check import finite_point, numpy_function, to_sympy, written_out
 from .compiler import Compiled, compile
+from .display import html_table
 from .opcount import tree_ops
 
 METHODS = ("backprop", "naive", "naive_cse")
@@ -53,21 +55,35 @@ class Comparison:
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
-    def format(self) -> str:
+    def _cells(self) -> list[tuple[str, ...]]:
         header = ("method", "status", "ops", "compile s", "run s", "max rel diff")
-        cells = [header] + [(r.method, r.status, _fmt(r.ops, "{:,}"), _fmt(r.compile_s, "{:.3g}"),
-                             _fmt(r.run_s, "{:.3g}"), _fmt(r.max_rel_diff, "{:.1e}")) for r in self.rows]
+        return [header] + [(r.method, r.status, _fmt(r.ops, "{:,}"), _fmt(r.compile_s, "{:.3g}"),
+                            _fmt(r.run_s, "{:.3g}"), _fmt(r.max_rel_diff, "{:.1e}")) for r in self.rows]
+
+    def _notes(self) -> list[str]:
+        matrix = ("backprop's ops are matrix operations (one @ is one); the naive rows differentiate "
+                  "the model written out entry by entry and count scalar operations.")
+        ratio = (f"backprop's value and gradient cost {self.ratio:.2f} x its forward pass "
+                 f"({self.ops_forward:,} ops); the cheap-gradient bound is 3 for multiplications "
+                 f"(Baur-Strassen) and 5 for all operations (Griewank).")
+        return [matrix, ratio] if self.matrix else [ratio]
+
+    def _repr_html_(self) -> str:
+        """The comparison as a table, for Jupyter."""
+        header, *rows = self._cells()
+        return (f"<p>{html.escape(self.model)}: value and gradient at batch {self.batch:,}</p>"
+                + html_table(header, rows) + "".join(f"<p>{html.escape(n)}</p>" for n in self._notes()))
+
+    def format(self) -> str:
+        cells = self._cells()
+        header = cells[0]
         widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
         lines = [f"{self.model}: value and gradient at batch {self.batch:,}", ""]
         for row in cells:
             lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if self.matrix:
-            lines += ["", "backprop's ops are matrix operations (one @ is one); the naive rows differentiate "
-                          "the model written out entry by entry and count scalar operations."]
-        lines += ["", f"backprop's value and gradient cost {self.ratio:.2f} x its forward pass "
-                      f"({self.ops_forward:,} ops); the cheap-gradient bound is 3 for multiplications "
-                      f"(Baur-Strassen) and 5 for all operations (Griewank)."]
+        for note in self._notes():
+            lines += ["", note]
         return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import sympy as sp
 
 from . import __version__, runtime
+from .display import DisplayMixin
 from .errors import ModelError
 from .files import write_atomic
 from .model import REDUCTIONS, Model, Program, lower
@@ -29,7 +30,7 @@ CHUNK_BYTES = 8 * 2 ** 20
 
 
 @dataclass
-class Compiled:
+class Compiled(DisplayMixin):
     """A compiled model: the generated module's `source`, its op counts, and ways to use it."""
 
     name: str

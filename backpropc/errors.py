@@ -23,3 +23,11 @@ class NonRealConstantError(ModelError):
 
 class UnusedWrtWarning(UserWarning):
     """A `wrt` symbol does not occur in the loss: its gradient is zero."""
+
+
+class PlotError(BackpropcError, ValueError):
+    """A plot was asked for parameters, data or settings that the model does not have."""
+
+
+class MissingExtraError(BackpropcError, ImportError):
+    """An optional feature needs a package that is not installed; the message names the extra."""

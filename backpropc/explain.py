@@ -12,8 +12,11 @@ from __future__ import annotations
 from sympy.printing.str import StrPrinter
 
 from .compiler import Compiled
+from .latex import aligned, latex_name, passes
 
-MACRON = "\u0304"
+MACRON = "\u0304"      # one letter: z̄
+OVERLINE = "\u0305"    # after every character of a longer name: the bars join into one (m̅u̅)
+FORMATS = ("text", "latex", "markdown")
 
 
 class LectureUnicodePrinter(StrPrinter):
@@ -28,9 +31,13 @@ class LectureUnicodePrinter(StrPrinter):
 
 
 def bar(name: str) -> str:
-    """`z_bar` -> `z̄` (an overbar on the last character of the base name)."""
+    """`z_bar` -> `z̄`, `mu_bar` -> `m̅u̅`: one bar over the whole base name, as the lecture draws it.
+
+    A combining overline after each character draws a continuous bar in most fonts; a single
+    letter keeps the macron, which every font places well."""
     if name.endswith("_bar") and len(name) > 4:
-        return name[:-4] + MACRON
+        base = name[:-4]
+        return base + MACRON if len(base) == 1 else "".join(c + OVERLINE for c in base)
     return name
 
 
@@ -47,7 +54,14 @@ def equations(compiled: Compiled, unicode: bool = False) -> tuple[list[str], lis
     return forward, backward
 
 
-def explain(compiled: Compiled, unicode: bool = False) -> str:
+def explain(compiled: Compiled, unicode: bool = False, format: str = "text") -> str:
+    """The passes as text (z_bar, or z̄ with `unicode`), as LaTeX, or as Markdown with LaTeX math."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    if format == "latex":
+        return latex_document(compiled)
+    if format == "markdown":
+        return markdown(compiled)
     forward, backward = equations(compiled, unicode)
     reduction = "mean" if compiled.listing.seed is not None else "sum"
     signal = "v̄" if unicode else "v_bar"
@@ -67,7 +81,39 @@ def explain(compiled: Compiled, unicode: bool = False) -> str:
     if rewrites:
         text += ["", "Rewritten into stable forms before differentiation (turn off with --no-rewrite):"]
         text += [f"    {note}" for note in rewrites]
+    text += ["", f"Cost: {cost(compiled)}."]
+    return "\n".join(text) + "\n"
+
+
+def cost(compiled: Compiled) -> str:
+    """'6 operations forward, 13 for value and gradient (2.17x)', with thousands separators."""
     ops = compiled.ops
-    text += ["", f"Cost: {ops['forward']} operations forward, {ops['value_and_grad']} for value and "
-             f"gradient ({ops['value_and_grad'] / max(ops['forward'], 1):.2f}x)."]
+    return (f"{ops['forward']:,} operations forward, {ops['value_and_grad']:,} for value and gradient "
+            f"({ops['value_and_grad'] / max(ops['forward'], 1):.2f}x)")
+
+
+def objective(compiled: Compiled) -> str:
+    loss = compiled.listing.forward[-1].name if compiled.listing.forward else "L"
+    return f"the mean of {loss} over the N examples" if compiled.listing.seed is not None else f"the sum of {loss}"
+
+
+def latex_document(compiled: Compiled) -> str:
+    """The two passes as LaTeX (amsmath): a forward and a backward aligned block."""
+    forward, backward = passes(compiled)
+    lines = [f"% {compiled.name}: differentiated with respect to {', '.join(compiled.wrt)}",
+             "% Forward pass", r"\[", aligned(forward), r"\]",
+             f"% Backward pass (v_bar = d(objective)/dv, objective = {objective(compiled)})",
+             r"\[", aligned(backward), r"\]", f"% Cost: {cost(compiled)}"]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(compiled: Compiled) -> str:
+    """The two passes as Markdown with $$ math (Jupyter, GitHub, most Markdown renderers)."""
+    forward, backward = passes(compiled)
+    wrt = ", ".join(f"${latex_name(w)}$" for w in compiled.wrt)
+    text = [f"**{compiled.name}**: differentiated with respect to {wrt}", "",
+            "Forward pass:", "", "$$", aligned(forward), "$$", "",
+            (rf"Backward pass ($\bar v$ = d(objective)/d$v$, objective = {objective(compiled)}; "
+             "each gradient is then summed over the batch):"), "", "$$", aligned(backward), "$$", "",
+            f"Cost: {cost(compiled)}."]
     return "\n".join(text) + "\n"

@@ -184,3 +184,16 @@ def test_check_refuses_meaningless_options(option):
 def test_model_path_that_is_a_folder(tmp_path):
     run = backpropc("compile", tmp_path)
     assert run.returncode == 2 and "is a folder" in run.stderr
+
+
+def test_readme_synopsis_is_the_usage_of_every_command():
+    """The README's command synopsis is `backpropc COMMAND --help`'s usage, command by command
+    (compared with whitespace collapsed, so line wrapping may differ)."""
+    from backpropc.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    entries = [" ".join(entry.split()) for entry in ("\n" + block).split("\nbackpropc ")[1:]]
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    usages = [" ".join(p.format_usage().split()).removeprefix("usage: backpropc ") for p in commands.values()]
+    assert sorted(entries) == sorted(usages)
