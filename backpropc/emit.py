@@ -28,7 +28,7 @@ MAX_INLINE_DEPTH = 8
 GROUP = 64
 
 # Precedences of printed forms (Python's, coarsened).
-ADD, NEGATIVE, MUL, POW, ATOM = 30, 35, 40, 60, 100
+CONDITIONAL, ADD, NEGATIVE, MUL, POW, ATOM = 10, 30, 35, 40, 60, 100
 
 
 @dataclass
@@ -135,8 +135,6 @@ class IRPrinter:
             return self._piecewise(args)
         if self.math:
             return self._math_call(record, args)
-        texts = [t for t, _ in args]
-        operands = [t if p >= ATOM else f"({t})" for t, p in args]
         code = record.code
         if self.scalar:
             if not record.scalar:
@@ -144,6 +142,10 @@ class IRPrinter:
             code = record.scalar
         else:
             self.helpers.update(record.helpers)
+        # a conditional expression is parenthesised unless it is a whole argument of a call
+        texts = [t if p > CONDITIONAL or isinstance(code, str) and _whole_argument(code, k) else f"({t})"
+                 for k, (t, p) in enumerate(args)]
+        operands = [t if p >= ATOM else f"({t})" for t, p in args]
         if callable(code):
             text = code(*(operands if "operands" in record.tags else texts))
         else:
@@ -247,12 +249,13 @@ class IRPrinter:
         if self.math:
             return "Piecewise(" + ", ".join(f"({e}, {c})" for e, c in pairs) + ")", ATOM
         last, last_cond = pairs[-1]
-        if self.scalar:  # only the branch taken is evaluated
-            text = last if last_cond == "True" else f"({last} if {last_cond} else math.nan)"
+        if self.scalar:  # a conditional expression: only the branch taken is evaluated
+            operand = [(e if p > CONDITIONAL else f"({e})", c) for (e, p), (c, _) in zip(args[0::2], args[1::2])]
+            text = operand[-1][0] if last_cond == "True" else f"{operand[-1][0]} if {last_cond} else math.nan"
             self.uses_math = self.uses_math or last_cond != "True"
-            for e, c in reversed(pairs[:-1]):
-                text = f"({e} if {c} else {text})"
-            return text, ATOM
+            for e, c in reversed(operand[:-1]):
+                text = f"{e} if {c} else {text}"
+            return text, CONDITIONAL
         default = last if last_cond == "True" else "np.nan"
         conditional = pairs[:-1] if last_cond == "True" else pairs
         if len(conditional) > 16:  # np.select keeps hundreds of branches one call deep
@@ -312,6 +315,14 @@ def _real(value):
     except (TypeError, ValueError):
         return None
     return number if number.is_finite and number.is_real else None
+
+
+def _whole_argument(code: str, k: int) -> bool:
+    """Whether every {k} of a format string is a whole argument of a call: f({k}) or f(a, {k})."""
+    field = "{" + str(k) + "}"
+    parts = code.split(field)
+    return all(before.endswith(("(", ", ")) for before in parts[:-1]) and \
+        all(after.startswith((")", ",")) for after in parts[1:])
 
 
 def _is_name(text: str) -> bool:

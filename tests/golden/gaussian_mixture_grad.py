@@ -86,6 +86,21 @@ def grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     return _value_and_grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x)[1]
 
 
+def pack(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3):
+    """theta: the WRT values in one flat vector, each flattened in C order."""
+    return _pack((a1, a2, a3, mu1, mu2, mu3, s1, s2, s3))
+
+
+def unpack(theta):
+    """The WRT values from theta, each in its own shape (pack's inverse)."""
+    return _unpack(theta, ((), (), (), (), (), (), (), (), ()))
+
+
+def value_and_grad_flat(theta, x):
+    """(objective as a float, gradient as one flat vector) at theta = pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it."""
+    return _flat_value_and_grad(_value_and_grad(*unpack(theta), x))
+
+
 
 def _params(f):
     """The parameter names of a module function (or of the function a wrapper wraps)."""
@@ -93,8 +108,9 @@ def _params(f):
 
 
 def _as_float(v):
-    """Integers and booleans as float64; floating values (float32 included) unchanged."""
-    if isinstance(v, (bool, int)):
+    """Integers, booleans and float64 scalars as Python floats (the fast path for scalars);
+    other floating values (float32 included) unchanged."""
+    if isinstance(v, (bool, int, np.float64)):
         return float(v)
     kind = getattr(getattr(v, "dtype", None), "kind", "f")
     return v.astype(np.float64) if kind in "biu" else v
@@ -155,8 +171,9 @@ def _check_matrices(names, values):
     return values
 
 
-def _in_chunks(f, combine):
-    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis).
+def _in_chunks(f, combine, scalar=None):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis);
+    with only Python floats, `scalar` (the same statements on floats) when there is one.
 
     `combine` says how each result adds up over the chunks: "example" (per-example values,
     concatenated), "total" (summed; a mean weighs each chunk by its size), the name of an
@@ -165,6 +182,11 @@ def _in_chunks(f, combine):
     names = _params(f)
 
     def chunked(*args):
+        if scalar is not None and all(type(a) is float for a in args):
+            try:
+                return scalar(*args)
+            except (ArithmeticError, ValueError):  # an inf or a NaN: NumPy gives them as it does
+                args = [np.float64(a) for a in args]
         shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
         batch = np.broadcast_shapes(*shapes)
         if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
@@ -193,6 +215,38 @@ def _combine(how, parts, split, weights):
     if weights is not None:
         parts = [w * p for w, p in zip(weights, parts)]
     return sum(parts[1:], parts[0])
+
+
+def _pack(values):
+    """One flat vector of the values, each flattened in C order."""
+    if all(type(v) is float for v in values):
+        return np.array(values)
+    parts = [np.ravel(v) for v in values]
+    return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
+
+
+def _unpack(theta, shapes):
+    """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
+    if any(type(n) is str for shape in shapes for n in shape):
+        raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
+    theta = np.asarray(theta)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    if theta.ndim != 1 or theta.shape[0] != sum(sizes):
+        raise ValueError(f"theta must be a 1-D array of {sum(sizes)} numbers (WRT {', '.join(WRT)}, "
+                         f"flattened), got shape {theta.shape}")
+    if all(shape == () for shape in shapes):
+        return theta.astype(float, copy=False).tolist()  # Python floats: the fast path
+    values, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
+        start += size
+    return values
+
+
+def _flat_value_and_grad(result):
+    """(objective, gradients) as (float, one flat vector)."""
+    value, grads = result
+    return float(value), _pack(grads)
 
 
 def _sum_like(g, like, shape):
@@ -279,6 +333,9 @@ _value_and_grad = _in_chunks(value_and_grad, ("total", ("a1", "a2", "a3", "mu1",
 forward = _checked(_forward)
 value_and_grad = _checked(_value_and_grad)
 grad = _checked(grad)
+pack = _checked(pack)
+unpack = _checked(unpack)
+value_and_grad_flat = _checked(value_and_grad_flat)
 
 
 if __name__ == "__main__":
