@@ -104,7 +104,7 @@ def _render(builder: ModuleBuilder) -> Compiled:
     for f in functions:
         helpers |= f.helpers
     args = builder.arg_names
-    matrix_shapes = {a: tuple(s.shape) for a, s in zip(args, program.args) if isinstance(s, sp.MatrixSymbol)}
+    matrix_shapes = builder.matrix_shapes
     source = render(
         name=docstring_text(program.name),
         version=__version__,

@@ -383,6 +383,7 @@ class Schedule:
             for a in graph[i].args:
                 users_are_sums[a] = users_are_sums[a] and graph[i].op is sp.Add
         self.ops = sum(0 if self._is_negation_of_name(i, own) and users_are_sums[i]
+                       or constant_value(graph, i) is not None  # computed once, when compiling
                        else node_cost(graph, i) for i in live)
         self.names: dict[int, str] = {}
         signal_of, tangent_of = signal_of or {}, tangent_of or {}

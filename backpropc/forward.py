@@ -18,7 +18,7 @@ from .ops.matrix import fill
 
 def tangents(graph: Graph, roots: list[int], seeds: dict[int, int]) -> dict[int, int | None]:
     """{node: its tangent node} for every node between the seeds and the roots whose tangent
-    is not a symbolic zero (the seeds themselves left out)."""
+    is not a symbolic zero (the seeds included: a root may be one)."""
     live = closure(graph, roots)
     tangent: dict[int, Ref | None] = {s: Ref(graph, t) for s, t in seeds.items()}
     for i in live:  # increasing ids: arguments first
@@ -38,4 +38,4 @@ def tangents(graph: Graph, roots: list[int], seeds: dict[int, int]) -> dict[int,
         if t is not None and graph.is_matrix(i) and not graph.is_matrix(t.id):
             t = call(fill, t, Ref(graph, i))  # a scalar's tangent spread over a matrix
         tangent[i] = t
-    return {i: t.id for i, t in tangent.items() if t is not None and i not in seeds}
+    return {i: t.id for i, t in tangent.items() if t is not None}

@@ -126,6 +126,14 @@ class Graph:
         """The node of a symbol, or None when the graph does not use it."""
         return self._index.get((SYMBOL, (), sym))
 
+    def coefficient(self, i: int):
+        """The value of node i when it is a real numeric constant (2, 1/2, sqrt(2)/2, 2/sqrt(pi)),
+        which products fold into one coefficient; else None."""
+        node = self.nodes[i]
+        if node.op == CONST and (_is_number(node.value) or node.value.is_number and node.value.is_real):
+            return node.value
+        return None
+
     def number(self, i: int):
         """The folded numeric value of node i, or None when it is not a plain number."""
         node = self.nodes[i]
@@ -156,7 +164,7 @@ class Graph:
         coeff = sp.S.One
         factors: list[int] = []
         for a in args:
-            k = self.number(a)
+            k = self.coefficient(a)
             if k is not None:
                 coeff *= k
                 continue
@@ -164,8 +172,8 @@ class Graph:
         # fill(s, X) times a matrix of X's shape is s times it: the filled matrix is not needed
         if len(factors) > 1:
             factors = [self._unfilled(a, factors) for a in factors]
-            coeff *= sp.Mul(*[self.number(a) for a in factors if self.number(a) is not None])
-            factors = [a for a in factors if self.number(a) is None]
+            coeff *= sp.Mul(*[self.coefficient(a) for a in factors if self.coefficient(a) is not None])
+            factors = [a for a in factors if self.coefficient(a) is None]
         # A factor's own coefficient is pulled out only when that cancels it (-(-x) = x, 2*(x/2) = x);
         # otherwise the factor stays whole, so a shared product like 2*c0 is computed once.
         for i, a in enumerate(factors):

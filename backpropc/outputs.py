@@ -114,6 +114,9 @@ class ModuleBuilder:
         self.added: list = []
         self.uses_math = False           # a scalar body calls the math module
         self.constants: dict[str, str] = {}  # module-level constants: name -> source
+        # matrix arguments of the module's functions -> their shape per example
+        self.matrix_shapes = {a: tuple(s.shape) for a, s in zip(self.arg_names, program.args)
+                              if isinstance(s, sp.MatrixSymbol)}
         self.forward_statements: list[Statement] = []
 
     def add(self, output) -> None:
@@ -182,6 +185,8 @@ class ModuleBuilder:
                 else sp.Dummy(name)
             node = self.graph.symbol(symbol)
             self.leaf_names[node] = name
+            if isinstance(w, sp.MatrixSymbol):
+                self.matrix_shapes[name] = tuple(w.shape)
             result[w] = node
         return result
 
@@ -447,7 +452,7 @@ def flat_output(m: ModuleBuilder) -> None:
                                 None, {"_pack"}))
     m.functions.append(Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
                                 ["theta"], [], f"_unpack(theta, {shapes})", None, {"_unpack"}))
-    call = ", ".join(["*unpack(theta)"] + data)
+    call = ", ".join([f"*_unpack(theta, {shapes})"] + data)
     m.functions.append(Function(
         "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = pack(*WRT), "
         "as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it.",
@@ -456,11 +461,12 @@ def flat_output(m: ModuleBuilder) -> None:
 
 def hvp_flat_output(m: ModuleBuilder) -> None:
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join(["*unpack(theta)"] + data + ["*unpack(p)"])
+    shapes = _wrt_shapes(m)
+    call = ", ".join([f"*_unpack(theta, {shapes})"] + data + [f'*_unpack(p, {shapes}, "p")'])
     m.functions.append(Function(
         "hvp_flat", "The Hessian of the objective at theta times the flat vector p, as a flat vector "
         "(scipy.optimize.minimize's hessp(theta, p, *DATA)).",
-        ["theta", "p"] + data, [], f"pack(*_hvp({call})[2])", None))
+        ["theta", "p"] + data, [], f"_pack(_hvp({call})[2])", None))
 
 
 def hessian_output(m: ModuleBuilder) -> None:
@@ -498,7 +504,7 @@ def hessian_output(m: ModuleBuilder) -> None:
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
         m.arg_names, [], f"_dense(hessian_coo({args}), {len(colours)})", None, {"_dense"}))
     m.helpers.add("_dense")
-    call = ", ".join(["*unpack(theta)"] + data)
+    call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
         ["theta"] + data, [], f"hessian({call})", None))
@@ -525,7 +531,7 @@ def residuals_output(m: ModuleBuilder) -> None:
         m.arg_names, [("", statements)], f"_stack(({', '.join(values)},), {shape})", '"example"',
         set(m.printer.helpers)))
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join(["*unpack(theta)"] + data)
+    call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
     m.functions.append(Function(
         "residuals_flat", "Every example's residuals in one flat vector, at theta = pack(*WRT) "
         "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA)).",
@@ -570,7 +576,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
         m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}))",
         '"example"', set(m.printer.helpers)))
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join(["*unpack(theta)"] + data)
+    call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
     m.functions.append(Function(
         "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
         "of each example, one column per entry of theta.",

@@ -30,6 +30,8 @@ def _params(f):
 def _as_float(v):
     """Integers, booleans and float64 scalars as Python floats (the fast path for scalars);
     other floating values (float32 included) unchanged."""
+    if type(v) is np.ndarray and v.dtype.kind == "f":
+        return v
     if isinstance(v, (bool, int, np.float64)):
         return float(v)
     kind = getattr(getattr(v, "dtype", None), "kind", "f")
@@ -52,7 +54,7 @@ def _checked(f):
                                 f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
                                 f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
             args = args + tuple(kwargs[a] for a in rest)
-        values = [v if type(v) is float else _as_float(v) for v in args]
+        values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v) for v in args]
         if has_matrices:
             values = _check_matrices(names, values)
         try:
@@ -145,17 +147,18 @@ def _pack(values):
     return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
 
 
-def _unpack(theta, shapes):
+def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
+    if type(theta) is not np.ndarray or theta.dtype.kind != "f":
+        theta = np.asarray(theta, dtype=float)
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
+        return theta.tolist()  # Python floats: the fast path
     if any(type(n) is str for shape in shapes for n in shape):
         raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
-    theta = np.asarray(theta)
     sizes = [int(np.prod(shape)) for shape in shapes]
     if theta.ndim != 1 or theta.shape[0] != sum(sizes):
-        raise ValueError(f"theta must be a 1-D array of {sum(sizes)} numbers (WRT {', '.join(WRT)}, "
-                         f"flattened), got shape {theta.shape}")
-    if all(shape == () for shape in shapes):
-        return theta.astype(float, copy=False).tolist()  # Python floats: the fast path
+        raise ValueError(f"{what} must be a 1-D array of {sum(sizes)} numbers (WRT {', '.join(WRT)}, "
+                         f"each flattened), got shape {theta.shape}")
     values, start = [], 0
     for shape, size in zip(shapes, sizes):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
@@ -180,6 +183,14 @@ def _hessian_coo(hvp, wrt, data):
     return rows, cols, values
 
 
+def _dense(coo, n):
+    """A dense n x n matrix from (rows, columns, values)."""
+    rows, cols, values = coo
+    matrix = np.zeros((n, n), dtype=values.dtype)
+    matrix[rows, cols] = values
+    return matrix
+
+
 def _stack(values, shape):
     """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
     return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
@@ -198,14 +209,6 @@ def _assemble_jacobian(entries, shape):
 def _flat_jacobian(jacobian):
     """Every example's Jacobian rows stacked: one row per residual of each example."""
     return np.reshape(jacobian, (-1, np.shape(jacobian)[-1]))
-
-
-def _dense(coo, n):
-    """A dense n x n matrix from (rows, columns, values)."""
-    rows, cols, values = coo
-    matrix = np.zeros((n, n), dtype=values.dtype)
-    matrix[rows, cols] = values
-    return matrix
 
 
 def _flat_value_and_grad(result):

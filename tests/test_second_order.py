@@ -1,0 +1,241 @@
+"""Second derivatives, Jacobians and flat vectors: Hessian-vector products and Hessians against
+sympy.hessian and central differences of the gradient, Jacobians against
+sympy.Matrix.jacobian, the sparsity of banded Hessians, and what SciPy calls."""
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oracle import MPMATH, random_point, substituted_loss
+from test_examples import NAMES, load_example
+from test_properties import models
+
+import backpropc as bp
+from backpropc.errors import ModelError, NonScalarLossError
+
+
+def sympy_hessian(model: bp.Model, point: dict, reduction="sum"):
+    """The Hessian of the objective by sympy.diff twice, summed (or averaged) over the examples."""
+    args = model.wrt + list(model.inputs)
+    real = {a: sp.Dummy(str(a), real=True) for a in args}
+    loss = substituted_loss(model).xreplace(real)
+    entries = [[sp.diff(loss, real[a], real[b]) for b in model.wrt] for a in model.wrt]
+    entries = [[e.replace(lambda x: isinstance(x, sp.Derivative), lambda x: 0) for e in row] for row in entries]
+    f = sp.lambdify([real[a] for a in args], entries, modules=[MPMATH, "mpmath"])
+    arrays = np.broadcast_arrays(*[np.asarray(point[str(a)], dtype=float) for a in args])
+    total = np.zeros((len(model.wrt), len(model.wrt)))
+    with mpmath.workdps(30):
+        for values in zip(*[a.ravel() for a in arrays]):
+            total += np.array([[float(v) for v in row] for row in f(*[mpmath.mpf(float(v)) for v in values])])
+    return total / arrays[0].size if reduction == "mean" else total
+
+
+def gradient_differences(module, point, direction, h=1e-6):
+    """Central differences of the flat gradient along `direction` (a flat vector)."""
+    data = [point[a] for a in module.ARGS if a not in module.WRT]
+    theta = module.pack(*[point[w] for w in module.WRT])
+    step = h * max(1.0, float(np.max(np.abs(theta))))
+    up = module.value_and_grad_flat(theta + step * direction, *data)[1]
+    down = module.value_and_grad_flat(theta - step * direction, *data)[1]
+    return (up - down) / (2 * step)
+
+
+def numeric_shapes(model) -> bool:
+    """Whether every wrt symbol has a numeric shape (flat vectors and Hessians need them)."""
+    return all(all(d.is_Integer for d in w.shape) for w in model.wrt if isinstance(w, sp.MatrixSymbol))
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def second_order_example(request):
+    model, domains = load_example(request.param)
+    derivatives = ("grad", "hvp", "hessian") if numeric_shapes(model) else ("grad", "hvp")
+    return request.param, model, bp.compile(model, derivatives=derivatives), domains
+
+
+@pytest.mark.parametrize("batch", [None, 4])
+def test_hvp_and_hessian_of_every_example(second_order_example, batch):
+    name, model, compiled, domains = second_order_example
+    module = compiled.load()
+    rng = np.random.default_rng(sum(map(ord, name)))
+    point = random_point(module, rng, batch, domains)
+    if not numeric_shapes(model):  # a named dimension: the structured forms only
+        directions = [rng.standard_normal(np.shape(point[w])) for w in module.WRT]
+        _, _, hv = module.hvp(*[point[a] for a in module.ARGS], *directions)
+        h = 1e-6
+        up = module.grad(**{**point, **{w: point[w] + h * d for w, d in zip(module.WRT, directions)}})
+        down = module.grad(**{**point, **{w: point[w] - h * d for w, d in zip(module.WRT, directions)}})
+        for got, u, dn in zip(hv, up, down):
+            np.testing.assert_allclose(got, (u - dn) / (2 * h), rtol=1e-5, atol=1e-6)
+        return
+    data = [point[a] for a in module.ARGS if a not in module.WRT]
+    theta = module.pack(*[point[w] for w in module.WRT])
+    p = rng.standard_normal(theta.shape)
+    value, grads = module.value_and_grad(**point)
+    hv_value, hv_grads, _ = module.hvp(*[point[a] for a in module.ARGS], *module.unpack(p))
+    assert hv_value == pytest.approx(value, rel=1e-12)
+    for g, h in zip(grads, hv_grads):
+        np.testing.assert_allclose(h, g, rtol=1e-12, atol=1e-14)
+    hv = module.hvp_flat(theta, p, *data)
+    np.testing.assert_allclose(hv, gradient_differences(module, point, p), rtol=1e-5, atol=1e-6)
+    hessian = module.hessian_flat(theta, *data)
+    assert hessian.shape == (theta.size, theta.size) and np.array_equal(hessian, hessian.T)
+    np.testing.assert_allclose(hessian @ p, hv, rtol=1e-9, atol=1e-9)
+    if not any(isinstance(a, sp.MatrixSymbol) for a in model.wrt + list(model.inputs)) and len(model.wrt) <= 6:
+        np.testing.assert_allclose(hessian, sympy_hessian(model, point), rtol=1e-9, atol=1e-9)
+
+
+def test_hvp_costs_at_most_three_value_and_gradient_passes(second_order_example):
+    compiled = second_order_example[2]
+    assert compiled.ops["hvp"] <= 3 * compiled.ops["value_and_grad"]
+
+
+def rosenbrock(n):
+    xs = sp.symbols(f"x0:{n}")
+    return bp.Model(f"rosenbrock{n}", [], sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2
+                                             for i in range(n - 1)), list(xs), [])
+
+
+@pytest.mark.parametrize("n", [10, 100, 1000])
+def test_a_banded_hessian_costs_three_products_whatever_its_size(n):
+    model = rosenbrock(n)
+    compiled = bp.compile(model, derivatives=("hessian",))
+    module = compiled.load()
+    assert compiled.ops["hessian_products"] == 3  # tridiagonal: three colours
+    assert len(module.HESSIAN_ROWS) == 3 * n - 2
+    theta = np.linspace(-1.2, 1.0, n)
+    rows, cols, values = module.hessian_coo(*theta)
+    dense = module.hessian_flat(theta)
+    np.testing.assert_array_equal(dense[rows, cols], values)
+    assert np.count_nonzero(dense) <= 3 * n - 2
+    if n == 10:
+        np.testing.assert_allclose(dense, sympy_hessian(model, dict(zip(module.ARGS, theta))), rtol=1e-12)
+    p = np.cos(np.arange(n))
+    np.testing.assert_allclose(dense @ p, module.hvp_flat(theta, p), rtol=1e-12, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(model=models(), seed=st.integers(0, 2 ** 16))
+def test_random_models_hessians_match_sympy(model, seed):
+    module = bp.compile(model, derivatives=("grad", "hessian")).load()
+    rng = np.random.default_rng(seed)
+    point = {a: float(rng.uniform(-1.5, 1.5)) for a in module.ARGS}
+    point.update({str(d): rng.uniform(-1.5, 1.5, 3) for d in model.inputs})
+    data = [point[a] for a in module.ARGS if a not in module.WRT]
+    theta = module.pack(*[point[w] for w in module.WRT])
+    with np.errstate(all="ignore"):
+        hessian = module.hessian_flat(theta, *data)
+    np.testing.assert_allclose(hessian, sympy_hessian(model, point), rtol=1e-8, atol=1e-8)
+
+
+def test_hvp_on_python_floats_equals_the_numpy_path():
+    module = bp.compile(rosenbrock(4), derivatives=("hvp",)).load()
+    args = [0.3, -0.2, 1.1, 0.7, 1.0, 0.5, -1.0, 2.0]
+    fast = module.hvp(*args)
+    slow = module.hvp(*[np.array(a) for a in args])
+    assert all(type(g) is float for g in fast[2])
+    np.testing.assert_allclose(fast[2], slow[2], rtol=1e-14)
+
+
+def test_float32_stays_float32():
+    w, x = sp.symbols("w x")
+    module = bp.compile(bp.Model("m", [], sp.sin(w * x) ** 2, [w], [x]), derivatives=("hvp",)).load()
+    value, grads, hv = module.hvp(np.float32(0.5), np.ones(3, np.float32), np.float32(1.0))
+    assert np.asarray(hv[0]).dtype == np.float32 and np.asarray(grads[0]).dtype == np.float32
+
+
+def test_second_derivatives_at_kinks_are_zero_and_untaken_branches_stay_finite():
+    w = sp.Symbol("w")
+    cases = [(sp.Abs(w), 0.0, 0.0), (bp.relu(w), 0.0, 0.0), (sp.Max(w, 0), 0.0, 0.0),
+             (w * sp.Heaviside(w), 0.0, 0.0), (sp.Piecewise((sp.log(w), w > 0), (0, True)), -1.0, 0.0),
+             (sp.Piecewise((sp.log(w), w > 0), (0, True)), 2.0, -0.25), (sp.Piecewise((w ** 3, w < 1), (w, True)), 0.5, 3.0)]
+    for loss, at, expected in cases:
+        module = bp.compile(loss, wrt=[w], derivatives=("hessian",)).load()
+        with np.errstate(all="raise"):
+            assert module.hessian_flat(np.array([at]))[0, 0] == pytest.approx(expected)
+            assert module.hvp(np.float64(at), np.float64(1.0))[2][0] == pytest.approx(expected)
+
+
+def decay_model(residuals):
+    a, b, c, t, y = sp.symbols("a b c t y")
+    exprs = {"one": [a * sp.exp(-b * t) + c - y],
+             "many": [a * sp.exp(-b * t) + c - y, a - 2, b * c, sp.sin(a * t), c ** 2 - y]}[residuals]
+    return bp.Model("decay", [], None, [a, b, c], [t, y], residuals=exprs), exprs, (a, b, c), (t, y)
+
+
+@pytest.mark.parametrize("residuals", ["one", "many"])  # reverse mode, forward mode
+def test_jacobian_of_residuals_matches_sympy(residuals):
+    model, exprs, params, (t, y) = decay_model(residuals)
+    compiled = bp.compile(model, derivatives=("jacobian", "hessian"))
+    module = compiled.load()
+    assert ("reverse" if residuals == "one" else "forward") in module.jacobian.__doc__
+    ts, ys = np.linspace(0, 2, 7), np.cos(np.linspace(0, 2, 7))
+    theta = np.array([1.5, 0.7, -0.2])
+    point = dict(zip(("a", "b", "c"), theta), t=ts, y=ys)
+    jacobian = module.jacobian(**point)
+    assert jacobian.shape == (7, len(exprs), 3)
+    oracle = sp.lambdify([*params, t, y], sp.Matrix(exprs).jacobian(params))
+    for k in range(7):
+        np.testing.assert_allclose(jacobian[k], np.asarray(oracle(*theta, ts[k], ys[k]), dtype=float),
+                                   rtol=1e-12, atol=1e-14)
+    residual = module.residuals(**point)
+    assert residual.shape == (7, len(exprs))
+    np.testing.assert_allclose(module.residuals_flat(theta, ts, ys), residual.ravel())
+    np.testing.assert_allclose(module.jacobian_flat(theta, ts, ys), jacobian.reshape(-1, 3))
+    # the objective is half the sum of the squared residuals, with its gradient J^T r
+    value, gradient = module.value_and_grad_flat(theta, ts, ys)
+    assert value == pytest.approx(0.5 * np.sum(residual ** 2))
+    np.testing.assert_allclose(gradient, module.jacobian_flat(theta, ts, ys).T @ residual.ravel(), rtol=1e-12)
+    assert module.hessian_flat(theta, ts, ys).shape == (3, 3)
+
+
+def test_scipy_fits_with_the_flat_forms():
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    model, _, _, _ = decay_model("one")
+    module = bp.compile(model, derivatives=("hvp", "hessian", "jacobian")).load()
+    ts = np.linspace(0, 3, 30)
+    ys = 2 * np.exp(-1.3 * ts) + 0.5
+    start = np.array([1.0, 1.0, 0.0])
+    fit = scipy_optimize.least_squares(module.residuals_flat, start, jac=module.jacobian_flat, args=(ts, ys))
+    np.testing.assert_allclose(fit.x, [2.0, 1.3, 0.5], rtol=1e-6)
+    for method, extra in (("Newton-CG", {"hessp": module.hvp_flat}), ("trust-exact", {"hess": module.hessian_flat})):
+        fit = scipy_optimize.minimize(module.value_and_grad_flat, start, jac=True, args=(ts, ys),
+                                      method=method, **extra)
+        np.testing.assert_allclose(fit.x, [2.0, 1.3, 0.5], rtol=1e-4)
+
+
+def test_pack_and_unpack_matrix_parameters():
+    W, x = sp.MatrixSymbol("W", 2, 3), sp.MatrixSymbol("x", 3, 1)
+    b = sp.Symbol("b")
+    model = bp.Model("m", [], bp.sum((W * x).applyfunc(sp.tanh)) + b ** 2, [W, b], [x])
+    module = bp.compile(model, derivatives=("hvp", "hessian")).load()
+    weights = np.arange(6.0).reshape(2, 3) / 10
+    theta = module.pack(weights, 0.5)
+    assert theta.shape == (7,) and np.array_equal(theta[:6], weights.ravel())
+    unpacked = module.unpack(theta)
+    assert np.array_equal(unpacked[0], weights) and unpacked[1] == 0.5
+    xs = np.ones((4, 3, 1))
+    value, grad = module.value_and_grad_flat(theta, xs)
+    structured = module.value_and_grad(weights, 0.5, xs)
+    assert value == pytest.approx(structured[0])
+    np.testing.assert_allclose(grad, np.concatenate([structured[1][0].ravel(), [structured[1][1]]]))
+    point = {"W": weights, "b": 0.5, "x": xs}
+    p = np.linspace(-1, 1, 7)
+    np.testing.assert_allclose(module.hvp_flat(theta, p, xs), gradient_differences(module, point, p), rtol=1e-6)
+    np.testing.assert_allclose(module.hessian_flat(theta, xs) @ p, module.hvp_flat(theta, p, xs), rtol=1e-10)
+
+
+def test_bad_second_order_input_gets_typed_errors():
+    w, x = sp.symbols("w x")
+    with pytest.raises(ModelError, match="unknown derivative 'hessain'"):
+        bp.compile(w ** 2, wrt=[w], derivatives=("hessain",))
+    with pytest.raises(ModelError, match="needs residuals"):
+        bp.compile(w ** 2, wrt=[w], derivatives=("jacobian",))
+    with pytest.raises(NonScalarLossError, match="residual 0"):
+        bp.Model("m", [], None, [w], [x], residuals=[sp.Matrix([w, x])])
+        bp.compile(bp.Model("m", [], None, [w], [x], residuals=[sp.Matrix([w, x])]))
+    module = bp.compile(w ** 2 * x, wrt=[w], inputs=[x], derivatives=("hvp",)).load()
+    with pytest.raises(ValueError, match="p must be a 1-D array of 1 numbers"):
+        module.hvp_flat(np.array([1.0]), np.array([1.0, 2.0]), 3.0)
