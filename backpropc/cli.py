@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text (default), latex (amsmath aligned blocks) or markdown (with $$ math)")
     p.add_argument("--reduction", choices=REDUCTIONS, default="sum",
                    help="objective: sum (default) or mean of the per-example loss")
+    p.add_argument("--derivatives", metavar="LIST", default="grad",
+                   help="with hvp, also the tangent pass of the Hessian-vector product (v_dot)")
 
     p = command("graph", "draw the computation graph (DOT, SVG, PNG or PDF)",
                 "Write the computation graph as DOT; .svg, .png and .pdf need Graphviz's dot program.",

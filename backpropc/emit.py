@@ -106,9 +106,9 @@ class IRPrinter:
         if value is sp.true or value is sp.false:
             return str(bool(value)), ATOM
         if value.is_Integer:
-            return str(value), NEGATIVE if value < 0 else ATOM
+            return str(value.p), NEGATIVE if value.p < 0 else ATOM
         if value.is_Rational:
-            return f"{value.p}/{value.q}", NEGATIVE if value < 0 else MUL
+            return f"{value.p}/{value.q}", NEGATIVE if value.p < 0 else MUL
         if value is sp.pi or value is sp.E:
             module = "" if self.math else "math." if self.scalar else "np."
             self.uses_math = self.uses_math or self.scalar
@@ -209,7 +209,8 @@ class IRPrinter:
                 denominator.append(text[2:])  # x*(1/y) is x/y
             else:
                 numerator.append(text if prec >= MUL else f"({text})")
-        negative, coeff = coeff < 0, abs(coeff)
+        negative = _negative(coeff)
+        coeff = -coeff if negative else coeff
         if coeff.is_Rational and not coeff.is_Integer:
             denominator.insert(0, str(coeff.q))
             coeff = sp.Integer(coeff.p)
@@ -226,11 +227,11 @@ class IRPrinter:
         (base, base_prec), (exponent, exponent_prec) = args
         e = self.graph.number(ids[1])
         sqrt = "sqrt" if self.math else "math.sqrt" if self.scalar else "np.sqrt"
-        if e is not None and abs(e) == sp.S.Half:
+        if e is not None and (e == sp.S.Half or e == -sp.S.Half):
             self.uses_math = self.uses_math or self.scalar
             text = f"{sqrt}({base})"
-            return (text, ATOM) if e > 0 else (f"1/{text}", MUL)
-        if e is not None and e < 0:
+            return (text, ATOM) if e == sp.S.Half else (f"1/{text}", MUL)
+        if e is not None and _negative(e):
             text, prec = (base, base_prec) if e == -1 else self._power(base, base_prec, *self._constant(-e))
             return f"1/{text if prec >= POW else '(' + text + ')'}", MUL
         return self._power(base, base_prec, exponent, exponent_prec)
@@ -315,6 +316,11 @@ def _real(value):
     except (TypeError, ValueError):
         return None
     return number if number.is_finite and number.is_real else None
+
+
+def _negative(value) -> bool:
+    """value < 0 for a SymPy number, without SymPy's comparison machinery."""
+    return value.p < 0 if value.is_Rational else float(value) < 0
 
 
 def _whole_argument(code: str, k: int) -> bool:

@@ -14,6 +14,7 @@ from sympy.printing.str import StrPrinter
 from .compiler import Compiled
 from .latex import aligned, latex_name, passes
 
+DOT = "\u0307"
 MACRON = "\u0304"      # one letter: z̄
 OVERLINE = "\u0305"    # after every character of a longer name: the bars join into one (m̅u̅)
 FORMATS = ("text", "latex", "markdown")
@@ -34,7 +35,10 @@ def bar(name: str) -> str:
     """`z_bar` -> `z̄`, `mu_bar` -> `m̅u̅`: one bar over the whole base name, as the lecture draws it.
 
     A combining overline after each character draws a continuous bar in most fonts; a single
-    letter keeps the macron, which every font places well."""
+    letter keeps the macron, which every font places well. A tangent `z_dot` gets a dot above,
+    `z_bar_dot` both."""
+    if name.endswith("_dot") and len(name) > 4:
+        return bar(name[:-4]) + DOT
     if name.endswith("_bar") and len(name) > 4:
         base = name[:-4]
         return base + MACRON if len(base) == 1 else "".join(c + OVERLINE for c in base)
@@ -78,6 +82,15 @@ def explain(compiled: Compiled, unicode: bool = False, format: str = "text") -> 
              f"each gradient is then summed over the batch):"]
     text += [f"    {eq}" for eq in backward]
     rewrites = compiled.program.graph.rewrites
+    tangent = compiled.listing.tangent_equations()
+    if tangent:
+        printer = LectureUnicodePrinter({"order": "none"}) if unicode else StrPrinter({"order": "none"})
+        name = bar if unicode else str
+        dot = "v̇" if unicode else "v_dot"
+        text += ["", f"Tangent pass of hvp ({dot} = the derivative of v along the directions w_dot; "
+                 f"the tangent of each gradient is the Hessian times the directions, then summed over "
+                 f"the batch):"]
+        text += [f"    {name(v)} = {printer.doprint(rhs)}" for v, rhs in tangent]
     if rewrites:
         text += ["", "Rewritten into stable forms before differentiation (turn off with --no-rewrite):"]
         text += [f"    {note}" for note in rewrites]

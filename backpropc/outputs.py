@@ -24,6 +24,9 @@ from .ops.matrix import matmul, transpose
 from .sparsity import colour_columns, hessian_pattern
 from .reverse import Backward, backprop
 
+# Functions of more statements get no copy for Python floats: per-call overhead no longer shows
+# beside their work, and compiling (and the module) would double.
+SCALAR_LIMIT = 2000
 # A "from" comment quotes its forward statement when that fits, else names it.
 COMMENT_WIDTH = 60
 BACKWARD_HEADER = "backward pass: v_bar is the error signal d(objective)/dv"
@@ -58,6 +61,7 @@ class Listing:
     lines: list[Statement]             # value_and_grad(): forward then backward statements
     gradients: list[Statement]         # one per wrt symbol (`arg`), before the sum over the batch
     seed: tuple[str, str] | None       # (name, value) of the loss's error signal when not 1
+    tangent: list[Statement] = field(default_factory=list)  # hvp(): v_dot, then w_bar_dot = H w_dot
 
     def _moved(self) -> list[Statement]:
         """Forward statements that are error signals (y_bar = y - t, computed once for both
@@ -77,6 +81,10 @@ class Listing:
         result += [(s.name, s.rhs, "signal") for s in self.lines if s.section == "backward"]
         result += [(g.name, g.rhs, "gradient") for g in self.gradients]
         return result
+
+    def tangent_equations(self) -> list[tuple[str, sp.Basic]]:
+        """(name, right-hand side) of the Hessian-vector product's tangent pass."""
+        return [(s.name, s.rhs) for s in self.tangent]
 
 
 class ModuleBuilder:
@@ -203,7 +211,7 @@ class ModuleBuilder:
     def scalar_body(self, statements, names, loss: str, grads=None, hvps=None):
         """(lines, returns) of a function's statements for Python floats, or None where an op has no
         scalar form or the model has matrices."""
-        if any(isinstance(s, sp.MatrixSymbol) for s in self.program.args):
+        if any(isinstance(s, sp.MatrixSymbol) for s in self.program.args) or len(statements) > SCALAR_LIMIT:
             return None
         printer = IRPrinter(self.graph, scalar=True)
         try:
@@ -389,7 +397,8 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
         if second_order:
             hvps.append(Statement(namer.name(("hvp", w), f"{w_name}_bar_dot"), hv[g], "tangent",
                                   code=m.gradient_code(hv[g], w_name, shape, matrix, names), arg=w_name,
-                                  _rhs=_symbol(w_name)))
+                                  _rhs=_rhs(schedule, hv[g], names) if hv[g] not in names
+                                  else _symbol(names[hv[g]])))
     if m.reduction == "mean":
         value = f"np.mean({loss})"
     elif m.every_arg_reaches_loss:
@@ -428,7 +437,11 @@ def hvp_output(m: ModuleBuilder) -> None:
     """hvp(*args, *directions): the objective, its gradient and the Hessian times the directions,
     by forward-over-reverse: the tangent of every node of the backward pass along the direction
     (v_dot), so the product shares the value and gradient's work."""
-    sections, value, grads, hvps, schedule, _, scalar = _reverse_function(m, second_order=True)
+    sections, value, grads, hvps, schedule, statements, scalar = _reverse_function(m, second_order=True)
+    # the tangent pass, after the temporaries it uses that value_and_grad does not name
+    known = {s.name for s in m.listing.lines}
+    m.listing.tangent = [s for s in statements if s.section != "tangent" and s.name not in known] + \
+        [s for s in statements if s.section == "tangent"] + hvps
     m.ops["hvp"] = schedule.ops + 2 * len(grads) + 1 + (m.reduction == "mean")
     helpers = set(m.printer.helpers) | set(m.helpers)
     directions = [m.leaf_names[m.directions[w]] for w in m.program.wrt]

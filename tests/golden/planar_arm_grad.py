@@ -100,7 +100,7 @@ def unpack(theta):
 
 def value_and_grad_flat(theta, l1, l2, px, py):
     """(objective as a float, gradient as one flat vector) at theta = pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it."""
-    return _flat_value_and_grad(_value_and_grad(*unpack(theta), l1, l2, px, py))
+    return _flat_value_and_grad(_value_and_grad(*_unpack(theta, ((), ())), l1, l2, px, py))
 
 
 
@@ -112,6 +112,8 @@ def _params(f):
 def _as_float(v):
     """Integers, booleans and float64 scalars as Python floats (the fast path for scalars);
     other floating values (float32 included) unchanged."""
+    if type(v) is np.ndarray and v.dtype.kind == "f":
+        return v
     if isinstance(v, (bool, int, np.float64)):
         return float(v)
     kind = getattr(getattr(v, "dtype", None), "kind", "f")
@@ -134,7 +136,7 @@ def _checked(f):
                                 f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
                                 f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
             args = args + tuple(kwargs[a] for a in rest)
-        values = [v if type(v) is float else _as_float(v) for v in args]
+        values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v) for v in args]
         if has_matrices:
             values = _check_matrices(names, values)
         try:
@@ -227,17 +229,18 @@ def _pack(values):
     return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
 
 
-def _unpack(theta, shapes):
+def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
+    if type(theta) is not np.ndarray or theta.dtype.kind != "f":
+        theta = np.asarray(theta, dtype=float)
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
+        return theta.tolist()  # Python floats: the fast path
     if any(type(n) is str for shape in shapes for n in shape):
         raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
-    theta = np.asarray(theta)
     sizes = [int(np.prod(shape)) for shape in shapes]
     if theta.ndim != 1 or theta.shape[0] != sum(sizes):
-        raise ValueError(f"theta must be a 1-D array of {sum(sizes)} numbers (WRT {', '.join(WRT)}, "
-                         f"flattened), got shape {theta.shape}")
-    if all(shape == () for shape in shapes):
-        return theta.astype(float, copy=False).tolist()  # Python floats: the fast path
+        raise ValueError(f"{what} must be a 1-D array of {sum(sizes)} numbers (WRT {', '.join(WRT)}, "
+                         f"each flattened), got shape {theta.shape}")
     values, start = [], 0
     for shape, size in zip(shapes, sizes):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
