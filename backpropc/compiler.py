@@ -57,13 +57,15 @@ class Compiled(DisplayMixin):
 
 
 def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str = "sum",
-            rewrite: bool = True, derivatives=("grad",)) -> Compiled:
+            rewrite: bool = True, derivatives=("grad",), broadcast: bool = False) -> Compiled:
     """Compile a `Model`, or a loss expression with `wrt` (and optional `inputs`), to a module.
 
     The generated module computes the objective = the sum (or, with reduction="mean", the mean)
     of the per-example loss over all broadcast elements, and its gradient. With `rewrite` (the
     default) unstable forms such as log(1 + exp(x)) are rewritten into stable functions first.
-    `derivatives` chooses what else the module contains (backpropc.outputs.DERIVATIVES).
+    `derivatives` chooses what else the module contains (backpropc.outputs.DERIVATIVES). Data
+    arguments must share one batch shape (up to broadcasting against a smaller one) unless
+    `broadcast` allows them to broadcast into a larger one (an outer product).
     """
     if reduction not in REDUCTIONS:
         raise ModelError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
@@ -78,7 +80,7 @@ def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str
     for d in derivatives:
         for output in DERIVATIVES[d]:
             builder.add(output)
-    compiled = _render(builder)
+    compiled = _render(builder, broadcast)
     compiled.model, compiled.derivatives = model, derivatives
     return compiled
 
@@ -97,7 +99,7 @@ def _derivatives(derivatives) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _render(builder: ModuleBuilder) -> Compiled:
+def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
     program = builder.program
     functions = builder.functions
     helpers = set(builder.helpers) | {"_checked", "_in_chunks", "_self_check"}
@@ -118,6 +120,7 @@ def _render(builder: ModuleBuilder) -> Compiled:
         functions=functions,
         uses_math=builder.uses_math,
         constants=builder.constants,
+        broadcast=bool(broadcast),
         helpers=runtime.source(helpers),
     )
     ast.parse(source)  # the generated module must be valid Python, whatever the names

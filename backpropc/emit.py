@@ -18,7 +18,7 @@ from sympy.printing.numpy import NumPyPrinter
 from .errors import UnsupportedFunctionError
 from .graph import CONST, SYMBOL, Graph, closure
 from .naming import Namer
-from .ops import RECORDS, record_for
+from .ops import RECORDS, constant_value, record_for
 from .ops.matrix import transpose
 from .opcount import node_cost
 
@@ -251,7 +251,8 @@ class IRPrinter:
             return "Piecewise(" + ", ".join(f"({e}, {c})" for e, c in pairs) + ")", ATOM
         last, last_cond = pairs[-1]
         if self.scalar:  # a conditional expression: only the branch taken is evaluated
-            operand = [(e if p > CONDITIONAL else f"({e})", c) for (e, p), (c, _) in zip(args[0::2], args[1::2])]
+            operand = [(float_literal(e) if p > CONDITIONAL else f"({e})", c)
+                       for (e, p), (c, _) in zip(args[0::2], args[1::2])]
             text = operand[-1][0] if last_cond == "True" else f"{operand[-1][0]} if {last_cond} else math.nan"
             self.uses_math = self.uses_math or last_cond != "True"
             for e, c in reversed(operand[:-1]):
@@ -269,53 +270,9 @@ class IRPrinter:
         return text, ATOM
 
 
-# Ops whose constant arguments make a constant that may be computed once, when compiling.
-_FOLDABLE = ("elementwise", "arithmetic")
-
-
-def constant_value(graph: Graph, i: int):
-    """The value of node i as a SymPy number when it is computed from constants alone (such as
-    -log(2*pi)/2), so that it is printed once as a literal instead of computed on every call;
-    None otherwise."""
-    cache = graph.__dict__.setdefault("_constant_values", {})
-    if i in cache:
-        return cache[i]
-    stack, order = [i], []
-    while stack:  # the constant subexpression below i, arguments first
-        j = stack.pop()
-        if j in cache or j in order:
-            continue
-        node = graph[j]
-        record = RECORDS.get(node.op)
-        if node.op == CONST or node.op == SYMBOL or record is None or record.kind not in _FOLDABLE \
-                or graph.is_matrix(j):
-            cache[j] = None if node.op != CONST or not isinstance(node.value, sp.Number) else node.value
-            if node.op == CONST and cache[j] is None and node.value.is_number and node.value not in (sp.true, sp.false):
-                cache[j] = _real(node.value)
-            continue
-        order.append(j)
-        stack.extend(node.args)
-    for j in sorted(order):
-        args = [cache.get(a) for a in graph[j].args]
-        if any(a is None for a in args):
-            cache[j] = None
-            continue
-        op = graph[j].op
-        value = op(*args, evaluate=False) if op is not sp.Add and op is not sp.Mul else op(*args)
-        cache[j] = _real(value)
-    return cache[i]
-
-
-def _real(value):
-    """A SymPy number as an exact rational when it is one, else a 20-digit float; None when it
-    is not a finite real number."""
-    if isinstance(value, sp.Rational):
-        return value
-    try:
-        number = sp.Float(value.evalf(20), 20)
-    except (TypeError, ValueError):
-        return None
-    return number if number.is_finite and number.is_real else None
+def float_literal(text: str) -> str:
+    """An integer literal as a float literal (1 -> 1.0), so that code on floats returns floats."""
+    return text + ".0" if text.lstrip("-").isdigit() else text
 
 
 def _negative(value) -> bool:

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import sympy as sp
 
-from .emit import IRPrinter, NoScalarForm, Schedule, Statement
+from .emit import IRPrinter, NoScalarForm, Schedule, Statement, float_literal
 from .graph import SYMBOL, closure
 from .model import Program
 from .forward import tangents
@@ -218,10 +218,10 @@ class ModuleBuilder:
             lines = [(s.name, s.code if s.alias else printer.print(s.node, names)) for s in statements]
             if self.reduction == "mean" and grads is not None:
                 lines.insert(0, (self.leaf_names[self.seed], "1.0"))
-            results = [loss]
+            results = [float_literal(loss)]
             for group in (grads, hvps):
                 if group is not None:
-                    texts = [names[g] if g in names else printer.print(g, names) for _, g in group]
+                    texts = [float_literal(names[g] if g in names else printer.print(g, names)) for _, g in group]
                     results.append(_tuple(texts))
         except NoScalarForm:
             return None
@@ -383,7 +383,8 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
         m.helpers.add("_batch_shape")
     first = [Statement(shape, -1, "backward", code=shape_code, _rhs=_symbol(shape))]
     if m.reduction == "mean":
-        first.append(Statement(names[seed], seed, "backward", code=f"1/int(np.prod({shape}))",
+        m.helpers.add("_batch_size")
+        first.append(Statement(names[seed], seed, "backward", code=f"1/_batch_size({shape})",
                                _rhs=_symbol("1/N")))
     grads, hvps = [], []
     for w, g in zip(program.wrt, backward.grads):

@@ -15,8 +15,8 @@ from sympy.logic.boolalg import Boolean, BooleanAtom
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import ModelError, NonRealConstantError, UnsupportedFunctionError
-from ..graph import Graph
-from ..ops import REGISTRY, has_record, supported_functions
+from ..graph import CONST, Graph
+from ..ops import REGISTRY, constant_value, has_record, supported_functions
 from . import matrices, stable
 
 
@@ -54,9 +54,9 @@ class Converter:
         if value in (sp.nan, sp.zoo, sp.oo, -sp.oo) or (value.is_number and value.is_real is False):
             raise NonRealConstantError(
                 f"constant {value} is not a finite real number; replace it with a real value")
-        if isinstance(value, sp.Number) and not math.isfinite(float(value)):
+        if isinstance(value, sp.Number) and not _fits_float(value):
             raise NonRealConstantError(
-                f"constant {sp.sstr(value)[:40]} does not fit in a float64 (it would be inf); "
+                f"constant {sp.Float(value, 3)} does not fit in a float64 (it would be inf); "
                 f"rescale the model so its constants stay below 1.8e308")
         return self.graph.const(value)
 
@@ -91,9 +91,19 @@ class Converter:
                     graph.rewrites.append(note)
                 return node
         node = graph.apply(e.func, *args)
-        if graph.number(node) is not None:
-            self.constant(graph.number(node))  # exp(1000) folds to a constant that overflows
+        if all(graph[a].op == CONST for a in args) and constant_value(graph, node) is None \
+                and isinstance(e, sp.Expr) and e.is_number and e.is_real is not False:
+            raise NonRealConstantError(  # exp(1000): a constant that overflows a float64
+                f"constant {e} does not fit in a float64 (it is about {sp.Float(e.evalf(5), 3)}); "
+                f"rescale the model so its constants stay below 1.8e308")
         return node
+
+
+def _fits_float(value: sp.Number) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _children(e: sp.Basic) -> tuple:

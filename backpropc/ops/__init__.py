@@ -13,6 +13,7 @@ folding and commutativity; the passes ask it for rules, NumPy forms and costs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import lru_cache
 
 import sympy as sp
@@ -24,7 +25,7 @@ from .base import CONST, Op, Ref, call, total, where
 from .matrix import MatrixOp, elementwise_shape
 
 __all__ = ["Op", "Ref", "call", "where", "total", "record_for", "has_record", "supported_functions",
-           "REGISTRY", "RECORDS", "MatrixOp"]
+           "constant_value", "REGISTRY", "RECORDS", "MatrixOp"]
 
 RECORDS: dict[object, Op] = {}
 for _module in (arithmetic, elementwise, logic, matrix):
@@ -123,6 +124,57 @@ def _generic_record(op) -> Op:
         return text
 
     return Op(op, vjp, jvp, code, tags=frozenset({"generic", "operands"}))
+
+
+# Ops whose constant arguments make a constant that may be computed once, when compiling.
+_FOLDABLE = ("elementwise", "arithmetic")
+
+
+def constant_value(graph, i: int):
+    """The value of node i as a SymPy number when it is computed from constants alone (such as
+    -log(2*pi)/2), so that it is printed once as a literal instead of computed on every call;
+    None otherwise."""
+    cache = graph.__dict__.setdefault("_constant_values", {})
+    if i in cache:
+        return cache[i]
+    stack, order = [i], []
+    while stack:  # the constant subexpression below i, arguments first
+        j = stack.pop()
+        if j in cache or j in order:
+            continue
+        node = graph[j]
+        record = RECORDS.get(node.op)
+        if node.op == CONST or node.op == "symbol" or record is None or record.kind not in _FOLDABLE \
+                or graph.is_matrix(j):
+            cache[j] = None if node.op != CONST or not isinstance(node.value, sp.Number) else node.value
+            if node.op == CONST and cache[j] is None and node.value.is_number and node.value not in (sp.true, sp.false):
+                cache[j] = _real(node.value)
+            continue
+        order.append(j)
+        stack.extend(node.args)
+    for j in sorted(order):
+        args = [cache.get(a) for a in graph[j].args]
+        if any(a is None for a in args):
+            cache[j] = None
+            continue
+        op = graph[j].op
+        value = op(*args, evaluate=False) if op is not sp.Add and op is not sp.Mul else op(*args)
+        cache[j] = _real(value)
+    return cache[i]
+
+
+def _real(value):
+    """A SymPy number as an exact rational when it is one, else a 20-digit float; None when it
+    is not a finite real number."""
+    if isinstance(value, sp.Rational):
+        return value
+    try:
+        number = sp.Float(value.evalf(20), 20)
+    except (TypeError, ValueError):
+        return None
+    if not (number.is_finite and number.is_real) or not math.isfinite(float(number)):
+        return None
+    return number
 
 
 # ---- what the graph asks ------------------------------------------------------------------------
