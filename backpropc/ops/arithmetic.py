@@ -107,6 +107,10 @@ def extremum_vjp(compare):
             bound = constants[0] if len(constants) == 1 else call(compare.extremum, *constants)
             beats_constants = call(compare.strict, out, bound)
         result = {}
+        share = None  # out_bar over the number of variables tied at the maximum (3 or more of them)
+        if len(variables) > 2:
+            one = Ref(out.graph, out.graph.const(1))
+            share = out_bar / total(where(call(sp.Eq, v, out), one) for v in variables)
         for i, a in enumerate(variables):
             others = variables[:i] + variables[i + 1:]
             if not others:
@@ -117,12 +121,10 @@ def extremum_vjp(compare):
                     wins, tie = call(sp.And, wins, beats_constants), call(sp.And, tie, beats_constants)
                 signal = where(wins, out_bar, where(tie, out_bar / 2))
             else:
-                ties = [where(call(sp.Eq, v, out), Ref(out.graph, out.graph.const(1))) for v in variables]
-                count = total(ties)
                 mine = call(sp.Eq, a, out)
                 if beats_constants is not None:
                     mine = call(sp.And, mine, beats_constants)
-                signal = where(mine, out_bar / count)
+                signal = where(mine, share)
             result[a.id] = signal
         return [result.get(a.id) if n else None for a, n in zip(args, needed)]
     return vjp
