@@ -96,14 +96,12 @@ def _log_of_sigmoid(graph, args):
         return _neg(graph, graph.apply(softplus, _neg(graph, u))), "log(sigmoid(x)) -> -softplus(-x)"
     terms = _add_terms(graph, args[0])
     if terms is not None and len(terms) == 2 and graph.number(terms[0]) == 1:
-        k, rest = graph.split_coeff(terms[1])
-        u = _sigmoid_argument(graph, rest)
-        if k == -1 and u is not None:
-            return _neg(graph, graph.apply(softplus, u)), "log(1 - sigmoid(x)) -> -softplus(x)"
+        return _log1p_of_sigmoid(graph, [terms[1]])
     return None
 
 
 def _log1p_of_sigmoid(graph, args):
+    """log1p(-sigmoid(u)) = log(1 - sigmoid(u)) = -softplus(u)."""
     k, rest = graph.split_coeff(args[0])
     u = _sigmoid_argument(graph, rest)
     if k == -1 and u is not None:
