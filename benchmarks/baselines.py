@@ -11,7 +11,6 @@ steps inlined into one SymPy expression), not from the compiler's internal graph
 from __future__ import annotations
 
 import functools
-import operator
 import time
 from types import SimpleNamespace
 
@@ -376,16 +375,16 @@ def to_symengine(expr: sp.Expr, se):
         raise Skip(f"no SymEngine form for {e}")
 
     def node(e, a):
-        if e.func is sp.Add:
-            return functools.reduce(operator.add, a)
+        if e.func is sp.Add:   # n-ary: a chain of binary + would copy the sum n times
+            return se.Add(*a)
         if e.func is sp.Mul:
-            return functools.reduce(operator.mul, a)
+            return se.Mul(*a)
         if e.func is sp.Pow:
             return a[0] ** a[1]
         if e.func is bp.sigmoid:
             return 1 / (1 + se.exp(-a[0]))
         if e.func is bp.logsumexp:
-            return se.log(functools.reduce(operator.add, [se.exp(v) for v in a]))
+            return se.log(se.Add(*[se.exp(v) for v in a]))
         if e.func in unary:
             return unary[e.func](*a)
         raise Skip(f"no SymEngine form for {e.func.__name__}")

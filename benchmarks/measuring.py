@@ -55,6 +55,25 @@ def median_time(f, repeats: int | None = None) -> tuple[float, int]:
     return statistics.median(times), len(times)
 
 
+def interleaved_times(functions: dict, rounds: int, number: int = 1, before=None) -> dict[str, list[float]]:
+    """Seconds per call of each function, one entry per round. The rounds take the functions in
+    turn (a, b, c, a, b, c, ...), so that a change of load on a shared machine falls on all of
+    them alike and their ratios stay meaningful. Each round times `number` calls in a loop (for
+    microsecond calls); `before()` runs untimed before each round (say, clearing SymPy's cache)."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for f in functions.values():   # warm-up
+        f()
+    for _ in range(rounds):
+        for name, f in functions.items():
+            if before:
+                before()
+            start = time.perf_counter()
+            for _ in range(number):
+                f()
+            times[name].append((time.perf_counter() - start) / number)
+    return times
+
+
 def traced_peak(f) -> int:
     """Peak bytes allocated (and visible to tracemalloc: NumPy's are) during one call of f."""
     gc.collect()

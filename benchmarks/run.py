@@ -62,7 +62,7 @@ from measuring import (
     run_workload,
     wrapper_overhead,
 )
-from reporting import FAMILIES, print_tables, render_docs
+from reporting import FAMILIES, print_tables, render_docs, with_kept_sections
 from workloads import workloads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def main() -> None:
         data = json.loads(Path(args.from_json).read_text())
         print_tables(data)
         if docs:
-            docs.write_text(render_docs(data))
+            docs.write_text(with_kept_sections(render_docs(data), docs))
             print(f"\ndocs: {docs}")
         return
 
@@ -146,7 +146,7 @@ def main() -> None:
     print_tables(data)
     print(f"\njson: {json_path}")
     if docs:
-        docs.write_text(render_docs(data))
+        docs.write_text(with_kept_sections(render_docs(data), docs))
         print(f"docs: {docs}")
     print(f"total: {meta['duration_s'] / 60:.1f} minutes")
 
