@@ -12,6 +12,10 @@ backend, cse), JAX (`jit`, CPU, float64), PyTorch (eager, float64) and HIPS auto
 this one process on the same data. It prints the tables, writes `run.json` under --out and
 regenerates docs/benchmarks.md from the measurements of this run.
 
+The pieces: workloads.py (models and data), baselines.py (the other methods), measuring.py
+(timing, memory, one workload), reporting.py (tables and the docs); compile_time.py and calls.py
+are separate benchmarks that write their own sections of docs/benchmarks.md.
+
 `--quick` is a smoke test (under a minute): batch 10^4 only and the smallest size of each
 family; it writes `run.quick.json` and leaves docs/benchmarks.md alone unless --docs is given.
 The optional baselines need a separate environment, for example:
