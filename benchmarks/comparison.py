@@ -22,10 +22,9 @@ import sympy as sp
 from sympy.core.cache import clear_cache
 
 import backpropc as bp
-from backpropc.compare import METHODS, compare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-from mlp import mlp_model  # noqa: E402
+from mlp import mlp_model
 
 CHAIN_DEPTHS = (1, 2, 4, 8, 12, 16, 24, 32, 64, 128, 256, 512, 1000)
 MLP_WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -47,7 +46,7 @@ def sweep(family: str, sizes, make, budget: float, batch: int) -> list[dict]:
     stopped: set[str] = set()
     results = []
     for size in sizes:
-        result = compare(make(size), batch=batch, budget=budget, skip=stopped)
+        result = bp.compare(make(size), batch=batch, budget=budget, skip=stopped)
         for row in result.rows:
             if row.status != "ok":
                 stopped.add(row.method)
@@ -59,9 +58,15 @@ def sweep(family: str, sizes, make, budget: float, batch: int) -> list[dict]:
     return results
 
 
+def methods(results: list[dict]) -> list[str]:
+    """The methods `bp.compare` ran, in its order."""
+    return [row["method"] for row in results[0]["rows"]] if results else []
+
+
 def markdown(results: list[dict], family: str, size_name: str) -> str:
-    lines = [f"| {size_name} | " + " | ".join(f"{m} ops | {m} compile s" for m in METHODS) + " | ratio |",
-             "|---" * (2 * len(METHODS) + 2) + "|"]
+    names = methods(results)
+    lines = [f"| {size_name} | " + " | ".join(f"{m} ops | {m} compile s" for m in names) + " | ratio |",
+             "|---" * (2 * len(names) + 2) + "|"]
     for r in results:
         if r["family"] != family:
             continue
@@ -85,7 +90,7 @@ def plot(results: list[dict], path: Path) -> bool:
         return False
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for col, (family, label) in enumerate((("chain", "chain depth"), ("mlp", "MLP hidden width"))):
-        for method, marker in zip(METHODS, "os^"):
+        for method, marker in zip(methods(results), "os^"):
             points = [(r["size"], row) for r in results if r["family"] == family
                       for row in r["rows"] if row["method"] == method and row["status"] == "ok"]
             if not points:

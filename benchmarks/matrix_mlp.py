@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measuring import median_time
 
 import backpropc as bp
-from backpropc.compare import median_time
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (784, 128, 10)
@@ -90,8 +90,8 @@ def measure(batch: int = 1000, repeats: int = 30) -> dict:
     module = compiled.load()
     # the same module, with every batched product as NumPy's `@` on stacks of matrices
     stacked = type(module)("stacked")
-    exec(compile(compiled.source.replace("\ndef _matmul(a, b):", "\ndef _matmul(a, b):\n    return a @ b\n\n\ndef _unused(a, b):"),
-                 "<stacked>", "exec"), stacked.__dict__)
+    source = compiled.source.replace("\ndef _matmul(a, b):", "\ndef _matmul(a, b):\n    return a @ b\n\n\ndef _unused(a, b):")
+    exec(compile(source, "<stacked>", "exec"), stacked.__dict__)  # noqa: S102 - as compiled.load() does
 
     n_in, n_hidden, n_out = SIZES
     rng = np.random.default_rng(0)
@@ -118,7 +118,7 @@ def measure(batch: int = 1000, repeats: int = 30) -> dict:
         value, grads = f()
         error = max(float(np.max(np.abs(g - r) / np.maximum(np.abs(r), 1.0)))
                     for g, r in zip(grads, reference[1]))
-        rows.append({"method": name, "seconds": median_time(f, repeats),
+        rows.append({"method": name, "seconds": median_time(f, repeats)[0],
                      "max_rel_diff": error, "value_rel_diff": abs(value - reference[0]) / abs(reference[0])})
     base = next(r["seconds"] for r in rows if r["method"] == "hand-written NumPy")
     jax_s = next((r["seconds"] for r in rows if r["method"].startswith("JAX")), None)
@@ -133,16 +133,16 @@ def measure(batch: int = 1000, repeats: int = 30) -> dict:
 
 def table(result: dict) -> str:
     """The result as a Markdown table, with the compile line under it."""
-    lines = [f"Value and gradient of a {'-'.join(map(str, result['sizes']))} sigmoid MLP, batch "
-             f"{result['batch']:,}, float64, median of {result['repeats']}:", "",
+    lines = [(f"Value and gradient of a {'-'.join(map(str, result['sizes']))} sigmoid MLP, batch "
+             f"{result['batch']:,}, float64, median of {result['repeats']}:"), "",
              "| method | ms | vs hand-written NumPy | vs JAX | max rel diff |", "|---|---:|---:|---:|---:|"]
     for r in result["rows"]:
         jax = "-" if r["vs_jax"] is None else f"{r['vs_jax']:.2f}x"
         lines.append(f"| {r['method']} | {r['seconds'] * 1e3:.2f} | {r['vs_numpy']:.2f}x | {jax} | "
                      f"{r['max_rel_diff']:.1e} |")
-    lines += ["", f"Compile time {result['compile_s']:.3f} s; {result['ops']['forward']} matrix operations "
+    lines += ["", (f"Compile time {result['compile_s']:.3f} s; {result['ops']['forward']} matrix operations "
                   f"forward, {result['ops']['value_and_grad']} for value and gradient; the generated module "
-                  f"has {result['source_lines']} lines at every layer size."]
+                  f"has {result['source_lines']} lines at every layer size.")]
     return "\n".join(lines)
 
 

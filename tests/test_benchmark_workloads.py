@@ -9,7 +9,7 @@ import pytest
 import backpropc as bp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from workloads import benchmark_models  # noqa: E402
+from workloads import benchmark_models
 
 MODELS = benchmark_models()
 
