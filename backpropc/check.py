@@ -248,7 +248,7 @@ def _finite_difference_errors(module, point, grads, rng, tolerance, h=1e-6):
         direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
         step = h * max(1.0, float(np.max(np.abs(point[name]))))
 
-        def central(step):
+        def central(step, name=name, direction=direction):
             with np.errstate(all="ignore"):
                 up = module.value_and_grad(**dict(point, **{name: point[name] + step * direction}))[0]
                 down = module.value_and_grad(**dict(point, **{name: point[name] - step * direction}))[0]

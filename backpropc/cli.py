@@ -24,8 +24,8 @@ from .compiler import Compiled, compile
 from .drawing import GraphvizMissing, to_dot, write_graph
 from .errors import BackpropcError, OutputPathError, UnusedWrtWarning
 from .explain import FORMATS, explain
-from .model import REDUCTIONS, Model
 from .files import output_target
+from .model import REDUCTIONS, Model
 from .naming import clean, printable
 
 
@@ -62,8 +62,8 @@ def load_models(path: str) -> tuple[dict[str, Model], dict]:
     except BaseException as exc:  # the user's own exception classes too, but not Ctrl-C
         line = _line_in(exc, file)
         where = f"{path}:{line}" if line else path
-        raise UserError(f"{where}: {type(exc).__name__} while running the model file: {exc}; fix the "
-                        f"model file (--debug shows the traceback)") from exc
+        raise UserError(f"{where}: {type(exc).__name__} while running the model file: {_describe(exc)}; "
+                        f"fix the model file (--debug shows the traceback)") from exc
     finally:
         sys.path.pop(0)
         lowered = sys.getrecursionlimit() < limit
@@ -79,6 +79,13 @@ def load_models(path: str) -> tuple[dict[str, Model], dict]:
         return models, sampling_domains(namespace.get("DOMAINS"))
     except BackpropcError as exc:
         raise UserError(f"{path}: {exc}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - the user's own exception class may not even print
+        return "(its message cannot be printed)"
 
 
 def _line_in(exc: BaseException, file: Path) -> int | None:
