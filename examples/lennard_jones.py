@@ -36,4 +36,5 @@ model = bp.Model(
     steps=steps,
     loss=E,
     wrt=[c for xy in zip(xs, ys) for c in xy],
+    inputs=[],
 )
