@@ -138,8 +138,8 @@ def sampling_domains(domains) -> dict[str, tuple[float, float]]:
         key = name.name if isinstance(name, sp.Symbol) else name
         if not isinstance(key, str):
             raise ModelError(f"DOMAINS key {name!r} is not an argument name; use the name as a string")
-        try:
-            low, high = (float(v) for v in value)
+        try:  # a string is not a pair, even "12"
+            low, high = (float(v) for v in (None if isinstance(value, (str, bytes)) else value))
         except (TypeError, ValueError) as exc:
             raise ModelError(f"DOMAINS[{key!r}] = {value!r} is not a (low, high) pair of numbers; "
                              f"write for example (0.5, 1.5)") from exc

@@ -19,17 +19,17 @@ from .errors import OutputPathError
 def output_target(path) -> Path:
     """The file that writing `path` replaces: `path`, or the target of a symlink. Raises
     OutputPathError when that exists and is not a regular file."""
-    path = Path(os.path.realpath(path))
+    target = Path(os.path.realpath(path))
     try:
-        mode = path.stat().st_mode
+        mode = target.stat().st_mode
     except FileNotFoundError:
-        return path
+        return target
     if stat.S_ISDIR(mode):
         raise OutputPathError(f"cannot write {path}: it is a folder; give a file name")
     if not stat.S_ISREG(mode):
         raise OutputPathError(f"cannot write {path}: it is a {_kind(mode)}, not a regular file, and "
                               f"would be replaced; choose another path")
-    return path
+    return target
 
 
 def _kind(mode: int) -> str:

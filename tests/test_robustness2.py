@@ -183,6 +183,7 @@ HOSTILE_FILES = {
     "domains_none": (MODEL.format(name="m") + "DOMAINS = {'x': None}\n", "pair of numbers"),
     "domains_nan": (MODEL.format(name="m") + "DOMAINS = {'x': (float('nan'), 1)}\n", "finite"),
     "domains_text": (MODEL.format(name="m") + "DOMAINS = {'x': 'wide'}\n", "pair of numbers"),
+    "domains_digits": (MODEL.format(name="m") + "DOMAINS = {'x': '12'}\n", "pair of numbers"),
     "domains_three": (MODEL.format(name="m") + "DOMAINS = {'x': (0, 1, 2)}\n", "pair of numbers"),
     "domains_list": (MODEL.format(name="m") + "DOMAINS = [(0, 1)]\n", "must be a dict"),
     "domains_key": (MODEL.format(name="m") + "DOMAINS = {1: (0, 1)}\n", "not an argument name"),
