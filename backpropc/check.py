@@ -167,7 +167,7 @@ def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batc
     has_data = len(module.ARGS) > len(module.WRT)
     report = CheckReport(compiled.name, tolerance=tolerance, points=points, batch=batch if has_data else 0,
                          seed=seed)
-    if hasattr(module, "SHAPES"):
+    if getattr(module, "SHAPES", None):  # a scalar model has SHAPES = {}
         oracle, report.note = _matrix_oracle(compiled, sympy_limit)
     else:
         oracle, report.note = _sympy_oracle(compiled, sympy_limit)
@@ -385,10 +385,22 @@ def _matrix_oracle(compiled: Compiled, limit: int):
         return None, note
 
     def exact(point, batch, mean):
-        flat = scalar.flatten(point)
-        by_entry = dict(zip(flat_compiled.wrt, oracle({a: flat[a] for a in flat_compiled.args}, batch, mean)))
+        flat = scalar.flatten(by_symbol_name(compiled, point))
+        grads = oracle(by_module_name(flat_compiled, flat), batch, mean)
+        by_entry = dict(zip((w.name for w in flat_compiled.program.wrt), grads))
         return [scalar.gather(w, by_entry) for w in compiled.program.wrt]
     return exact, ""
+
+
+def by_symbol_name(compiled: Compiled, point: dict) -> dict:
+    """A point keyed by the module's argument names, keyed by the symbols' own names instead
+    (they differ for names that are not identifiers: `lambda` is the argument `lambda_`)."""
+    return {str(s): point[name] for s, name in zip(compiled.program.args, compiled.args)}
+
+
+def by_module_name(compiled: Compiled, values: dict) -> dict:
+    """The inverse of by_symbol_name."""
+    return {name: values[str(s)] for s, name in zip(compiled.program.args, compiled.args)}
 
 
 def _written_out(e, memo: dict):

@@ -392,3 +392,14 @@ def test_the_report_says_batch_only_for_models_with_data(lennard_jones):
     assert "batch" not in bp.check(lennard_jones).format()
     assert "batches of 4" in bp.check(bp.Model("m", [], w ** 2 * x, [w])).format()
 
+
+
+def test_check_and_compare_map_argument_names_that_were_cleaned():
+    """The oracle looks arguments up by the symbols' own names, not the module's (`lambda_`)."""
+    lam = sp.Symbol("lambda")
+    assert bp.check(bp.Model("m", [], lam ** 2 * x, [lam])).ok
+    W, X = sp.MatrixSymbol("lambda", 2, 1), sp.MatrixSymbol("1st", 2, 1)
+    model = bp.Model("m", [], bp.sum(W.T * X) ** 2, [W], [X])
+    report = bp.check(model)
+    assert report.ok and report.rows[0].sympy_error < 1e-12, report.format()
+    assert all(r.status == "ok" for r in bp.compare(model, batch=5, budget=5).rows)

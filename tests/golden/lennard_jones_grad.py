@@ -1,19 +1,13 @@
 """lennard_jones: value and gradient by reverse-mode accumulation (backpropagation).
 
 Forward steps:
-    c0 = x1 - x2
-    c1 = y1 - y2
-    r2_12 = c0**2 + c1**2
-    s_12 = r2_12**(-3)
-    c2 = x1 - x3
-    c3 = y1 - y3
-    r2_13 = c2**2 + c3**2
-    s_13 = r2_13**(-3)
-    c4 = x2 - x3
-    c5 = y2 - y3
-    r2_23 = c4**2 + c5**2
-    s_23 = r2_23**(-3)
-    E = -4*s_12 - 4*s_13 - 4*s_23 + 4*s_12**2 + 4*s_13**2 + 4*s_23**2
+    r2_12 = (x1 - x2)**2 + (y1 - y2)**2
+    s_12 = 1/r2_12**3
+    r2_13 = (x1 - x3)**2 + (y1 - y3)**2
+    s_13 = 1/r2_13**3
+    r2_23 = (x2 - x3)**2 + (y2 - y3)**2
+    s_23 = 1/r2_23**3
+    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
 
 Differentiated with respect to: x1, y1, x2, y2, x3, y3.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -27,9 +21,12 @@ import numpy as np
 
 ARGS = ("x1", "y1", "x2", "y2", "x3", "y3")
 WRT = ("x1", "y1", "x2", "y2", "x3", "y3")
+# Matrix arguments: their shape per example (a batch adds leading axes); strings name dimensions.
+SHAPES = {}
 # A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
 # that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
 CHUNK = 32768
+REDUCTION = "sum"
 
 
 def forward(x1, y1, x2, y2, x3, y3):
@@ -40,7 +37,7 @@ def forward(x1, y1, x2, y2, x3, y3):
     s_13 = 1/r2_13**3
     r2_23 = (x2 - x3)**2 + (y2 - y3)**2
     s_23 = 1/r2_23**3
-    E = -4*s_12 - 4*s_13 - 4*s_23 + 4*s_12**2 + 4*s_13**2 + 4*s_23**2
+    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
     return E
 
 
@@ -59,102 +56,150 @@ def value_and_grad(x1, y1, x2, y2, x3, y3):
     c5 = y2 - y3
     r2_23 = c4**2 + c5**2
     s_23 = 1/r2_23**3
-    E = -4*s_12 - 4*s_13 - 4*s_23 + 4*s_12**2 + 4*s_13**2 + 4*s_23**2
+    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(E)
-    s_23_bar = -4 + 8*s_23                           # from E
-    r2_23_bar = -3*s_23_bar/r2_23**4                 # from s_23 = r2_23**(-3)
-    c5_bar = 2*c5*r2_23_bar                          # from r2_23 = c4**2 + c5**2
-    c4_bar = 2*c4*r2_23_bar                          # from r2_23 = c4**2 + c5**2
-    s_13_bar = -4 + 8*s_13                           # from E
-    r2_13_bar = -3*s_13_bar/r2_13**4                 # from s_13 = r2_13**(-3)
-    c3_bar = 2*c3*r2_13_bar                          # from r2_13 = c2**2 + c3**2
-    c2_bar = 2*c2*r2_13_bar                          # from r2_13 = c2**2 + c3**2
-    s_12_bar = -4 + 8*s_12                           # from E
-    r2_12_bar = -3*s_12_bar/r2_12**4                 # from s_12 = r2_12**(-3)
-    c1_bar = 2*c1*r2_12_bar                          # from r2_12 = c0**2 + c1**2
-    c0_bar = 2*c0*r2_12_bar                          # from r2_12 = c0**2 + c1**2
-    x1_bar = _sum_like(c0_bar + c2_bar, x1, shape)   # from c2, c0
-    y1_bar = _sum_like(c1_bar + c3_bar, y1, shape)   # from c3, c1
-    x2_bar = _sum_like(c4_bar - c0_bar, x2, shape)   # from c4, c0
-    y2_bar = _sum_like(c5_bar - c1_bar, y2, shape)   # from c5, c1
-    x3_bar = _sum_like(-c2_bar - c4_bar, x3, shape)  # from c2 = x1 - x3
-    y3_bar = _sum_like(-c3_bar - c5_bar, y3, shape)  # from c3 = y1 - y3
+    s_23_bar = 4*2*s_23 - 4                            # from E
+    r2_23_bar = s_23_bar*(-3/r2_23**4)                 # from s_23 = 1/r2_23**3
+    c5_bar = r2_23_bar*2*c5                            # from r2_23 = c4**2 + c5**2
+    c4_bar = r2_23_bar*2*c4                            # from r2_23 = c4**2 + c5**2
+    s_13_bar = 4*2*s_13 - 4                            # from E
+    r2_13_bar = s_13_bar*(-3/r2_13**4)                 # from s_13 = 1/r2_13**3
+    c3_bar = r2_13_bar*2*c3                            # from r2_13 = c2**2 + c3**2
+    c2_bar = r2_13_bar*2*c2                            # from r2_13 = c2**2 + c3**2
+    s_12_bar = 4*2*s_12 - 4                            # from E
+    r2_12_bar = s_12_bar*(-3/r2_12**4)                 # from s_12 = 1/r2_12**3
+    c1_bar = r2_12_bar*2*c1                            # from r2_12 = c0**2 + c1**2
+    c0_bar = r2_12_bar*2*c0                            # from r2_12 = c0**2 + c1**2
+    x1_bar = _sum_like(c2_bar + c0_bar, x1, shape)     # from c2, c0
+    y1_bar = _sum_like(c3_bar + c1_bar, y1, shape)     # from c3, c1
+    x2_bar = _sum_like(c4_bar - c0_bar, x2, shape)     # from c4, c0
+    y2_bar = _sum_like(c5_bar - c1_bar, y2, shape)     # from c5, c1
+    x3_bar = _sum_like(-(c4_bar + c2_bar), x3, shape)  # from c2 = x1 - x3
+    y3_bar = _sum_like(-(c5_bar + c3_bar), y3, shape)  # from c3 = y1 - y3
     return np.sum(E), (x1_bar, y1_bar, x2_bar, y2_bar, x3_bar, y3_bar)
 
 
 def grad(x1, y1, x2, y2, x3, y3):
     """The gradient of the objective with respect to each of WRT, in that order."""
-    return value_and_grad(x1, y1, x2, y2, x3, y3)[1]
+    return _value_and_grad(x1, y1, x2, y2, x3, y3)[1]
 
 
-def _with_argument_checks(f):
-    """f with ARGS checked: integers become float64, and a wrong call or arguments whose shapes
-    do not broadcast raise an error that says which."""
-    def checked(*args, **kwargs):
-        rest = ARGS[len(args):]
-        if len(args) > len(ARGS) or set(kwargs) != set(rest):
-            missing = [a for a in rest if a not in kwargs]
-            unknown = [k for k in kwargs if k not in rest]
-            raise TypeError(f"{f.__name__}() takes the arguments {', '.join(ARGS)}, by position or "
-                            f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
-                            f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
-        values = [_as_float(v) for v in args + tuple(kwargs[a] for a in rest)]
-        try:
-            return f(*values)
-        except ValueError as exc:
-            if "broadcast" not in str(exc):
-                raise
-            shapes = ", ".join(f"{a} {np.shape(v)}" for a, v in zip(ARGS, values))
-            raise ValueError(f"the arguments' shapes do not broadcast together: {shapes}") from None
-    checked.__name__, checked.__doc__, checked.__wrapped__ = f.__name__, f.__doc__, f
-    return checked
+
+def _params(f):
+    """The parameter names of a module function (or of the function a wrapper wraps)."""
+    return getattr(f, "params", None) or f.__code__.co_varnames[:f.__code__.co_argcount]
 
 
 def _as_float(v):
+    """Integers and booleans as float64; floating values (float32 included) unchanged."""
     if isinstance(v, (bool, int)):
         return float(v)
     kind = getattr(getattr(v, "dtype", None), "kind", "f")
     return v.astype(np.float64) if kind in "biu" else v
 
 
-def _in_chunks(f, per_example=False):
-    """f evaluated on chunks of CHUNK examples of a large NumPy batch: the per-example losses are
-    concatenated; objectives and gradients are added (a mean weighs each chunk by its size), and
-    the gradient of an argument that is split is concatenated."""
+def _checked(f):
+    """f with its arguments checked: integers become float64, and a wrong call or arguments whose
+    shapes do not broadcast raise an error that says which."""
+    names = _params(f)
+    has_matrices = any(n in SHAPES for n in names)
+
+    def checked(*args, **kwargs):
+        if kwargs or len(args) != len(names):
+            rest = names[len(args):]
+            if len(args) > len(names) or set(kwargs) != set(rest):
+                missing = [a for a in rest if a not in kwargs]
+                unknown = [k for k in kwargs if k not in rest]
+                raise TypeError(f"{f.__name__}() takes the arguments {', '.join(names)}, by position or "
+                                f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
+                                f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
+            args = args + tuple(kwargs[a] for a in rest)
+        values = [v if type(v) is float else _as_float(v) for v in args]
+        if has_matrices:
+            values = _check_matrices(names, values)
+        try:
+            return f(*values)
+        except ValueError as exc:
+            if "broadcast" not in str(exc):
+                raise
+            shapes = ", ".join(f"{a} {np.shape(v)}" for a, v in zip(names, values))
+            raise ValueError(f"the arguments' shapes do not broadcast together: {shapes}") from None
+
+    checked.__name__, checked.__doc__, checked.__wrapped__, checked.params = f.__name__, f.__doc__, f, names
+    return checked
+
+
+def _check_matrices(names, values):
+    """Matrix arguments as arrays of their declared shape (per example, after any batch axes)."""
+    sizes = {}
+
+    def fits(want, got):
+        return want == got if isinstance(want, int) else sizes.setdefault(want, got) == got
+
+    values = list(values)
+    for i, (name, v) in enumerate(zip(names, values)):
+        want = SHAPES.get(name)
+        if want is None:
+            continue
+        if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
+            v = values[i] = np.asarray(v)
+        if v.dtype.kind != "f":
+            v = values[i] = v.astype(np.float64)
+        got = np.shape(v)[-2:]
+        if len(got) < 2 or not all(fits(w, g) for w, g in zip(want, got)):
+            rows, cols = (sizes.get(w, w) for w in want)
+            raise ValueError(f"{name} must have shape ({rows}, {cols}), or (..., {rows}, {cols}) for a "
+                             f"batch; got {np.shape(v)}")
+    return values
+
+
+def _in_chunks(f, combine):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis).
+
+    `combine` says how each result adds up over the chunks: "example" (per-example values,
+    concatenated), "total" (summed; a mean weighs each chunk by its size), the name of an
+    argument (its gradient: concatenated when the argument is split, else summed), or a tuple
+    of these for a tuple result."""
+    names = _params(f)
+
     def chunked(*args):
-        shapes = [np.shape(a) for a in args]
+        shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
         batch = np.broadcast_shapes(*shapes)
         if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
                 isinstance(a, (np.ndarray, np.generic, float)) for a in args):
             return f(*args)
         n = batch[0]
-        split = [len(s) == len(batch) and s[0] == n for s in shapes]
+        split = {name: len(s) == len(batch) and s[0] == n for name, s in zip(names, shapes)}
         # Freeing a large block makes glibc's malloc keep freed memory (its mmap and trim
         # thresholds grow), so each chunk reuses the last one's pages instead of faulting in new ones.
         np.empty(1 << 21)
-        results = []
-        for start in range(0, n, CHUNK):
-            results.append(f(*[a[start:start + CHUNK] if cut else a for a, cut in zip(args, split)]))
-        if per_example:
-            return np.concatenate(results)
-        value = sum(v for v, _ in results)
-        grads = tuple(np.concatenate(parts) if split[ARGS.index(name)] else sum(parts[1:], parts[0])
-                      for name, parts in zip(WRT, zip(*(gs for _, gs in results))))
-        return value, grads
-    chunked.__name__, chunked.__doc__ = f.__name__, f.__doc__
+        starts = range(0, n, CHUNK)
+        results = [f(*[a[s:s + CHUNK] if split[name] else a for name, a in zip(names, args)]) for s in starts]
+        weights = [min(CHUNK, n - s) / n for s in starts] if REDUCTION == "mean" else None
+        return _combine(combine, results, split, weights)
+
+    chunked.__name__, chunked.__doc__, chunked.params = f.__name__, f.__doc__, names
     return chunked
 
 
-forward, value_and_grad = _in_chunks(forward, per_example=True), _in_chunks(value_and_grad)
-forward, grad, value_and_grad = map(_with_argument_checks, (forward, grad, value_and_grad))
+def _combine(how, parts, split, weights):
+    """The results of the chunks, added up as `how` says (see _in_chunks)."""
+    if isinstance(how, tuple):
+        return tuple(_combine(h, [p[k] for p in parts], split, weights) for k, h in enumerate(how))
+    if how == "example" or split.get(how, False):
+        return np.concatenate(parts)
+    if weights is not None:
+        parts = [w * p for w, p in zip(weights, parts)]
+    return sum(parts[1:], parts[0])
 
 
 def _sum_like(g, like, shape):
     """The gradient of `like` from g, the error signal of its copies broadcast to `shape`."""
-    if type(like) is float and not shape and type(g) in (float, np.float64):  # no batch: nothing to sum
+    scalar = type(like) is float or type(like) is np.float64
+    if scalar and not shape and (type(g) is float or type(g) is np.float64):  # no batch: nothing to sum
         return np.float64(g)
-    if type(like) is float and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
+    if scalar and np.shape(g) == shape:  # the common case, a scalar parameter: one sum
         return np.sum(g, dtype=np.result_type(g, 1.0))
     # A float parameter's gradient has its dtype (float32 stays float32); otherwise float64 or g's.
     kind = getattr(getattr(like, "dtype", None), "kind", "")
@@ -171,10 +216,31 @@ def _sum_like(g, like, shape):
     return (g * copies if copies != 1 else g).astype(dtype, copy=False)[()]
 
 
-def _self_check(seed=0, batch=3, tolerance=1e-5):
-    """Compare the gradient with central finite differences at random points; 0 when it agrees."""
+def _finite_difference_errors(value_and_grad, point, wrt, rng, step=1e-5):
+    """For each wrt argument: (backprop's derivative along a random direction, the central
+    finite-difference estimate, their relative error). `point` maps every argument to a value."""
+    _, grads = value_and_grad(**point)
+    rows = []
+    for name, g in zip(wrt, grads):
+        # the derivative along a random direction (along 1 for a scalar)
+        direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
+        h = step * max(1.0, float(np.max(np.abs(point[name]))))
+        up = value_and_grad(**dict(point, **{name: point[name] + h * direction}))[0]
+        down = value_and_grad(**dict(point, **{name: point[name] - h * direction}))[0]
+        estimate = (up - down) / (2 * h)
+        exact = float(np.sum(g * direction))
+        rows.append((name, exact, estimate, abs(exact - estimate) / max(1.0, abs(exact), abs(estimate))))
+    return rows
+
+
+def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
+    """Compare the gradient with central finite differences at random points; 0 when it agrees.
+    `value_and_grad` is the module's own unless another is given."""
+    value_and_grad = value_and_grad or globals()["value_and_grad"]
     rng = np.random.default_rng(seed)
-    shape = {a: () if a in WRT else (batch,) for a in ARGS}
+    # a parameter has its own shape, data a batch of them; a named dimension is 3
+    shape = {a: (() if a in WRT else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
+             for a in ARGS}
     for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
         point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}
         value, grads = value_and_grad(**point)
@@ -184,19 +250,21 @@ def _self_check(seed=0, batch=3, tolerance=1e-5):
         print("self-check: found no point where the loss and gradient are finite")
         return 1
     worst = 0.0
-    for name, g in zip(WRT, grads):
-        # the derivative along a random direction (along 1 for a scalar)
-        direction = rng.standard_normal(shape[name]) if shape[name] else 1.0
-        h = 1e-5 * max(1.0, np.max(np.abs(point[name])))
-        up = value_and_grad(**dict(point, **{name: point[name] + h * direction}))[0]
-        down = value_and_grad(**dict(point, **{name: point[name] - h * direction}))[0]
-        estimate = (up - down) / (2 * h)
-        exact = np.sum(g * direction)
-        error = abs(exact - estimate) / max(1.0, abs(exact), abs(estimate))
+    for name, exact, estimate, error in _finite_difference_errors(value_and_grad, point, WRT, rng):
         print(f"d/d{name}: backprop {exact:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}")
         worst = max(worst, error)
     print(f"max relative error {worst:.2e} ({'ok' if worst < tolerance else 'FAILED'})")
     return 0 if worst < tolerance else 1
+
+
+
+# A large batch is evaluated in chunks; the public functions check their arguments, and call
+# each other through the unchecked _ names.
+_forward = _in_chunks(forward, "example")
+_value_and_grad = _in_chunks(value_and_grad, ("total", ("x1", "y1", "x2", "y2", "x3", "y3")))
+forward = _checked(_forward)
+value_and_grad = _checked(_value_and_grad)
+grad = _checked(grad)
 
 
 if __name__ == "__main__":
