@@ -59,24 +59,24 @@ def value_and_grad(x1, y1, x2, y2, x3, y3):
     E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(E)
-    s_23_bar = 4*2*s_23 - 4                            # from E
-    r2_23_bar = s_23_bar*(-3/r2_23**4)                 # from s_23 = 1/r2_23**3
-    c5_bar = r2_23_bar*2*c5                            # from r2_23 = c4**2 + c5**2
-    c4_bar = r2_23_bar*2*c4                            # from r2_23 = c4**2 + c5**2
-    s_13_bar = 4*2*s_13 - 4                            # from E
-    r2_13_bar = s_13_bar*(-3/r2_13**4)                 # from s_13 = 1/r2_13**3
-    c3_bar = r2_13_bar*2*c3                            # from r2_13 = c2**2 + c3**2
-    c2_bar = r2_13_bar*2*c2                            # from r2_13 = c2**2 + c3**2
-    s_12_bar = 4*2*s_12 - 4                            # from E
-    r2_12_bar = s_12_bar*(-3/r2_12**4)                 # from s_12 = 1/r2_12**3
-    c1_bar = r2_12_bar*2*c1                            # from r2_12 = c0**2 + c1**2
-    c0_bar = r2_12_bar*2*c0                            # from r2_12 = c0**2 + c1**2
-    x1_bar = _sum_like(c2_bar + c0_bar, x1, shape)     # from c2, c0
-    y1_bar = _sum_like(c3_bar + c1_bar, y1, shape)     # from c3, c1
-    x2_bar = _sum_like(c4_bar - c0_bar, x2, shape)     # from c4, c0
-    y2_bar = _sum_like(c5_bar - c1_bar, y2, shape)     # from c5, c1
-    x3_bar = _sum_like(-(c4_bar + c2_bar), x3, shape)  # from c2 = x1 - x3
-    y3_bar = _sum_like(-(c5_bar + c3_bar), y3, shape)  # from c3 = y1 - y3
+    s_23_bar = 8*s_23 - 4                              # from E
+    r2_23_bar = -3*s_23_bar/r2_23**4                   # from s_23 = 1/r2_23**3
+    c5_bar = 2*c5*r2_23_bar                            # from r2_23 = c4**2 + c5**2
+    c4_bar = 2*c4*r2_23_bar                            # from r2_23 = c4**2 + c5**2
+    s_13_bar = 8*s_13 - 4                              # from E
+    r2_13_bar = -3*s_13_bar/r2_13**4                   # from s_13 = 1/r2_13**3
+    c3_bar = 2*c3*r2_13_bar                            # from r2_13 = c2**2 + c3**2
+    c2_bar = 2*c2*r2_13_bar                            # from r2_13 = c2**2 + c3**2
+    s_12_bar = 8*s_12 - 4                              # from E
+    r2_12_bar = -3*s_12_bar/r2_12**4                   # from s_12 = 1/r2_12**3
+    c1_bar = 2*c1*r2_12_bar                            # from r2_12 = c0**2 + c1**2
+    c0_bar = 2*c0*r2_12_bar                            # from r2_12 = c0**2 + c1**2
+    x1_bar = _sum_like(c2_bar + c0_bar, x1, shape)     # from c0, c2
+    y1_bar = _sum_like(c3_bar + c1_bar, y1, shape)     # from c1, c3
+    x2_bar = _sum_like(c4_bar - c0_bar, x2, shape)     # from c0, c4
+    y2_bar = _sum_like(c5_bar - c1_bar, y2, shape)     # from c1, c5
+    x3_bar = _sum_like(-(c4_bar + c2_bar), x3, shape)  # from c2, c4
+    y3_bar = _sum_like(-(c5_bar + c3_bar), y3, shape)  # from c3, c5
     return np.sum(E), (x1_bar, y1_bar, x2_bar, y2_bar, x3_bar, y3_bar)
 
 
