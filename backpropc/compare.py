@@ -22,7 +22,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sympy as sp
 
-from .check import by_module_name, by_symbol_name, finite_point, numpy_function, to_sympy, written_out
+from .check import (
+    by_module_name,
+    by_symbol_name,
+    finite_point,
+    numpy_function,
+    to_sympy,
+    written_out,
+)
 from .compiler import Compiled, compile
 from .display import html_table
 from .opcount import tree_ops
