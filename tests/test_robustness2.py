@@ -403,3 +403,14 @@ def test_check_and_compare_map_argument_names_that_were_cleaned():
     report = bp.check(model)
     assert report.ok and report.rows[0].sympy_error < 1e-12, report.format()
     assert all(r.status == "ok" for r in bp.compare(model, batch=5, budget=5).rows)
+
+
+def test_backpropc_functions_of_numbers_are_comparable():
+    """Found by the fuzzing campaign: sympy.Max(bp.logsumexp(0, 0), w) raised "not comparable"
+    while the user built the model, since logsumexp, softplus and relu of numbers had no value."""
+    assert bp.logsumexp(0, 0).evalf() == pytest.approx(np.log(2))
+    assert bp.softplus(1).evalf() == pytest.approx(np.log1p(np.e)) and bp.relu(-2).evalf() == 0
+    m = bp.compile(sp.Max(bp.logsumexp(0, 0), w) + sp.Min(bp.softplus(0), 2 * w) + sp.Max(bp.relu(1), w),
+                   wrt=[w]).load()
+    assert m.value_and_grad(3.0) == pytest.approx((6 + np.log(2), (2.0,)))
+    assert m.value_and_grad(0.5) == pytest.approx((1 + 2 * np.log(2), (0.0,)))
