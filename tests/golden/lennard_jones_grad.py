@@ -27,10 +27,24 @@ SHAPES = {}
 # that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
 CHUNK = 32768
 REDUCTION = "sum"
+# Whether data may broadcast into a batch larger than each of them (compile with broadcast=True).
+BROADCAST = False
 
 
 def forward(x1, y1, x2, y2, x3, y3):
     """The per-example loss (the broadcast shape of the arguments)."""
+    r2_12 = (x1 - x2)**2 + (y1 - y2)**2
+    s_12 = 1/r2_12**3
+    r2_13 = (x1 - x3)**2 + (y1 - y3)**2
+    s_13 = 1/r2_13**3
+    r2_23 = (x2 - x3)**2 + (y2 - y3)**2
+    s_23 = 1/r2_23**3
+    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
+    return E
+
+
+def _forward_scalar(x1, y1, x2, y2, x3, y3):
+    """forward of Python floats (no batch): the same statements, on floats."""
     r2_12 = (x1 - x2)**2 + (y1 - y2)**2
     s_12 = 1/r2_12**3
     r2_13 = (x1 - x3)**2 + (y1 - y3)**2
@@ -80,9 +94,54 @@ def value_and_grad(x1, y1, x2, y2, x3, y3):
     return np.sum(E), (x1_bar, y1_bar, x2_bar, y2_bar, x3_bar, y3_bar)
 
 
+def _value_and_grad_scalar(x1, y1, x2, y2, x3, y3):
+    """value_and_grad of Python floats (no batch): the same statements, on floats."""
+    c0 = x1 - x2
+    c1 = y1 - y2
+    r2_12 = c0**2 + c1**2
+    s_12 = 1/r2_12**3
+    c2 = x1 - x3
+    c3 = y1 - y3
+    r2_13 = c2**2 + c3**2
+    s_13 = 1/r2_13**3
+    c4 = x2 - x3
+    c5 = y2 - y3
+    r2_23 = c4**2 + c5**2
+    s_23 = 1/r2_23**3
+    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
+    s_23_bar = 8*s_23 - 4
+    r2_23_bar = -3*s_23_bar/r2_23**4
+    c5_bar = 2*c5*r2_23_bar
+    c4_bar = 2*c4*r2_23_bar
+    s_13_bar = 8*s_13 - 4
+    r2_13_bar = -3*s_13_bar/r2_13**4
+    c3_bar = 2*c3*r2_13_bar
+    c2_bar = 2*c2*r2_13_bar
+    s_12_bar = 8*s_12 - 4
+    r2_12_bar = -3*s_12_bar/r2_12**4
+    c1_bar = 2*c1*r2_12_bar
+    c0_bar = 2*c0*r2_12_bar
+    return E, (c2_bar + c0_bar, c3_bar + c1_bar, c4_bar - c0_bar, c5_bar - c1_bar, -(c4_bar + c2_bar), -(c5_bar + c3_bar))
+
+
 def grad(x1, y1, x2, y2, x3, y3):
     """The gradient of the objective with respect to each of WRT, in that order."""
     return _value_and_grad(x1, y1, x2, y2, x3, y3)[1]
+
+
+def pack(x1, y1, x2, y2, x3, y3):
+    """theta: the WRT values in one flat vector, each flattened in C order."""
+    return _pack((x1, y1, x2, y2, x3, y3))
+
+
+def unpack(theta):
+    """The WRT values from theta, each in its own shape (pack's inverse)."""
+    return _unpack(theta, ((), (), (), (), (), ()))
+
+
+def value_and_grad_flat(theta):
+    """(objective as a float, gradient as one flat vector) at theta = pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it."""
+    return _flat_value_and_grad(_value_and_grad(*_unpack(theta, ((), (), (), (), (), ()))))
 
 
 
@@ -91,19 +150,34 @@ def _params(f):
     return getattr(f, "params", None) or f.__code__.co_varnames[:f.__code__.co_argcount]
 
 
-def _as_float(v):
-    """Integers and booleans as float64; floating values (float32 included) unchanged."""
-    if isinstance(v, (bool, int)):
+def _as_float(v, name="an argument"):
+    """An argument as the functions compute with it: integers, booleans and float64 scalars as
+    Python floats (the fast path for scalars), lists and np.matrix as arrays (so that * and **
+    stay elementwise), integer arrays as float64; floating values (float32 included) unchanged.
+    Complex numbers and text are refused."""
+    if type(v) is np.ndarray and v.dtype.kind == "f":
+        return v
+    if isinstance(v, (bool, int, np.float64)):
         return float(v)
-    kind = getattr(getattr(v, "dtype", None), "kind", "f")
+    if isinstance(v, (list, tuple, np.matrix)):
+        v = np.asarray(v)
+    kind = getattr(getattr(v, "dtype", None), "kind", "f" if isinstance(v, float) else None)
+    if kind is None and isinstance(v, complex):
+        kind = "c"
+    if kind == "c":
+        raise TypeError(f"{name} is complex; the functions are real: pass its real part (np.real)")
+    if kind not in ("f", "b", "i", "u"):
+        raise TypeError(f"{name} must be a number or an array of numbers, not {type(v).__name__}")
     return v.astype(np.float64) if kind in "biu" else v
 
 
 def _checked(f):
-    """f with its arguments checked: integers become float64, and a wrong call or arguments whose
-    shapes do not broadcast raise an error that says which."""
+    """f with its arguments checked: integers become float64, and a wrong call, arguments whose
+    shapes do not broadcast, or data that would broadcast into a larger batch than any one of
+    them raise an error that says which."""
     names = _params(f)
     has_matrices = any(n in SHAPES for n in names)
+    data = [k for k, n in enumerate(names) if n in ARGS and n not in WRT]
 
     def checked(*args, **kwargs):
         if kwargs or len(args) != len(names):
@@ -115,9 +189,12 @@ def _checked(f):
                                 f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
                                 f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
             args = args + tuple(kwargs[a] for a in rest)
-        values = [v if type(v) is float else _as_float(v) for v in args]
+        values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v, n)
+                  for v, n in zip(args, names)]
         if has_matrices:
             values = _check_matrices(names, values)
+        if not BROADCAST and len(data) > 1:
+            _check_batch([names[k] for k in data], [values[k] for k in data])
         try:
             return f(*values)
         except ValueError as exc:
@@ -128,6 +205,23 @@ def _checked(f):
 
     checked.__name__, checked.__doc__, checked.__wrapped__, checked.params = f.__name__, f.__doc__, f, names
     return checked
+
+
+def _check_batch(names, values):
+    """Data whose shapes broadcast to a batch larger than each of them (targets (N, 1) beside
+    inputs (N,) give N x N pairs) is almost never meant: refuse it, naming the shapes."""
+    shapes = [np.shape(v)[:-2] if n in SHAPES else np.shape(v) for n, v in zip(names, values)]
+    if sum(1 for s in shapes if s) < 2:
+        return
+    try:
+        batch = np.broadcast_shapes(*shapes)
+    except ValueError:
+        return  # the call reports the shapes that do not broadcast
+    if batch not in shapes:
+        listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes))
+        raise ValueError(f"the data broadcast to a batch of shape {batch}, larger than any one of them "
+                         f"({listed}); give them one shape (e.g. reshape to 1-D), or compile with "
+                         f"broadcast=True if the outer product is meant")
 
 
 def _check_matrices(names, values):
@@ -154,8 +248,9 @@ def _check_matrices(names, values):
     return values
 
 
-def _in_chunks(f, combine):
-    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis).
+def _in_chunks(f, combine, scalar=None):
+    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis);
+    with only Python floats, `scalar` (the same statements on floats) when there is one.
 
     `combine` says how each result adds up over the chunks: "example" (per-example values,
     concatenated), "total" (summed; a mean weighs each chunk by its size), the name of an
@@ -164,6 +259,11 @@ def _in_chunks(f, combine):
     names = _params(f)
 
     def chunked(*args):
+        if scalar is not None and all(type(a) is float for a in args):
+            try:
+                return scalar(*args)
+            except (ArithmeticError, ValueError):  # an inf or a NaN: NumPy gives them as it does
+                args = [np.float64(a) for a in args]
         shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
         batch = np.broadcast_shapes(*shapes)
         if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
@@ -192,6 +292,39 @@ def _combine(how, parts, split, weights):
     if weights is not None:
         parts = [w * p for w, p in zip(weights, parts)]
     return sum(parts[1:], parts[0])
+
+
+def _pack(values):
+    """One flat vector of the values, each flattened in C order."""
+    if all(type(v) is float for v in values):
+        return np.array(values)
+    parts = [np.ravel(v) for v in values]
+    return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
+
+
+def _unpack(theta, shapes, what="theta"):
+    """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
+    if type(theta) is not np.ndarray or theta.dtype.kind != "f":
+        theta = np.asarray(theta, dtype=float)
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
+        return theta.tolist()  # Python floats: the fast path
+    if any(type(n) is str for shape in shapes for n in shape):
+        raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    if theta.ndim != 1 or theta.shape[0] != sum(sizes):
+        raise ValueError(f"{what} must be a 1-D array of {sum(sizes)} numbers (WRT {', '.join(WRT)}, "
+                         f"each flattened), got shape {theta.shape}")
+    values, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
+        start += size
+    return values
+
+
+def _flat_value_and_grad(result):
+    """(objective, gradients) as (float, one flat vector)."""
+    value, grads = result
+    return float(value), _pack(grads)
 
 
 def _sum_like(g, like, shape):
@@ -260,11 +393,14 @@ def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
 
 # A large batch is evaluated in chunks; the public functions check their arguments, and call
 # each other through the unchecked _ names.
-_forward = _in_chunks(forward, "example")
-_value_and_grad = _in_chunks(value_and_grad, ("total", ("x1", "y1", "x2", "y2", "x3", "y3")))
+_forward = _in_chunks(forward, "example", _forward_scalar)
+_value_and_grad = _in_chunks(value_and_grad, ("total", ("x1", "y1", "x2", "y2", "x3", "y3")), _value_and_grad_scalar)
 forward = _checked(_forward)
 value_and_grad = _checked(_value_and_grad)
 grad = _checked(grad)
+pack = _checked(pack)
+unpack = _checked(unpack)
+value_and_grad_flat = _checked(value_and_grad_flat)
 
 
 if __name__ == "__main__":
