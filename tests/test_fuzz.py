@@ -89,13 +89,13 @@ def test_fuzz(model, seed, shapes):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bp.errors.UnusedWrtWarning)
-            compiled = bp.compile(model)
+            compiled = bp.compile(model, broadcast=True)  # data of shapes (2, 1) and (1, 3) on purpose
     except BackpropcError as exc:
         event(f"refused: {type(exc).__name__}")
         return  # a typed refusal is an allowed outcome; anything else fails the test
     source = compiled.source
     ast.parse(source)
-    assert bp.compile(model).source == source
+    assert bp.compile(model, broadcast=True).source == source
     module = inert(compiled)
     rng = np.random.default_rng(seed)
     point = _point(module, rng, shapes, np.float64)
