@@ -23,24 +23,35 @@ from . import runtime
 from .compiler import Compiled, compile
 from .display import html_table
 from .emit import SympyPrinter
-from .errors import UnusedWrtWarning
+from .errors import ModelError, UnusedWrtWarning
 from .functions import EntrySum
 from .graph import CONST, SYMBOL
 from .model import Model
+from .naming import printable
 from .opcount import node_cost
 
 # A named matrix dimension takes this size in random points and written-out references.
 NAMED_SIZE = 3
 # Parameters and data are drawn from these ranges in turn until loss and gradient are finite.
 RANGES = ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0))
+# A point where finite differences cannot decide is replaced, up to this many times as many points.
+REDRAWS = 4
+# Finite differences cannot decide when backprop's disagreement with them is within this factor
+# of their own error estimate.
+NOISE = 10.0
 
 
 @dataclass
 class ParameterCheck:
     name: str
     value: float                       # backprop's gradient at the first point
-    finite_difference_error: float
+    finite_difference_error: float | None  # None when finite differences were unreliable everywhere
     sympy_error: float | None          # None when sympy.diff was skipped
+    unreliable: int = 0                # points where finite differences could not decide
+
+    @property
+    def verified(self) -> bool:
+        return self.finite_difference_error is not None or self.sympy_error is not None
 
 
 @dataclass
@@ -49,19 +60,20 @@ class CheckReport:
     rows: list[ParameterCheck] = field(default_factory=list)
     tolerance: float = 1e-6
     points: int = 0
-    batch: int = 0
+    batch: int = 0                     # 0 for a model without data
     seed: int = 0
     note: str = ""                     # why sympy.diff was skipped, or why no point was found
+    unreliable_points: int = 0         # points where finite differences could not decide for some parameter
 
     @property
     def worst(self) -> float:
-        errors = [r.finite_difference_error for r in self.rows]
+        errors = [r.finite_difference_error for r in self.rows if r.finite_difference_error is not None]
         errors += [r.sympy_error for r in self.rows if r.sympy_error is not None]
         return max(errors, default=float("inf"))
 
     @property
     def ok(self) -> bool:
-        return bool(self.rows) and self.worst < self.tolerance
+        return bool(self.rows) and all(r.verified for r in self.rows) and self.worst < self.tolerance
 
     def format(self) -> str:
         lines = [self._title()]
@@ -71,16 +83,27 @@ class CheckReport:
                          f"{'vs sympy.diff':>13}")
             for r in self.rows:
                 sym = "skipped" if r.sympy_error is None else f"{r.sympy_error:.2e}"
-                lines.append(f"{r.name:<{width}}  {r.value:>14.6g}  {r.finite_difference_error:>15.2e}  "
-                             f"{sym:>13}")
+                fd = "unreliable" if r.finite_difference_error is None else f"{r.finite_difference_error:.2e}"
+                lines.append(f"{r.name:<{width}}  {r.value:>14.6g}  {fd:>15}  {sym:>13}")
+        if self.unreliable_points:
+            names = ", ".join(r.name for r in self.rows if r.unreliable)
+            decides = ("sympy.diff decides there" if all(r.sympy_error is not None for r in self.rows if r.unreliable)
+                       else "they are not counted")
+            lines.append(f"finite differences unreliable at {self.unreliable_points} of the points for {names} "
+                         f"(steps h and h/2 disagree, or rounding swamps the difference, as near a "
+                         f"singularity); {decides}")
         if self.note:
             lines.append(self.note)
+        unverified = [r.name for r in self.rows if not r.verified]
+        if unverified:
+            lines.append(f"not verified: {', '.join(unverified)} (no reliable finite difference and no "
+                         f"sympy.diff)")
         lines.append(self._verdict())
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)
 
     def _title(self) -> str:
-        return (f"check {self.model}: {plural(self.points, 'random point')} (seed {self.seed}), "
-                f"batches of {self.batch:,}")
+        batches = f", batches of {self.batch:,}" if self.batch else ""  # a model without data has none
+        return f"check {self.model}: {plural(self.points, 'random point')} (seed {self.seed}){batches}"
 
     def _verdict(self) -> str:
         return f"largest relative error {self.worst:.2e} (tolerance {self.tolerance:g}): " + \
@@ -88,7 +111,8 @@ class CheckReport:
 
     def _repr_html_(self) -> str:
         """The report as a table, for Jupyter."""
-        rows = [(r.name, f"{r.value:.6g}", f"{r.finite_difference_error:.2e}",
+        rows = [(r.name, f"{r.value:.6g}",
+                 "unreliable" if r.finite_difference_error is None else f"{r.finite_difference_error:.2e}",
                  "skipped" if r.sympy_error is None else f"{r.sympy_error:.2e}") for r in self.rows]
         parts = [self._title(),
                  html_table(("parameter", "gradient", "vs finite diff.", "vs sympy.diff"), rows),
@@ -101,42 +125,85 @@ def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
+def sampling_domains(domains) -> dict[str, tuple[float, float]]:
+    """DOMAINS of a model file (or check's `domains`) validated: argument name -> (low, high)
+    with finite low < high. None means no ranges."""
+    if domains is None:
+        return {}
+    if not isinstance(domains, dict):
+        raise ModelError(f"DOMAINS must be a dict {{argument name: (low, high)}}, not "
+                         f"{type(domains).__name__}")
+    ranges = {}
+    for name, value in domains.items():
+        key = name.name if isinstance(name, sp.Symbol) else name
+        if not isinstance(key, str):
+            raise ModelError(f"DOMAINS key {name!r} is not an argument name; use the name as a string")
+        try:  # a string is not a pair, even "12"
+            low, high = (float(v) for v in (None if isinstance(value, (str, bytes)) else value))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"DOMAINS[{key!r}] = {value!r} is not a (low, high) pair of numbers; "
+                             f"write for example (0.5, 1.5)") from exc
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ModelError(f"DOMAINS[{key!r}] = {value!r}: need finite numbers with low < high; "
+                             f"write for example (0.5, 1.5)")
+        ranges[key] = (low, high)
+    return ranges
+
+
 def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batch: int = 4,
           tolerance: float = 1e-6, domains: dict | None = None,
           sympy_limit: int = 20_000) -> CheckReport:
     """Check backprop's gradient at `points` random points of `batch` examples each.
 
     `domains` maps argument names to (low, high) sampling ranges; `sympy_limit` is the largest
-    printed loss (in operations) that sympy.diff is asked to differentiate.
+    printed loss (in operations) that sympy.diff is asked to differentiate. sympy.diff checks
+    every point drawn; a point where finite differences cannot decide (the estimates with steps
+    h and h/2 disagree, as near a singularity) is replaced by another, up to REDRAWS times as
+    many points in all.
     """
+    domains = sampling_domains(domains)
     compiled = model if isinstance(model, Compiled) else compile(model, reduction=reduction)
     module = compiled.load()
-    report = CheckReport(compiled.name, tolerance=tolerance, points=points, batch=batch, seed=seed)
-    if hasattr(module, "SHAPES"):
+    has_data = len(module.ARGS) > len(module.WRT)
+    report = CheckReport(compiled.name, tolerance=tolerance, points=points, batch=batch if has_data else 0,
+                         seed=seed)
+    if getattr(module, "SHAPES", None):  # a scalar model has SHAPES = {}
         oracle, report.note = _matrix_oracle(compiled, sympy_limit)
     else:
         oracle, report.note = _sympy_oracle(compiled, sympy_limit)
     mean = compiled.reduction == "mean"
     rng = np.random.default_rng(seed)
-    fd_errors = np.zeros(len(module.WRT))
-    sympy_errors = np.zeros(len(module.WRT))
-    first = None
-    for _ in range(points):
-        point, grads = finite_point(module, rng, batch, domains or {})
+    n = len(module.WRT)
+    fd_errors, sympy_errors = np.full(n, np.nan), np.zeros(n)
+    unreliable = np.zeros(n, dtype=int)
+    first, counted = None, 0
+    for _ in range(REDRAWS * points):
+        if counted == points:
+            break
+        point, grads = finite_point(module, rng, batch, domains)
         if point is None:
-            report.note = "no point found where the loss and its gradient are finite"
-            return report
+            if first is None:
+                report.note = "no point found where the loss and its gradient are finite"
+                return report
+            break
         first = grads if first is None else first
-        fd_errors = np.maximum(fd_errors, _finite_difference_errors(module, point, grads, rng))
+        errors = _finite_difference_errors(module, point, grads, rng, tolerance)
+        decided = ~np.isnan(errors)
+        fd_errors[decided] = np.fmax(fd_errors[decided], errors[decided])
+        unreliable += ~decided
+        counted += bool(decided.all())
+        report.unreliable_points += not decided.all()
         if oracle is not None:
             exact = oracle(point, batch, mean)
             sympy_errors = np.maximum(sympy_errors, [np.max(_relative(g, e), initial=0.0)
                                                      for g, e in zip(grads, exact)])
+    report.points = counted + report.unreliable_points
     for i, name in enumerate(module.WRT):
         g = first[i]  # a matrix's gradient is reported by its norm
         value = float(g) if np.ndim(g) == 0 else float(np.linalg.norm(g))
-        report.rows.append(ParameterCheck(name, value, float(fd_errors[i]),
-                                          None if oracle is None else float(sympy_errors[i])))
+        report.rows.append(ParameterCheck(name, value, None if np.isnan(fd_errors[i]) else float(fd_errors[i]),
+                                          None if oracle is None else float(sympy_errors[i]),
+                                          int(unreliable[i])))
     return report
 
 
@@ -170,16 +237,32 @@ def finite_point(module, rng, batch: int, domains: dict):
     return None, None
 
 
-def _finite_difference_errors(module, point, grads, rng, h=1e-6):
+def _finite_difference_errors(module, point, grads, rng, tolerance, h=1e-6):
     """Per parameter, the relative error of the gradient's derivative along a random direction
-    (along 1 for a scalar) against central finite differences."""
+    (along 1 for a scalar) against central finite differences with step h; NaN where finite
+    differences cannot decide: the error is above the tolerance but within NOISE times their own
+    error, estimated as the larger of how much the steps h and h/2 disagree (truncation) and
+    the rounding of the loss divided by the step."""
     errors = []
     for name, g in zip(module.WRT, grads):
         direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
         step = h * max(1.0, float(np.max(np.abs(point[name]))))
-        up = module.value_and_grad(**dict(point, **{name: point[name] + step * direction}))[0]
-        down = module.value_and_grad(**dict(point, **{name: point[name] - step * direction}))[0]
-        errors.append(float(_relative(np.sum(g * direction), (up - down) / (2 * step))))
+
+        def central(step, name=name, direction=direction):
+            with np.errstate(all="ignore"):
+                up = module.value_and_grad(**dict(point, **{name: point[name] + step * direction}))[0]
+                down = module.value_and_grad(**dict(point, **{name: point[name] - step * direction}))[0]
+            rounding = np.finfo(float).eps * max(abs(up), abs(down)) / step
+            return (up - down) / (2 * step), rounding
+        exact = np.sum(g * direction)
+        estimate, rounding = central(step)
+        error = float(_relative(exact, estimate))
+        if error >= tolerance:
+            scale = max(abs(exact), abs(estimate), 1.0)
+            own_error = max(float(_relative(estimate, central(step / 2)[0])), rounding / scale)
+            if not error > NOISE * own_error:  # also NaN
+                error = float("nan")
+        errors.append(error)
     return np.array(errors)
 
 
@@ -302,10 +385,22 @@ def _matrix_oracle(compiled: Compiled, limit: int):
         return None, note
 
     def exact(point, batch, mean):
-        flat = scalar.flatten(point)
-        by_entry = dict(zip(flat_compiled.wrt, oracle({a: flat[a] for a in flat_compiled.args}, batch, mean)))
+        flat = scalar.flatten(by_symbol_name(compiled, point))
+        grads = oracle(by_module_name(flat_compiled, flat), batch, mean)
+        by_entry = dict(zip((w.name for w in flat_compiled.program.wrt), grads))
         return [scalar.gather(w, by_entry) for w in compiled.program.wrt]
     return exact, ""
+
+
+def by_symbol_name(compiled: Compiled, point: dict) -> dict:
+    """A point keyed by the module's argument names, keyed by the symbols' own names instead
+    (they differ for names that are not identifiers: `lambda` is the argument `lambda_`)."""
+    return {str(s): point[name] for s, name in zip(compiled.program.args, compiled.args)}
+
+
+def by_module_name(compiled: Compiled, values: dict) -> dict:
+    """The inverse of by_symbol_name."""
+    return {name: values[str(s)] for s, name in zip(compiled.program.args, compiled.args)}
 
 
 def _written_out(e, memo: dict):

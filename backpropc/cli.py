@@ -10,6 +10,7 @@ import argparse
 import ast
 import contextlib
 import io
+import os
 import runpy
 import sys
 import traceback
@@ -17,14 +18,15 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .check import check
+from .check import check, sampling_domains
 from .compare import compare
 from .compiler import Compiled, compile
 from .drawing import GraphvizMissing, to_dot, write_graph
-from .errors import BackpropcError, UnusedWrtWarning
+from .errors import BackpropcError, OutputPathError, UnusedWrtWarning
 from .explain import FORMATS, explain
+from .files import output_target
 from .model import REDUCTIONS, Model
-from .naming import clean
+from .naming import clean, printable
 
 
 class UserError(Exception):
@@ -46,24 +48,44 @@ def load_models(path: str) -> tuple[dict[str, Model], dict]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from exc
     sys.path.insert(0, str(file.resolve().parent))
+    limit = sys.getrecursionlimit()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             namespace = runpy.run_path(str(file), run_name="__backpropc_model__")
     except BackpropcError as exc:
         raise UserError(f"{path}: {exc}") from exc
-    except Exception as exc:
+    except SystemExit as exc:  # even exit(0): no model was defined, nothing will be written
+        raise UserError(f"{path}: the model file called sys.exit({exc.code!r}); a model file must "
+                        f"define models, not exit") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the user's own exception classes too, but not Ctrl-C
         line = _line_in(exc, file)
         where = f"{path}:{line}" if line else path
-        raise UserError(f"{where}: {type(exc).__name__} while running the model file: {exc}; fix the "
-                        f"model file (--debug shows the traceback)") from exc
+        raise UserError(f"{where}: {type(exc).__name__} while running the model file: {_describe(exc)}; "
+                        f"fix the model file (--debug shows the traceback)") from exc
     finally:
         sys.path.pop(0)
+        lowered = sys.getrecursionlimit() < limit
+        sys.setrecursionlimit(max(limit, sys.getrecursionlimit()))  # raising it is the user's business
+    if lowered:
+        raise UserError(f"{path}: the model file lowered the recursion limit below {limit}, which "
+                        f"compiling needs; remove its sys.setrecursionlimit call")
     models = {}
     for var, value in namespace.items():
         if isinstance(value, Model) and not var.startswith("_"):
             models.setdefault(value.name, value)
-    domains = namespace.get("DOMAINS")
-    return models, domains if isinstance(domains, dict) else {}
+    try:
+        return models, sampling_domains(namespace.get("DOMAINS"))
+    except BackpropcError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - the user's own exception class may not even print
+        return "(its message cannot be printed)"
 
 
 def _line_in(exc: BaseException, file: Path) -> int | None:
@@ -107,12 +129,14 @@ def cmd_compile(args) -> int:
     compiled, domains = compile_file(args)
     out = Path(args.output) if args.output else \
         Path(args.model_file).resolve().parent / f"{clean(compiled.name)}_grad.py"
-    _check_output_folder(out)
+    _check_output(out, args.model_file)
     try:
         compiled.write(out)
+    except OutputPathError as exc:  # it changed since _check_output
+        raise UserError(str(exc)) from exc
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
-    print(f"wrote {out} ({compiled.ops['forward']:,} ops forward, "
+    print(f"wrote {printable(out)} ({compiled.ops['forward']:,} ops forward, "
           f"{compiled.ops['value_and_grad']:,} ops value and gradient)")
     if args.check:
         return 1 if compiled.load()._self_check() else 0
@@ -158,16 +182,16 @@ def cmd_explain(args) -> int:
 def cmd_graph(args) -> int:
     compiled, _ = compile_file(args)
     out = Path(args.output)
-    _check_output_folder(out)
+    _check_output(out, args.model_file)
     try:
         write_graph(to_dot(compiled, backward=args.backward), out)
-    except GraphvizMissing as exc:
+    except (GraphvizMissing, OutputPathError) as exc:
         raise UserError(str(exc)) from exc
     except ValueError as exc:
         raise UserError(f"{exc}") from exc
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
-    print(f"wrote {out}")
+    print(f"wrote {printable(out)}")
     return 0
 
 
@@ -185,7 +209,7 @@ def cmd_plot(args) -> int:
     labels = "_".join(args.params or ()) or "plot"
     out = Path(args.output) if args.output else \
         Path(args.model_file).resolve().parent / f"{clean(compiled.name)}_{clean(labels)}.png"
-    _check_output_folder(out)
+    _check_output(out, args.model_file)
     limits = None if args.xlim is None else [args.xlim] + ([args.ylim] if args.ylim else [])
     try:
         if args.ylim is not None and args.xlim is None:
@@ -198,7 +222,7 @@ def cmd_plot(args) -> int:
         raise UserError(f"{args.model_file}: {exc}") from exc
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
-    print(f"wrote {out}")
+    print(f"wrote {printable(out)}")
     return 0
 
 
@@ -226,12 +250,20 @@ def _assignment(text: str) -> tuple[str, float]:
         raise UserError(f"--at {text}: write NAME=NUMBER, e.g. --at b=0.5") from None
 
 
-def _check_output_folder(out: Path) -> None:
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it or choose "
-                        f"another -o path")
-    if out.is_dir():
-        raise UserError(f"cannot write {out}: it is a folder; give a file name with -o")
+def _check_output(out: Path, model_file: str) -> None:
+    """Refuse an output path whose folder is missing, that is not a regular file (files.py), or
+    that is the model file itself (also through a symlink or a hard link)."""
+    try:
+        if not out.parent.is_dir():
+            raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it or choose "
+                            f"another -o path")
+        target = output_target(out)
+        if target.exists() and os.path.samefile(target, model_file):
+            raise UserError(f"cannot write {out}: it is the model file {model_file}; choose another -o path")
+    except OutputPathError as exc:
+        raise UserError(str(exc)) from exc
+    except OSError as exc:  # a name too long for the file system, a symlink loop, ...
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o path") from exc
 
 
 EXAMPLES = {
@@ -361,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if getattr(args, "debug", False):
             traceback.print_exc()
-        print(f"backpropc: error: {exc}", file=sys.stderr)
+        print(f"backpropc: error: {printable(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("backpropc: interrupted", file=sys.stderr)

@@ -22,7 +22,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import sympy as sp
 
-from .check import finite_point, numpy_function, to_sympy, written_out
+from .check import (
+    by_module_name,
+    by_symbol_name,
+    finite_point,
+    numpy_function,
+    to_sympy,
+    written_out,
+)
 from .compiler import Compiled, compile
 from .display import html_table
 from .opcount import tree_ops
@@ -107,10 +114,9 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
     grads = np.concatenate([np.ravel(g) for g in module.value_and_grad(**point)[1]]).astype(float)
     run_s = median_time(lambda: module.value_and_grad(**point))
     naive_target, naive_point = compiled, point
-    if hasattr(module, "SHAPES"):  # the calculus-class way differentiates every entry on its own
+    if getattr(module, "SHAPES", None):  # the calculus-class way differentiates every entry on its own
         scalar, naive_target = written_out(compiled)
-        flat = scalar.flatten(point)
-        naive_point = {a: flat[a] for a in naive_target.args}
+        naive_point = by_module_name(naive_target, scalar.flatten(by_symbol_name(compiled, point)))
     ops = compiled.ops["value_and_grad"]
     result = Comparison(compiled.name, batch, compiled.ops["forward"],
                         ops / max(compiled.ops["forward"], 1),

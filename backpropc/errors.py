@@ -1,7 +1,18 @@
-"""Typed errors and warnings: every way a model can be refused, each with the fix in its message."""
+"""Typed errors and warnings: every way a model can be refused, each with the fix in its message.
+
+Messages quote user names, which may hold terminal control characters or newlines: `str()` of
+each error and warning escapes them (naming.printable), so a message stays one inert line.
+"""
+
+from .naming import printable
 
 
-class BackpropcError(Exception):
+class _Printable:
+    def __str__(self) -> str:
+        return printable(super().__str__())
+
+
+class BackpropcError(_Printable, Exception):
     """Base class of every error backpropc raises for bad input."""
 
 
@@ -21,7 +32,11 @@ class NonRealConstantError(ModelError):
     """The model contains a constant that is not real (I, zoo, nan, oo)."""
 
 
-class UnusedWrtWarning(UserWarning):
+class OutputPathError(BackpropcError, OSError):
+    """An output path that must not be replaced: a device, a FIFO, a folder, the model file."""
+
+
+class UnusedWrtWarning(_Printable, UserWarning):
     """A `wrt` symbol does not occur in the loss: its gradient is zero."""
 
 

@@ -13,6 +13,7 @@ from sympy.printing.str import StrPrinter
 
 from .compiler import Compiled
 from .latex import aligned, latex_name, passes
+from .naming import printable
 
 DOT = "\u0307"
 MACRON = "\u0304"      # one letter: z̄
@@ -95,7 +96,7 @@ def explain(compiled: Compiled, unicode: bool = False, format: str = "text") -> 
         text += ["", "Rewritten into stable forms before differentiation (turn off with --no-rewrite):"]
         text += [f"    {note}" for note in rewrites]
     text += ["", f"Cost: {cost(compiled)}."]
-    return "\n".join(text) + "\n"
+    return "\n".join(printable(line) for line in text) + "\n"  # user names may hold control characters
 
 
 def cost(compiled: Compiled) -> str:
@@ -117,7 +118,7 @@ def latex_document(compiled: Compiled) -> str:
              "% Forward pass", r"\[", aligned(forward), r"\]",
              f"% Backward pass (v_bar = d(objective)/dv, objective = {objective(compiled)})",
              r"\[", aligned(backward), r"\]", f"% Cost: {cost(compiled)}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def markdown(compiled: Compiled) -> str:
@@ -129,4 +130,4 @@ def markdown(compiled: Compiled) -> str:
             (rf"Backward pass ($\bar v$ = d(objective)/d$v$, objective = {objective(compiled)}; "
              "each gradient is then summed over the batch):"), "", "$$", aligned(backward), "$$", "",
             f"Cost: {cost(compiled)}."]
-    return "\n".join(text) + "\n"
+    return "\n".join(printable(line) for line in text) + "\n"

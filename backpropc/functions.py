@@ -45,6 +45,9 @@ class softplus(sp.Function):
     def _eval_rewrite_as_log(self, x, **kwargs):
         return sp.log(1 + sp.exp(x))
 
+    def _eval_evalf(self, prec):  # a number, so that Max, Min and comparisons accept it
+        return self.rewrite(sp.log)._eval_evalf(prec)
+
     def _eval_is_real(self):
         return self.args[0].is_real
 
@@ -61,6 +64,9 @@ class relu(sp.Function):
 
     def _eval_rewrite_as_Max(self, x, **kwargs):
         return sp.Max(x, 0)
+
+    def _eval_evalf(self, prec):  # a number, so that Max, Min and comparisons accept it
+        return self.rewrite(sp.Max)._eval_evalf(prec)
 
     def _eval_is_real(self):
         return self.args[0].is_real
@@ -86,6 +92,9 @@ class logsumexp(sp.Function):
 
     def _eval_rewrite_as_exp(self, *args, **kwargs):
         return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+
+    def _eval_evalf(self, prec):  # a number, so that Max, Min and comparisons accept it
+        return self.rewrite(sp.exp)._eval_evalf(prec)
 
     def _eval_is_real(self):
         return all(a.is_real for a in self.args) or None

@@ -56,16 +56,23 @@ class Program:
 
 
 def _as_symbol_list(values, what: str) -> list[sp.Symbol]:
+    """Symbols (a str is the name of a plain Symbol: a name, never parsed as an expression)."""
     if values is None:
         return []
     if isinstance(values, (sp.Basic, str)):
         values = [values]
+    if isinstance(values, (set, frozenset)):
+        raise ModelError(f"{what} must be a list, not a set: a set's order changes from run to run and "
+                         f"would reorder the arguments; pass sorted(..., key=str)")
+    if not _is_sequence(values):
+        raise ModelError(f"{what} must be a list of SymPy symbols, not {type(values).__name__} "
+                         f"{_short(values)}; write for example {what}=[w, b]")
     result, seen = [], set()
     for v in values:
         if isinstance(v, str):
             v = sp.Symbol(v)
         if not isinstance(v, (sp.Symbol, sp.MatrixSymbol)):
-            raise ModelError(f"{what} must hold SymPy symbols, got {v!r} ({type(v).__name__}); "
+            raise ModelError(f"{what} must hold SymPy symbols, got {_short(v)} ({type(v).__name__}); "
                              f"declare it with sympy.symbols or sympy.MatrixSymbol")
         if v in seen:
             raise ModelError(f"{what} lists {v} twice; list each symbol once")
@@ -74,7 +81,20 @@ def _as_symbol_list(values, what: str) -> list[sp.Symbol]:
     return result
 
 
+def _is_sequence(values) -> bool:
+    """A list, tuple or other ordered collection (a set or dict would make the order random)."""
+    return not isinstance(values, (str, bytes, dict)) and hasattr(values, "__iter__")
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _parse_steps(steps) -> list[tuple[sp.Symbol, sp.Basic]]:
+    if steps is not None and (not _is_sequence(steps) or isinstance(steps, sp.Basic)):
+        raise ModelError(f"steps must be a list of (Symbol, expression) pairs, not {type(steps).__name__} "
+                         f"{_short(steps)}")
     parsed = []
     for step in steps or []:
         if isinstance(step, sp.Equality):
@@ -82,7 +102,7 @@ def _parse_steps(steps) -> list[tuple[sp.Symbol, sp.Basic]]:
         elif isinstance(step, (tuple, list)) and len(step) == 2:
             lhs, rhs = step
         else:
-            raise ModelError(f"step {step!r} is not a (Symbol, expression) pair or sympy.Eq(Symbol, "
+            raise ModelError(f"step {_short(step)} is not a (Symbol, expression) pair or sympy.Eq(Symbol, "
                              f"expression)")
         if isinstance(lhs, sp.MatrixSymbol):
             if not isinstance(rhs, sp.MatrixExpr) or rhs.shape != lhs.shape:
@@ -110,10 +130,13 @@ def _scalar(expr, what: str) -> sp.Basic:
             raise NonScalarLossError(f"{what} has shape {tuple(shape)}, not a scalar; reduce it to "
                                      f"one number (for example sum its entries)")
         expr = expr[0, 0]
+    if isinstance(expr, (str, bytes)):  # sympify would evaluate it as Python code
+        raise ModelError(f"{what} is the string {_short(expr)}; strings are not parsed (that would run "
+                         f"them as Python): build the expression from SymPy symbols")
     try:
-        expr = sp.sympify(expr)
+        expr = sp.sympify(expr, strict=True)  # numbers and SymPy objects; never parses text
     except (sp.SympifyError, TypeError) as exc:
-        raise ModelError(f"{what} is not a SymPy expression: {expr!r}") from exc
+        raise ModelError(f"{what} is not a SymPy expression: {_short(expr)} ({type(expr).__name__})") from exc
     if not isinstance(expr, sp.Expr):
         raise ModelError(f"{what} is {type(expr).__name__}, not a scalar expression")
     return expr
@@ -126,6 +149,8 @@ def lower(model: Model, rewrite: bool = True) -> Program:
     stable functions (backpropc.stable); the graph's `rewrites` lists what was rewritten."""
     if not isinstance(model.name, str) or not model.name.strip():
         raise ModelError("the model needs a non-empty name (Model(name='...'))")
+    if "\0" in model.name:  # no file name or Python source can hold it
+        raise ModelError(f"the model name {model.name!r} contains a NUL character; remove it")
     steps = _parse_steps(model.steps)
     wrt = _as_symbol_list(model.wrt, "wrt")
     if not wrt:

@@ -1,16 +1,25 @@
-"""One class owns every name in a generated module.
+"""One class owns every name in a generated module, and the escaping of every other user text.
 
 Symbol names are untrusted text. A name is cleaned to a Python identifier (NFKC-normalised,
 other characters replaced by `_`, a `v` in front of a leading digit or underscore, so every name
 that starts with `_` is the module's own), given a trailing `_` when it is a keyword, a builtin,
 `np` or a name of the module, and numbered when it collides with a name already given. Names are
 handed out in a fixed order, so the result is deterministic.
+
+Python reads identifiers in NFKC form, so a name is cleaned until its NFKC form is stable and
+names are compared in that form: `ﬁ` and `fi`, or a `v` put before a combining tilde and `ṽ`,
+are the same identifier to Python and must be to the `Namer`.
+
+Other user text (model names, step names, function names) reaches string literals, comments and
+docstrings of the module, and terminal output: `python_string`, `comment_text`, `docstring_text`
+and `printable` make it inert there.
 """
 
 from __future__ import annotations
 
 import builtins
 import keyword
+import re
 import unicodedata
 
 MODULE_NAMES = frozenset({"np", "forward", "grad", "value_and_grad", "ARGS", "WRT", "SHAPES", "CHUNK",
@@ -19,20 +28,28 @@ RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
             | frozenset(dir(builtins)) | MODULE_NAMES)
 
 
-def clean(name: str) -> str:
-    """A safe Python identifier for any text (not yet made unique)."""
+def _clean_once(name: str) -> str:
     name = unicodedata.normalize("NFKC", name)
-    chars = [c if ("a" + c).isidentifier() else "_" for c in name]
-    text = "".join(chars)
+    text = "".join(c if ("a" + c).isidentifier() else "_" for c in name)
     if not text or not text[0].isidentifier() or text[0] == "_":
         text = "v" + text
+    return unicodedata.normalize("NFKC", text)  # "v" + a combining mark may compose into one letter
+
+
+def clean(name: str) -> str:
+    """A safe Python identifier for any text (not yet made unique), in NFKC form: the identifier
+    Python itself will see."""
+    text = _clean_once(name)
+    while (again := _clean_once(text)) != text:  # stable after a pass or two
+        text = again
     if text in RESERVED:
         text += "_"
     return text
 
 
 class Namer:
-    """Gives each key (a symbol, a node) one unique, safe name."""
+    """Gives each key (a symbol, a node) one unique, safe name; unique as Python sees names
+    (in NFKC form)."""
 
     def __init__(self) -> None:
         self.taken: set[str] = set()
@@ -43,9 +60,9 @@ class Namer:
         """`wanted` cleaned, or with a number appended until no other name has it."""
         base = clean(wanted)
         name, k = base, 2
-        while name in self.taken:
+        while unicodedata.normalize("NFKC", name) in self.taken:
             name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
+        self.taken.add(unicodedata.normalize("NFKC", name))
         return name
 
     def name(self, key, wanted: str) -> str:
@@ -67,18 +84,30 @@ class Namer:
         return f"c{k}"
 
 
+# ---- user text outside identifiers ---------------------------------------------------------
+def printable(text) -> str:
+    """`text` on one line with every control, format or separator character escaped as repr
+    would (`\\n`, `\\x1b`, `\\u202e`): safe to print to a terminal, to log, or to quote."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def python_string(text: str) -> str:
-    """A Python string literal of any text: quotes, backslashes and control characters escaped."""
+    """A Python string literal of any text, in ASCII: quotes, backslashes, control characters and
+    everything beyond ASCII escaped (so no bidirectional override can reorder the source)."""
     return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
 
 
-def comment_text(text: str) -> str:
-    """Any text on one line that is safe in a `#` comment: no line breaks, no control characters."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-                   for c in text)
+# A comment on line 1 or 2 matching this declares the file's encoding (PEP 263).
+_CODING = re.compile(r"coding([:=])")
 
 
-def docstring_text(text: str) -> str:
-    """Any text that is safe inside a triple-quoted docstring: one line, no quotes that end it,
-    no backslash escapes."""
-    return comment_text(text).replace("\\", "\\\\").replace('"', "'")
+def comment_text(text) -> str:
+    """`text` made safe after a `#`: one line, no control characters, no encoding declaration."""
+    return _CODING.sub(r"coding \1", printable(text))
+
+
+def docstring_text(text) -> str:
+    """`text` as source inside a (plain or raw) triple-quoted docstring: one line, with
+    backslashes and quotes escaped, so it can neither end the docstring nor start an escape.
+    In a plain docstring its value is `printable(text)`."""
+    return printable(text).replace("\\", "\\\\").replace('"', '\\"')

@@ -1,5 +1,5 @@
 """Fuzzing: random models over the whole primitive set, with shared subexpressions, named steps,
-hostile names, broadcast shapes and both float widths.
+hostile names (of symbols, steps and models), broadcast shapes and both float widths.
 
 CI runs a short profile; the long campaign (docs/robustness.md) is
 
@@ -7,8 +7,10 @@ CI runs a short profile; the long campaign (docs/robustness.md) is
 """
 
 import ast
+import os
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -23,6 +25,13 @@ from backpropc.errors import BackpropcError
 
 NAMES = ["w", "b", "lambda", "print", "np", "x_bar", "c0", "shape", "L", "__class__", "α", "a b",
          "1st", "__import__('os').system('touch PWNED')", "value_and_grad", "_sum_like", "ARGS"]
+# Text that ends strings, comments or docstrings, or that Python or a terminal reads specially:
+# user text of every kind (symbol, step, model, dimension and function names) is drawn from it.
+PAYLOADS = ['"""', "'''", "\\", 'q"""\nimport os; os.system("touch PWNED")\n"""',
+            "q')\nimport os; os.system('touch PWNED')\n#", 'n", __import__("os").system("touch PWNED"), "',
+            "a\rb", "a\u2028b", "a\x85b", "a\x0cb", "\x1b[2J", "\u202e", "# -*- coding: rot13 -*-",
+            "\u0303", "\u1e7d", "\ufb01", "fi", "\uff58", "x\\", "{name}", "%s"]
+HOSTILE_NAMES = NAMES + PAYLOADS
 
 # Every function, composed so that each argument stays in its domain for any real input.
 UNARY = [
@@ -46,7 +55,7 @@ BINARY = [
 
 @st.composite
 def models(draw):
-    names = draw(st.lists(st.sampled_from(NAMES), min_size=4, max_size=4, unique=True))
+    names = draw(st.lists(st.sampled_from(HOSTILE_NAMES), min_size=4, max_size=4, unique=True))
     params = [sp.Symbol(n) for n in names[:2]]
     data = [sp.Symbol(n) for n in names[2:]]
     pool = params + data
@@ -57,13 +66,13 @@ def models(draw):
         else:
             expr = draw(st.sampled_from(BINARY))(draw(st.sampled_from(pool)), draw(st.sampled_from(pool)))
         if draw(st.booleans()):
-            name = sp.Symbol(draw(st.sampled_from(NAMES + [f"s{i}"])) + f"{i}")
+            name = sp.Symbol(draw(st.sampled_from(HOSTILE_NAMES + [f"s{i}"])) + f"{i}")
             steps.append((name, expr))
             pool.append(name)
         else:
             pool.append(expr)
     loss = pool[-1] + params[0] * params[1] * draw(st.sampled_from(pool)) + params[0] ** 2 + params[1] ** 2
-    return bp.Model("fuzz", steps, loss, params, data)
+    return bp.Model(draw(st.sampled_from(["fuzz"] + PAYLOADS)), steps, loss, params, data)
 
 
 def _point(module, rng, shapes, dtype):
@@ -87,7 +96,7 @@ def test_fuzz(model, seed, shapes):
     source = compiled.source
     ast.parse(source)
     assert bp.compile(model, broadcast=True).source == source
-    module = compiled.load()
+    module = inert(compiled)
     rng = np.random.default_rng(seed)
     point = _point(module, rng, shapes, np.float64)
     with np.errstate(all="ignore"):
@@ -107,6 +116,25 @@ def test_fuzz(model, seed, shapes):
     assert all(np.asarray(g).dtype == np.float32 for g in grads32)
 
 
+def inert(compiled):
+    """The compiled module, imported and called once in an empty folder, which it must leave
+    empty: no user text may run as code."""
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        try:
+            module = compiled.load()
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                shapes = getattr(module, "SHAPES", {})  # a named dimension is 3
+                module.value_and_grad(**{a: np.full([3 if isinstance(d, str) else d for d in shapes.get(a, ())], 0.5)
+                                         for a in module.ARGS})
+            assert not os.listdir(folder), f"the module created {os.listdir(folder)}"
+        finally:
+            os.chdir(here)
+    return module
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="uses a subprocess per model")
 @settings(max_examples=10)
 @given(model=models())
@@ -120,3 +148,33 @@ def test_fuzzed_modules_pass_ruff(model):
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "-"],
                          input=source, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout
+
+
+# ---- hostile text in the places the core writes (dimension and function names) -------------
+def _hostile_function(name):
+    """A user function whose class name is `name` (it reaches docstrings and `# from` comments)."""
+    return type(name, (sp.Function,), {
+        "fdiff": lambda self, argindex=1: sp.cos(self.args[0]),
+        "_numpycode": lambda self, printer: f"np.sin({printer._print(self.args[0])})"})
+
+
+@pytest.mark.parametrize("place", ["dimension", "function"])
+@pytest.mark.parametrize("text", PAYLOADS, ids=ascii)
+def test_hostile_text_in_dimension_and_function_names(place, text):
+    """Every dimension name and function class name reaches the module as inert text, or the
+    model is refused with a typed error."""
+    w, x = sp.symbols("w x")
+    if place == "dimension":
+        n = sp.Symbol(text, integer=True, positive=True)
+        A = sp.MatrixSymbol("A", n, 1)
+        model = bp.Model("m", [], bp.sum(A.T * A) * w ** 2, [w], [A])
+    else:
+        model = bp.Model("m", [], _hostile_function(text)(w * x), [w], [x])
+    try:
+        compiled = bp.compile(model)
+    except BackpropcError:
+        return
+    ast.parse(compiled.source)
+    module = inert(compiled)
+    if place == "function":
+        assert_close(module.grad(0.3, 2.0), [2.0 * np.cos(0.6)], 1e-12)
