@@ -20,6 +20,7 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from . import runtime
+from .runtime.core import _finite_difference_errors as finite_differences
 from .compiler import Compiled, compile
 from .display import html_table
 from .emit import SympyPrinter
@@ -237,33 +238,14 @@ def finite_point(module, rng, batch: int, domains: dict):
     return None, None
 
 
-def _finite_difference_errors(module, point, grads, rng, tolerance, h=1e-6):
+def _finite_difference_errors(module, point, grads, rng, tolerance):
     """Per parameter, the relative error of the gradient's derivative along a random direction
-    (along 1 for a scalar) against central finite differences with step h; NaN where finite
-    differences cannot decide: the error is above the tolerance but within NOISE times their own
-    error, estimated as the larger of how much the steps h and h/2 disagree (truncation) and
-    the rounding of the loss divided by the step."""
-    errors = []
-    for name, g in zip(module.WRT, grads):
-        direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
-        step = h * max(1.0, float(np.max(np.abs(point[name]))))
-
-        def central(step, name=name, direction=direction):
-            with np.errstate(all="ignore"):
-                up = module.value_and_grad(**dict(point, **{name: point[name] + step * direction}))[0]
-                down = module.value_and_grad(**dict(point, **{name: point[name] - step * direction}))[0]
-            rounding = np.finfo(float).eps * max(abs(up), abs(down)) / step
-            return (up - down) / (2 * step), rounding
-        exact = np.sum(g * direction)
-        estimate, rounding = central(step)
-        error = float(_relative(exact, estimate))
-        if error >= tolerance:
-            scale = max(abs(exact), abs(estimate), 1.0)
-            own_error = max(float(_relative(estimate, central(step / 2)[0])), rounding / scale)
-            if not error > NOISE * own_error:  # also NaN
-                error = float("nan")
-        errors.append(error)
-    return np.array(errors)
+    (along 1 for a scalar) against central finite differences (the generated modules' own
+    checker); NaN where finite differences cannot decide: the error is above the tolerance but
+    within NOISE times their own error (steps h and h/2 disagree, or the loss's rounding)."""
+    rows = finite_differences(module.value_and_grad, point, module.WRT, rng)
+    return np.array([error if error < tolerance or error > NOISE * own else float("nan")
+                     for _, _, _, error, own in rows])
 
 
 def printed_size(compiled: Compiled) -> int:
