@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from .errors import UnsupportedFunctionError
 from .graph import CONST, SYMBOL, Graph, closure
 from .naming import Namer
 from .ops import RECORDS, constant_value, record_for
@@ -443,19 +442,7 @@ class SympyPrinter(NumPyPrinter):
         return record.code.format(*texts, **{f"p{k}": o for k, o in enumerate(operands)})
 
 
-def _record_printing(name):
-    return lambda self, expr: SympyPrinter._print_Function(self, expr)
-
-
+# SymPy's printer looks for _print_<class name> first: every op with a record prints through it.
 for _op, _record in RECORDS.items():
     if isinstance(_op, type) and issubclass(_op, sp.Function) and _record.code:
-        setattr(SympyPrinter, f"_print_{_op.__name__}", _record_printing(_op.__name__))
-
-
-def print_sympy(expr: sp.Basic, printer: SympyPrinter) -> str:
-    _, unsupported, text = printer.doprint(expr)
-    if unsupported:
-        bad = sorted({type(e).__name__ for e in unsupported})
-        raise UnsupportedFunctionError(
-            f"no NumPy form for {', '.join(bad)}: give the function a _numpycode(self, printer) method")
-    return text
+        setattr(SympyPrinter, f"_print_{_op.__name__}", SympyPrinter._print_Function)

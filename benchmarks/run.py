@@ -49,13 +49,13 @@ if THREADS > 0:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
-import argparse
-import json
-import time
-from pathlib import Path
+import argparse  # noqa: E402 - after the sys.path entry above
+import json  # noqa: E402 - after the sys.path entry above
+import time  # noqa: E402 - after the sys.path entry above
+from pathlib import Path  # noqa: E402 - after the sys.path entry above
 
-from baselines import optional_modules
-from measuring import (
+from baselines import optional_modules  # noqa: E402 - after the sys.path entry above
+from measuring import (  # noqa: E402 - after the sys.path entry above
     BATCHES,
     Options,
     compile_slopes,
@@ -66,8 +66,8 @@ from measuring import (
     run_workload,
     wrapper_overhead,
 )
-from reporting import FAMILIES, print_tables, render_docs, with_kept_sections
-from workloads import workloads
+from reporting import FAMILIES, print_tables, render_docs, with_kept_sections  # noqa: E402 - after the sys.path entry above
+from workloads import workloads  # noqa: E402 - after the sys.path entry above
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from .base import Op, Ref, balanced, nary_cost, zero_jvp, zero_vjp
 
 def piecewise_vjp(out_bar, out, args, needed):
     """The branch taken gets out_bar; every other branch gets nothing."""
-    exprs, conds = args[0::2], args[1::2]
+    conds = args[1::2]
     graph = out_bar.graph
     zero, true = graph.const(0), graph.const(sp.true)
     contributions = []
