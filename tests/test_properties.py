@@ -74,9 +74,11 @@ SCRIPT = textwrap.dedent("""
     import sympy as sp
     import backpropc as bp
     sources = [bp.compile(runpy.run_path(f)["model"]).source for f in sys.argv[1:]]
+    # second order too: the tangent names, and a Hessian's pattern and colouring
+    sources += [bp.compile(runpy.run_path(f)["model"], derivatives=("hvp",)).source for f in sys.argv[1:]]
     a, b, c = sp.symbols("a b c")
     sources.append(bp.compile(sp.Max(a, b, c) * sp.exp(a * b) + bp.logsumexp(a, c, b * c),
-                              wrt=[c, a], name="mixed").source)
+                              wrt=[c, a], name="mixed", derivatives=("hessian",)).source)
     print(hashlib.sha256("".join(sources).encode()).hexdigest())
 """)
 
