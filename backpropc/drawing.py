@@ -11,12 +11,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from .compiler import Compiled
 from .explain import bar
 from .files import write_atomic
+
+if TYPE_CHECKING:  # for annotations only: compiler.py imports these modules lazily
+    from .compiler import Compiled
 
 STYLES = {
     "parameter": 'shape=box, style="rounded,filled", fillcolor="#fde68a"',

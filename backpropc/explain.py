@@ -9,11 +9,15 @@ backward pass, and the forward pass shows its expression in place.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sympy.printing.str import StrPrinter
 
-from .compiler import Compiled
 from .latex import aligned, latex_name, passes
 from .naming import printable
+
+if TYPE_CHECKING:  # for annotations only: compiler.py imports these modules lazily
+    from .compiler import Compiled
 
 DOT = "\u0307"
 MACRON = "\u0304"      # one letter: z̄
