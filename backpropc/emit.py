@@ -39,13 +39,21 @@ class Statement:
     code: str = ""                # the right-hand side as NumPy code
     comment: str = ""             # "from ...": the forward statements a backward line comes from
     arg: str = ""                 # for a gradient: the argument it belongs to
-    math: str = ""                # the right-hand side in the lecture's notation
     alias: bool = False           # `v_bar = <the name it already has>`
     _rhs: object = field(default=None, repr=False)  # () -> small SymPy expression, for explain
+    _math: object = field(default=None, repr=False)  # () -> the right-hand side in the lecture's notation
 
     @property
     def rhs(self) -> sp.Basic:
         return self._rhs()
+
+    @property
+    def math(self) -> str:
+        """The right-hand side in the lecture's notation, printed when first asked for (comments
+        quote only a few statements)."""
+        if callable(self._math):
+            self._math = self._math()
+        return self._math or ""
 
 
 class NoScalarForm(Exception):

@@ -248,12 +248,12 @@ class ModuleBuilder:
                     origin = schedule.graph.origin_of.get(node)
                     origins = () if origin is None else (origin,)
                 rhs = _rhs(schedule, node, names)
-                math = "" if section == "backward" else self.math.print(node, names)
+                math = None if section == "backward" else _math(self.math, node, names)
             else:
                 name, code, math = alias_name, names[node], names[node]
                 origins = tuple(senders.get(step, ()))
                 rhs = _symbol(names[node])
-            statements.append(Statement(name, node, section, origins, code, math=math, _rhs=rhs,
+            statements.append(Statement(name, node, section, origins, code, _math=math, _rhs=rhs,
                                         alias=alias_name is not None))
             if not schedule.graph[node].is_leaf:  # arguments keep their own names
                 names[node] = name
@@ -334,6 +334,11 @@ def _rhs(schedule: Schedule, node: int, names: dict[int, str]):
     """The statement's right-hand side as a SymPy expression, built only when explain asks (from
     the names as they are at the end: a statement only refers to earlier ones)."""
     return lambda: schedule.sympy_rhs(node, names)
+
+
+def _math(printer: IRPrinter, node: int, names: dict[int, str]):
+    """The statement's right-hand side in the lecture's notation, printed only when asked for."""
+    return lambda: printer.print(node, names)
 
 
 def _symbol(name: str):
