@@ -124,7 +124,7 @@ class ModuleBuilder:
         self.constants: dict[str, str] = {}  # module-level constants: name -> source
         # matrix arguments of the module's functions -> their shape per example
         self.matrix_shapes = {a: tuple(s.shape) for a, s in zip(self.arg_names, program.args)
-                              if isinstance(s, sp.MatrixSymbol)}
+                              if isinstance(s, (sp.MatrixSymbol, sp.IndexedBase))}
         self.forward_statements: list[Statement] = []
 
     def add(self, output) -> None:
@@ -140,7 +140,8 @@ class ModuleBuilder:
     def batch_args(self) -> str:
         """The arguments whose broadcast shape is the batch (a matrix's trailing axes are its own)."""
         return ", ".join(f"{a}[..., 0, 0]" if isinstance(s, sp.MatrixSymbol) else a
-                         for a, s in zip(self.arg_names, self.program.args))
+                         for a, s in zip(self.arg_names, self.program.args)
+                         if not isinstance(s, sp.IndexedBase))  # per-index data is not a batch
 
     @cached_property
     def seed(self) -> int:

@@ -1,0 +1,276 @@
+"""Array-level ops: a Sum over an index range as one vectorised reduction (issue 15).
+
+A value over the index tuples of a Sum (graph shape `Domain`) is a 1-D array at run time, one
+entry per tuple. A single Sum's tuples are its range, so `x[i + 1]` over i = lo..hi is the view
+x[lo + 1:hi + 2] (`window`) and its adjoint adds into that slice (`unwindow`). A nested Sum's
+tuples are listed flat (`nest`: for each outer tuple its range of inner indices, as triangular as
+the bounds say), so an index there is a gather (`gather`, adjoint `scatter`, one np.bincount);
+an outer value is repeated to its inner tuples (`lift`) and the inner Sum adds them back up per
+outer tuple (`segment_sum`). The Sum of a single range is `total`. Elementwise ops on these
+values are the ordinary ones: NumPy broadcasts a scalar against them.
+
+Axes of a window or gather are flattened into its arguments: for each axis of the array either
+(start, stop, step) of a slice, or (index, 0, 0) for a fixed index; a gather's axes are index
+arrays (or fixed integers).
+"""
+
+from __future__ import annotations
+
+from ..errors import ModelError
+from ..graph import Domain, Whole
+from .base import Op, Ref, call
+from .matrix import MatrixOp, linear_jvp
+
+
+class ArrayOp(MatrixOp):
+    """An array-level op: a placeholder SymPy never evaluates."""
+
+
+class span(ArrayOp):
+    """The values lo, lo + 1, ..., stop - 1 of the index of a Sum."""
+
+    nargs, math = 2, "range({0}, {1})"
+
+
+class nest(ArrayOp):
+    """The tuples of a nested Sum: row 0 the position of each one's outer tuple, row 1 its inner
+    index (lo..stop - 1, per outer tuple). Arguments: lo, stop, the outer index values."""
+
+    nargs, math = 3, "pairs({0} <= j < {1})"
+
+
+class outer_of(ArrayOp):
+    nargs, math = 1, "outer({0})"
+
+
+class inner_of(ArrayOp):
+    nargs, math = 1, "inner({0})"
+
+
+class lift(ArrayOp):
+    """An outer value repeated to each of its inner tuples: a[parent]."""
+
+    nargs, math = 2, "{p0}"
+
+
+class segment_sum(ArrayOp):
+    """The inner Sum: the values of the inner tuples added up per outer tuple."""
+
+    nargs, math = 3, "sum_inner({0})"
+
+
+class total(ArrayOp):
+    """The Sum of a value over one range: a scalar."""
+
+    nargs, math = 1, "sum({0})"
+
+
+class window(ArrayOp):
+    """x[start:stop:step] (a view) along the sliced axes, fixed indices along the others.
+    Arguments: x, the Domain's loop (a marker), then (start, stop, step) per axis."""
+
+    nargs = (5, 8)
+
+    def _sympystr(self, printer):
+        texts = [printer._print(a) for a in self.args]
+        return f"{texts[0]}[{_axes_code(texts[2:])}]"
+
+
+class unwindow(ArrayOp):
+    """Zeros shaped like x with g in the window: the adjoint of window. Arguments: g, x, axes."""
+
+    nargs = (5, 8)
+
+
+class gather(ArrayOp):
+    """x[idx0, idx1]: entries of x at integer index arrays (an affine index of a nested Sum)."""
+
+    nargs = (2, 3)
+
+
+class scatter(ArrayOp):
+    """Zeros shaped like x with g added at the indices (repeated indices add): gather's adjoint."""
+
+    nargs = (3, 4)
+
+
+class array_dim(ArrayOp):
+    """Axis k of an indexed argument: its size, read at run time (a shape symbol n)."""
+
+    nargs, math = 2, "len({0})"
+
+
+# ---- NumPy forms ---------------------------------------------------------------------------------
+def _axes_code(axes) -> str:
+    parts = []
+    for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]):
+        if step == "0":
+            parts.append(start)
+        else:
+            parts.append(f"{start}:{stop}" + ("" if step == "1" else f":{step}"))
+    return ", ".join(parts)
+
+
+def _label(x: str) -> str:
+    """The array's name for error messages (an expression when it has none)."""
+    return f'"{x}"' if x.isidentifier() else '"array"'
+
+
+def _window_code(x, marker, *axes) -> str:
+    return f"_window({x}, {_label(x)}, {', '.join(axes)})"
+
+
+def _unwindow_code(g, x, *axes) -> str:
+    return f"_unwindow({g}, {x}, {', '.join(axes)})"
+
+
+def _gather_code(x, *index) -> str:
+    return f"_gather({x}, {_label(x)}, {', '.join(index)})"
+
+
+def _scatter_code(g, x, *index) -> str:
+    return f"_scatter({g}, {x}, {', '.join(index)})"
+
+
+# ---- rules ---------------------------------------------------------------------------------------
+def total_vjp(out_bar, out, args, needed):
+    return [out_bar]  # NumPy broadcasts the scalar signal over the range
+
+
+def segment_sum_vjp(out_bar, out, args, needed):
+    return [call(lift, out_bar, args[1]), None, None]
+
+
+def lift_vjp(out_bar, out, args, needed):
+    return [call(segment_sum, out_bar, args[1], args[0]) if needed[0] else None, None]
+
+
+def window_vjp(out_bar, out, args, needed):
+    return [call(unwindow, out_bar, args[0], *args[2:])] + [None] * (len(args) - 1)
+
+
+def unwindow_vjp(out_bar, out, args, needed):
+    graph = out.graph
+    shape = graph.shapes[args[0].id]
+    marker = graph.const(shape.loop) if isinstance(shape, Domain) else graph.const(0)
+    return [call(window, out_bar, Ref(graph, marker), *args[2:])] + [None] * (len(args) - 1)
+
+
+def gather_vjp(out_bar, out, args, needed):
+    return [call(scatter, out_bar, args[0], *args[1:])] + [None] * (len(args) - 1)
+
+
+def scatter_vjp(out_bar, out, args, needed):
+    return [call(gather, out_bar, *args[2:])] + [None] * (len(args) - 1)
+
+
+def _zero_rule(out_bar, out, args, needed):
+    return [None] * len(args)
+
+
+def _no_tangent(out, args, tangents):
+    return None
+
+
+# ---- shapes --------------------------------------------------------------------------------------
+def _domain(graph, node):
+    return graph.shapes[node.args[0]]
+
+
+def _span_shape(graph, node):
+    return Domain(len(graph.nodes), 0)  # shapes are computed as the node is appended: its id
+
+
+def _nest_shape(graph, node):
+    return Domain(len(graph.nodes), graph.shapes[node.args[2]].depth + 1)
+
+
+def _row_shape(graph, node):
+    return graph.shapes[node.args[0]]
+
+
+def _window_shape(graph, node):
+    sliced = any(graph.number(s) != 0 for s in node.args[4::3])
+    if not sliced:
+        return None
+    return Domain(int(graph.number(node.args[1])), 0)
+
+
+def _gather_shape(graph, node):
+    found = [graph.shapes[a] for a in node.args[1:] if isinstance(graph.shapes[a], Domain)]
+    return found[0] if found else None
+
+
+def _like_second(graph, node):
+    return graph.shapes[node.args[1]]
+
+
+def _like_third(graph, node):
+    return graph.shapes[node.args[2]]
+
+
+def _scalar(graph, node):
+    return None
+
+
+def _fold_zero_first(graph, args):
+    return graph.const(0) if graph.number(args[0]) == 0 else None
+
+
+def _record(op, vjp, jvp, code, shape, helpers=(), math="", fold=None, **kw) -> Op:
+    return Op(op, vjp, jvp, code, math=math or getattr(op, "math", ""), helpers=helpers, shape=shape,
+              fold=fold, tags=frozenset({"array"}), **kw)
+
+
+RECORDS = [
+    _record(span, _zero_rule, _no_tangent, "np.arange({0}, {1})", _span_shape, zero_derivative=True),
+    _record(nest, _zero_rule, _no_tangent, "_nest({0}, {1}, {2})", _nest_shape, ("_nest",),
+            zero_derivative=True),
+    _record(outer_of, _zero_rule, _no_tangent, "{p0}[0]", _row_shape, zero_derivative=True),
+    _record(inner_of, _zero_rule, _no_tangent, "{p0}[1]", _row_shape, zero_derivative=True),
+    _record(lift, lift_vjp, linear_jvp(lift), "_lift({0}, {1})", lambda g, n: g.shapes[n.args[1]],
+            ("_lift",), fold=_fold_zero_first),
+    _record(segment_sum, segment_sum_vjp, linear_jvp(segment_sum), "_segment_sum({0}, {1}, {2})",
+            _like_third, ("_segment_sum",), fold=_fold_zero_first),
+    _record(total, total_vjp, linear_jvp(total), "np.sum({0})", _scalar, fold=_fold_zero_first),
+    _record(window, window_vjp, linear_jvp(window), _window_code, _window_shape, ("_window",),
+            math="{0}[{2}:{3}]"),
+    _record(unwindow, unwindow_vjp, linear_jvp(unwindow), _unwindow_code, _like_second, ("_unwindow",),
+            math="unwindow", fold=_fold_zero_first),
+    _record(gather, gather_vjp, linear_jvp(gather), _gather_code, _gather_shape, ("_gather",),
+            math="gather"),
+    _record(scatter, scatter_vjp, linear_jvp(scatter), _scatter_code, _like_second, ("_scatter",),
+            math="scatter", fold=_fold_zero_first),
+    _record(array_dim, _zero_rule, _no_tangent, "np.shape({0})[{1}]", _scalar, zero_derivative=True),
+]
+
+
+def fit_contribution(graph, part: Ref, target: int) -> Ref:
+    """A contribution over a Sum's range sent to a value that has none (a scalar) is summed."""
+    if isinstance(graph.shapes[part.id], Domain) and graph.shapes[target] is None:
+        return call(total, part)
+    return part
+
+
+def is_array_value(graph, i: int) -> bool:
+    return isinstance(graph.shapes[i], (Domain, Whole))
+
+
+def combined_shape(graph, node):
+    """The shape of an elementwise op on values over index ranges: the deepest Domain (the
+    front end lifts outer values first, so they agree); whole arrays only combine with scalars."""
+    shapes = [graph.shapes[a] for a in node.args if graph.shapes[a] is not None]
+    domains = {s for s in shapes if isinstance(s, Domain)}
+    if len(domains) > 1:
+        deepest = max(domains, key=lambda d: d.depth)
+        if any(d.depth == deepest.depth and d != deepest for d in domains):
+            raise ModelError("an expression combines values over two different Sum ranges; "
+                             "write each Sum on its own")
+        return deepest
+    if domains:
+        if any(isinstance(s, (Whole, tuple)) for s in shapes):
+            raise ModelError("an indexed array or matrix is combined with a value over a Sum's range; "
+                             "index the array (x[i]) inside the Sum")
+        return domains.pop()
+    return shapes[0]
+
