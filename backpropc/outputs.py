@@ -15,7 +15,7 @@ from functools import cached_property
 import sympy as sp
 
 from .emit import IRPrinter, NoScalarForm, Schedule, Statement, float_literal
-from .graph import SYMBOL, closure
+from .graph import SYMBOL, Whole, closure
 from .model import Program
 from .forward import tangents
 from .naming import Namer, comment_text, python_string
@@ -293,10 +293,13 @@ class ModuleBuilder:
         """(name, expression) of each statement of forward(), for the module docstring."""
         return [(s.name, s.math) for s in self.forward_statements]
 
-    def gradient_code(self, g: int, arg: str, shape: str, matrix: bool, names: dict[int, str]) -> str:
+    def gradient_code(self, g: int, arg: str, shape: str, matrix: bool, names: dict[int, str],
+                      indexed: bool = False) -> str:
         """The gradient of argument `arg` from its per-example signal g: summed over the batch
         down to the argument's shape. A matrix parameter's sum over the batch happens inside the
         matrix products that form its signal (W1_bar = z_bar x^T, summed over the examples)."""
+        if indexed:
+            return self.array_gradient_code(g, arg, names)
         self.helpers.add("_sum_like")
         if not matrix:
             return f"_sum_like({self.ref(g, names)}, {arg}, {shape})"
@@ -321,6 +324,13 @@ class ModuleBuilder:
                 parts.append(("+", f"_sum_like({self.ref(term, names)}, {arg}, {shape} + {arg}.shape[-2:])"))
         text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
         return text + "".join(f" {sign} {code}" for sign, code in parts[1:])
+
+    def array_gradient_code(self, g: int, arg: str, names: dict[int, str]) -> str:
+        """The gradient of an indexed argument: its signal is already an array of its shape (an
+        indexed model has no batch to sum over); a constant one is spread over that shape."""
+        if isinstance(self.graph.shapes[g], Whole):
+            return self.ref(g, names)
+        return f"np.full(np.shape({arg}), {self.ref(g, names)}, dtype=float)"
 
     def _transposed(self, i: int, names) -> str:
         graph = self.graph
@@ -391,17 +401,20 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
     for w, g in zip(program.wrt, backward.grads):
         w_name = namer.names[("symbol", w)]
         matrix = isinstance(w, sp.MatrixSymbol)
-        code = m.gradient_code(g, w_name, shape, matrix, names)
+        code = m.gradient_code(g, w_name, shape, matrix, names, isinstance(w, sp.IndexedBase))
         grads.append(Statement(namer.name(("gradient", w), f"{w_name}_bar"), g, "gradient", code=code,
                                arg=w_name, _rhs=_rhs(schedule, g, names) if g not in names else _symbol(names[g]),
                                comment=m.provenance(backward.senders.get(m.arg_nodes[w], []),
                                                     m._owner, m._forward_by_node)))
         if second_order:
             hvps.append(Statement(namer.name(("hvp", w), f"{w_name}_bar_dot"), hv[g], "tangent",
-                                  code=m.gradient_code(hv[g], w_name, shape, matrix, names), arg=w_name,
+                                  code=m.gradient_code(hv[g], w_name, shape, matrix, names,
+                                                       isinstance(w, sp.IndexedBase)), arg=w_name,
                                   _rhs=_rhs(schedule, hv[g], names) if hv[g] not in names
                                   else _symbol(names[hv[g]])))
-    if m.reduction == "mean":
+    if any(isinstance(s, sp.IndexedBase) for s in program.args):
+        value = loss  # an indexed model's loss is one number: it has no batch
+    elif m.reduction == "mean":
         value = f"np.mean({loss})"
     elif m.every_arg_reaches_loss:
         value = f"np.sum({loss})"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .graph import SYMBOL
 from .model import Program
 from .ops import Ref, call, record_for
-from .ops.array import fit_contribution
+from .ops.array import combine_contributions, fit_contribution
 from .ops.matrix import sum_entries
 
 
@@ -58,7 +58,7 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
         if not parts:
             continue
         graph.current_origin = v
-        signals[v] = v_bar = graph.add(*parts)
+        signals[v] = v_bar = combine_contributions(graph, v, parts)
         marks[v] = len(graph)
         node = graph[v]
         if node.is_leaf:

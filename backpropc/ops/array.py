@@ -94,6 +94,14 @@ class scatter(ArrayOp):
     nargs = (3, 4)
 
 
+class accumulate(ArrayOp):
+    """Zeros shaped like x with every adjoint of its windows and gathers added in: one array, not
+    one per access. Arguments: x, the number of windows, then (g, axes...) of each window and
+    (g, index...) of each gather."""
+
+    nargs = None
+
+
 class array_dim(ArrayOp):
     """Axis k of an indexed argument: its size, read at run time (a shape symbol n)."""
 
@@ -132,6 +140,25 @@ def _scatter_code(g, x, *index) -> str:
     return f"_scatter({g}, {x}, {', '.join(index)})"
 
 
+def _accumulate_groups(args, rank: int, windows: int):
+    """The (g, axes...) groups of accumulate's arguments after (x, rank, windows): windows first."""
+    sizes = [1 + 3 * rank] * windows
+    groups, k = [], 0
+    while k < len(args):
+        size = sizes[len(groups)] if len(groups) < windows else 1 + rank
+        groups.append(args[k:k + size])
+        k += size
+    return groups[:windows], groups[windows:]
+
+
+def _accumulate_code(x, rank, windows, *rest) -> str:
+    slices, gathers = _accumulate_groups(rest, int(rank), int(windows))
+    def listed(groups):
+        items = [f"({', '.join(g)})" for g in groups]
+        return "()" if not items else f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    return f"_accumulate({x}, {listed(slices)}, {listed(gathers)})"
+
+
 # ---- rules ---------------------------------------------------------------------------------------
 def total_vjp(out_bar, out, args, needed):
     return [out_bar]  # NumPy broadcasts the scalar signal over the range
@@ -162,6 +189,37 @@ def gather_vjp(out_bar, out, args, needed):
 
 def scatter_vjp(out_bar, out, args, needed):
     return [call(gather, out_bar, *args[2:])] + [None] * (len(args) - 1)
+
+
+def accumulate_vjp(out_bar, out, args, needed):
+    graph = out.graph
+    rank, windows = int(graph.number(args[1].id)), int(graph.number(args[2].id))
+    slices, gathers = _accumulate_groups(args[3:], rank, windows)
+    parts = [None, None, None]
+    for g, *axes in slices:
+        shape = graph.shapes[g.id]
+        marker = graph.const(shape.loop) if isinstance(shape, Domain) else graph.const(0)
+        parts += [call(window, out_bar, Ref(graph, marker), *axes)] + [None] * len(axes)
+    for g, *index in gathers:
+        parts += [call(gather, out_bar, *index)] + [None] * len(index)
+    return parts
+
+
+def combine_contributions(graph, target: int, parts: list[int]) -> int:
+    """The error signal of an indexed argument: the adjoints of its windows and gathers added
+    into one array (`accumulate`), the other contributions added to it."""
+    if not isinstance(graph.shapes[target], Whole):
+        return graph.add(*parts)
+    slices = [p for p in parts if graph[p].op is unwindow and graph[p].args[1] == target]
+    gathers = [p for p in parts if graph[p].op is scatter and graph[p].args[1] == target]
+    if len(slices) + len(gathers) < 2:
+        return graph.add(*parts)
+    rest = [p for p in parts if p not in slices and p not in gathers]
+    args = [target, graph.const(len(graph.shapes[target].dims)), graph.const(len(slices))]
+    for p in slices + gathers:
+        g, _, *axes = graph[p].args
+        args += [g, *axes]
+    return graph.add(graph.apply(accumulate, *args), *rest)
 
 
 def _zero_rule(out_bar, out, args, needed):
@@ -217,6 +275,18 @@ def _fold_zero_first(graph, args):
     return graph.const(0) if graph.number(args[0]) == 0 else None
 
 
+def _fold_total(graph, args):
+    """The Sum of an inner Sum's results is the Sum over all the tuples: sum(sum_inner(s)) = sum(s)."""
+    if graph[args[0]].op is segment_sum:
+        return graph.apply(total, graph[args[0]].args[0])
+    return _fold_zero_first(graph, args)
+
+
+def _fold_lift(graph, args):
+    """A constant is the same for every inner tuple: NumPy broadcasts it."""
+    return args[0] if graph.shapes[args[0]] is None else None
+
+
 def _record(op, vjp, jvp, code, shape, helpers=(), math="", fold=None, **kw) -> Op:
     return Op(op, vjp, jvp, code, math=math or getattr(op, "math", ""), helpers=helpers, shape=shape,
               fold=fold, tags=frozenset({"array"}), **kw)
@@ -229,10 +299,10 @@ RECORDS = [
     _record(outer_of, _zero_rule, _no_tangent, "{p0}[0]", _row_shape, zero_derivative=True),
     _record(inner_of, _zero_rule, _no_tangent, "{p0}[1]", _row_shape, zero_derivative=True),
     _record(lift, lift_vjp, linear_jvp(lift), "_lift({0}, {1})", lambda g, n: g.shapes[n.args[1]],
-            ("_lift",), fold=_fold_zero_first),
+            ("_lift",), fold=_fold_lift),
     _record(segment_sum, segment_sum_vjp, linear_jvp(segment_sum), "_segment_sum({0}, {1}, {2})",
             _like_third, ("_segment_sum",), fold=_fold_zero_first),
-    _record(total, total_vjp, linear_jvp(total), "np.sum({0})", _scalar, fold=_fold_zero_first),
+    _record(total, total_vjp, linear_jvp(total), "np.sum({0})", _scalar, fold=_fold_total),
     _record(window, window_vjp, linear_jvp(window), _window_code, _window_shape, ("_window",),
             math="{0}[{2}:{3}]"),
     _record(unwindow, unwindow_vjp, linear_jvp(unwindow), _unwindow_code, _like_second, ("_unwindow",),
@@ -241,6 +311,8 @@ RECORDS = [
             math="gather"),
     _record(scatter, scatter_vjp, linear_jvp(scatter), _scatter_code, _like_second, ("_scatter",),
             math="scatter", fold=_fold_zero_first),
+    _record(accumulate, accumulate_vjp, None, _accumulate_code, lambda g, n: g.shapes[n.args[0]],
+            ("_accumulate",), math="accumulate"),
     _record(array_dim, _zero_rule, _no_tangent, "np.shape({0})[{1}]", _scalar, zero_derivative=True),
 ]
 

@@ -8,6 +8,9 @@ Python's slices would silently wrap a negative index or stop short at the end.
 
 import numpy as np
 
+NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
+         "_gather": ("_out_of_range",)}
+
 
 def _out_of_range(name, axis, low, high, size):
     return IndexError(f"{name}[...] reaches index {low if low < 0 else high} along axis {axis}, but "
@@ -15,8 +18,15 @@ def _out_of_range(name, axis, low, high, size):
                       f"larger or the Sum's range smaller")
 
 
-def _window(x, name, *axes):
-    """x[start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked."""
+def _window(x, name, start, stop, step, *axes):
+    """x[start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked (the
+    last index of a window is stop - 1)."""
+    if not axes and step and 0 <= start and stop <= len(x) and x.ndim == 1:  # the common case
+        return x[start:stop:step]
+    return _window_checked(x, name, start, stop, step, *axes)
+
+
+def _window_checked(x, name, *axes):
     if np.ndim(x) != len(axes) // 3:
         raise ValueError(f"{name} must be a {len(axes) // 3}-D array (an indexed model takes no batch "
                          f"axes); got shape {np.shape(x)}")
@@ -84,3 +94,24 @@ def _scatter(g, x, *index):
     flat = np.ravel_multi_index(index, shape) if len(shape) > 1 else index[0]
     weights = np.broadcast_to(g, flat.shape).ravel()
     return np.bincount(flat.ravel(), weights, minlength=int(np.prod(shape))).reshape(shape)
+
+
+def _accumulate(x, windows, gathers):
+    """Zeros shaped like x with each (g, start, stop, step, ...) of `windows` added into its
+    slice and each (g, index, ...) of `gathers` added at its indices (one bincount for all)."""
+    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    for g, *axes in windows:
+        if len(axes) == 3 and axes[2]:  # a 1-D window (already checked by _window)
+            out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
+        else:
+            out[tuple(start if step == 0 else slice(start, max(stop, start), step)
+                      for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))] += g
+    if gathers:
+        flat, weights = [], []
+        for g, *index in gathers:
+            index = np.broadcast_arrays(*index)
+            flat.append((np.ravel_multi_index(index, out.shape) if out.ndim > 1 else index[0]).ravel())
+            weights.append(np.broadcast_to(g, index[0].shape).ravel())
+        out += np.bincount(np.concatenate(flat), np.concatenate(weights),
+                           minlength=out.size).reshape(out.shape)
+    return out

@@ -149,6 +149,8 @@ def _in_chunks(f, combine, scalar=None):
     argument (its gradient: concatenated when the argument is split, else summed), or a tuple
     of these for a tuple result."""
     names = _params(f)
+    if INDEXED:  # an indexed model has no batch to split
+        return f
 
     def chunked(*args):
         if scalar is not None and all(type(a) is float for a in args):
