@@ -444,5 +444,5 @@ class SympyPrinter(NumPyPrinter):
 
 # SymPy's printer looks for _print_<class name> first: every op with a record prints through it.
 for _op, _record in RECORDS.items():
-    if isinstance(_op, type) and issubclass(_op, sp.Function) and _record.code:
+    if isinstance(_op, type) and issubclass(_op, sp.Function) and _record.code and _op is not sp.Piecewise:
         setattr(SympyPrinter, f"_print_{_op.__name__}", SympyPrinter._print_Function)
