@@ -16,7 +16,18 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import ModelError
 from ..graph import Domain
-from ..ops.array import array_dim, gather, inner_of, lift, nest, outer_of, segment_sum, span, total, window
+from ..ops.array import (
+    array_dim,
+    gather,
+    inner_of,
+    lift,
+    nest,
+    outer_of,
+    segment_sum,
+    span,
+    total,
+    window,
+)
 
 
 @dataclass(frozen=True)
@@ -180,10 +191,10 @@ def _check_integer_affine(graph, expr, loop_symbols: set, what: str):
     allowed = set(loop_symbols) | set(graph.array_dimensions)
     for s in sorted(expr.free_symbols, key=str):
         if s not in allowed:
-            kind = "a Sum index not in scope" if isinstance(s, sp.Idx) else "a parameter or data"
-            raise ModelError(f"{what} depends on {s} ({kind}); indices and Sum bounds may use only "
-                             f"numbers, enclosing Sum indices and the shape symbols of IndexedBase "
-                             f"arguments")
+            raise ModelError(f"{what} depends on {s}, which is not the index of an enclosing Sum nor "
+                             f"a shape symbol; indices and Sum bounds may use only numbers, enclosing "
+                             f"Sum indices and the shape symbols of IndexedBase arguments (no "
+                             f"parameters or data)")
     gens = sorted(expr.free_symbols, key=str)
     try:
         poly = sp.Poly(expr, *gens) if gens else None
