@@ -40,6 +40,7 @@ class Loop:
     values: int
     parent: int | None
     depth: int
+    env: dict  # the symbols' nodes at this loop's depth
 
 
 def is_indexed_expr(e: sp.Basic) -> bool:
@@ -95,16 +96,17 @@ def _reduce(converter, summand, limits, env) -> int:
     stop_node = converter.from_sympy(sp.sympify(hi + 1), env)
     if not scope:
         values = graph.apply(span, lo_node, stop_node)
-        loop = Loop(sym, lo, hi, values, None, 0)
         inner_env = {**env, sym: values}
+        loop = Loop(sym, lo, hi, values, None, 0, inner_env)
     else:
         outer = scope[-1]
         tuples = graph.apply(nest, lo_node, stop_node, outer.values)
         parent, values = graph.apply(outer_of, tuples), graph.apply(inner_of, tuples)
-        loop = Loop(sym, lo, hi, values, parent, outer.depth + 1)
         inner_env = {**env, sym: values}
-        for up in scope:
+        for up in scope:  # an outer index, repeated to each inner tuple
             inner_env[up.symbol] = graph.apply(lift, env[up.symbol], parent)
+            graph.array_names.append((sp.Symbol(f"{up.symbol}_{sym}"), inner_env[up.symbol]))
+        loop = Loop(sym, lo, hi, values, parent, outer.depth + 1, inner_env)
     graph.array_names.append((sp.Symbol(str(sym)), values))
     scope.append(loop)
     try:
@@ -158,6 +160,19 @@ def _indexed(converter, e: sp.Indexed, env: dict) -> int:
     affine = [_check_integer_affine(graph, k, set(loops), f"the index {k} of {e}") for k in indices]
     leaf = graph.symbol(base)
     used = [[s for s, a in coeffs.items() if a != 0] for coeffs, _ in affine]
+    deepest = max((loops[s].depth for axis in used for s in axis), default=-1)
+    if 0 <= deepest < len(scope) - 1:
+        # x[i] inside the Sum over j: the entry at the outer depth (a view there), repeated to
+        # the inner tuples; its adjoint adds the inner tuples up in order, not by scattering.
+        inner = scope[deepest + 1:]
+        del scope[deepest + 1:]
+        try:
+            node = _indexed(converter, e, scope[-1].env)
+        finally:
+            scope.extend(inner)
+        for loop in inner:
+            node = graph.apply(lift, node, loop.parent)
+        return node
     if not any(used):  # a fixed entry, x[3] or x[n - 1]
         axes = []
         for k in indices:

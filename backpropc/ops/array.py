@@ -87,6 +87,10 @@ class gather(ArrayOp):
 
     nargs = (2, 3)
 
+    def _sympystr(self, printer):
+        texts = [printer._print(a) for a in self.args]
+        return f"{texts[0]}[{', '.join(texts[1:])}]"
+
 
 class scatter(ArrayOp):
     """Zeros shaped like x with g added at the indices (repeated indices add): gather's adjoint."""
@@ -100,6 +104,15 @@ class accumulate(ArrayOp):
     (g, index...) of each gather."""
 
     nargs = None
+
+    def _sympystr(self, printer):
+        """The signal as the lecture would add it up: `g at x[1:n] + h at x[0:n - 1]`."""
+        texts = [printer._print(a) for a in self.args]
+        x, rank, windows = texts[0], int(self.args[1]), int(self.args[2])
+        slices, gathers = _accumulate_groups(texts[3:], rank, windows)
+        parts = [f"({g}) at {x}[{_axes_code(axes)}]" for g, *axes in slices]
+        parts += [f"({g}) at {x}[{', '.join(index)}]" for g, *index in gathers]
+        return " + ".join(parts)
 
 
 class array_dim(ArrayOp):

@@ -9,7 +9,7 @@ Python's slices would silently wrap a negative index or stop short at the end.
 import numpy as np
 
 NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
-         "_gather": ("_out_of_range",)}
+         "_gather": ("_out_of_range", "_extremes")}
 
 
 def _out_of_range(name, axis, low, high, size):
@@ -21,8 +21,11 @@ def _out_of_range(name, axis, low, high, size):
 def _window(x, name, start, stop, step, *axes):
     """x[start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked (the
     last index of a window is stop - 1)."""
-    if not axes and step and 0 <= start and stop <= len(x) and x.ndim == 1:  # the common case
-        return x[start:stop:step]
+    if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
+        if step and 0 <= start and stop <= len(x):
+            return x[start:stop:step]
+        if not step and 0 <= start < len(x):
+            return x[start]
     return _window_checked(x, name, start, stop, step, *axes)
 
 
@@ -70,8 +73,16 @@ def _lift(a, parent):
 
 
 def _segment_sum(w, parent, like):
-    """The values of the inner tuples added up per outer tuple (the inner Sum)."""
-    return np.bincount(parent, np.broadcast_to(w, np.shape(parent)), minlength=np.shape(like)[0])
+    """The values of the inner tuples added up per outer tuple (the inner Sum). The tuples are
+    listed outer tuple by outer tuple, so each sum is over a contiguous run (np.add.reduceat)."""
+    size = np.shape(like)[0]
+    w = np.broadcast_to(w, np.shape(parent))
+    starts = np.searchsorted(parent, np.arange(size + 1))
+    out = np.zeros(size, dtype=np.result_type(w, 1.0))
+    runs = starts[:-1] < starts[1:]  # reduceat would give an empty run the next value
+    if np.any(runs):
+        out[runs] = np.add.reduceat(w, starts[:-1][runs])
+    return out
 
 
 def _gather(x, name, *index):
@@ -80,11 +91,22 @@ def _gather(x, name, *index):
         raise ValueError(f"{name} must be a {len(index)}-D array (an indexed model takes no batch "
                          f"axes); got shape {np.shape(x)}")
     for axis, k in enumerate(index):
-        if np.size(k):
-            low, high = np.min(k), np.max(k)
-            if low < 0 or high >= x.shape[axis]:
-                raise _out_of_range(name, axis, int(low), int(high), x.shape[axis])
+        low, high = (k, k) if type(k) is int else _extremes(k)
+        if (low < 0 or high >= x.shape[axis]) and np.size(k):
+            raise _out_of_range(name, axis, int(low), int(high), x.shape[axis])
     return x[index]
+
+
+def _extremes(k):
+    """(min, max) of an index array; the last few are remembered (holding an array keeps its
+    identity unique), as the columns of a 2-D array are gathered at the same indices in turn."""
+    recent = getattr(_extremes, "recent", ())
+    for known, low, high in recent:
+        if known is k:
+            return low, high
+    low, high = (np.min(k), np.max(k)) if np.size(k) else (0, 0)
+    _extremes.recent = ((k, low, high),) + recent[:3]
+    return low, high
 
 
 def _scatter(g, x, *index):
@@ -98,20 +120,25 @@ def _scatter(g, x, *index):
 
 def _accumulate(x, windows, gathers):
     """Zeros shaped like x with each (g, start, stop, step, ...) of `windows` added into its
-    slice and each (g, index, ...) of `gathers` added at its indices (one bincount for all)."""
+    slice and each (g, index, ...) of `gathers` added at its indices (repeated ones adding up:
+    one bincount per gather)."""
     out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
     for g, *axes in windows:
-        if len(axes) == 3 and axes[2]:  # a 1-D window (already checked by _window)
-            out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
+        if len(axes) == 3:  # a 1-D window or entry (already checked by _window)
+            if axes[2]:
+                out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
+            else:
+                out[axes[0]] += g
         else:
             out[tuple(start if step == 0 else slice(start, max(stop, start), step)
                       for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))] += g
-    if gathers:
-        flat, weights = [], []
-        for g, *index in gathers:
-            index = np.broadcast_arrays(*index)
-            flat.append((np.ravel_multi_index(index, out.shape) if out.ndim > 1 else index[0]).ravel())
-            weights.append(np.broadcast_to(g, index[0].shape).ravel())
-        out += np.bincount(np.concatenate(flat), np.concatenate(weights),
-                           minlength=out.size).reshape(out.shape)
+    for g, *index in gathers:
+        if np.ndim(g) < np.ndim(index[0]):
+            g = np.full(np.shape(index[0]), g)
+        if out.ndim == 1:
+            out += np.bincount(index[0], g, minlength=out.shape[0])
+        elif type(index[1]) is int:  # a column at the gathered rows: one bincount
+            out[:, index[1]] += np.bincount(index[0], g, minlength=out.shape[0])
+        else:
+            np.add.at(out, tuple(index), g)
     return out
