@@ -9,6 +9,7 @@ to its builders: adding an output function is one builder and one entry there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -191,10 +192,11 @@ class ModuleBuilder:
         for k, w in enumerate(self.program.wrt):
             name = self.namer.name(("direction", w), f"{self.namer.names[('symbol', w)]}_dot")
             symbol = sp.MatrixSymbol(f"_direction{k}", *w.shape) if isinstance(w, sp.MatrixSymbol) \
+                else sp.IndexedBase(f"_direction{k}", shape=w.shape) if isinstance(w, sp.IndexedBase) \
                 else sp.Dummy(name)
             node = self.graph.symbol(symbol)
             self.leaf_names[node] = name
-            if isinstance(w, sp.MatrixSymbol):
+            if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)):
                 self.matrix_shapes[name] = tuple(w.shape)
             result[w] = node
         return result
@@ -212,7 +214,8 @@ class ModuleBuilder:
     def scalar_body(self, statements, names, loss: str, grads=None, hvps=None):
         """(lines, returns) of a function's statements for Python floats, or None where an op has no
         scalar form or the model has matrices."""
-        if any(isinstance(s, sp.MatrixSymbol) for s in self.program.args) or len(statements) > SCALAR_LIMIT:
+        if any(isinstance(s, (sp.MatrixSymbol, sp.IndexedBase)) for s in self.program.args) \
+                or len(statements) > SCALAR_LIMIT:
             return None
         printer = IRPrinter(self.graph, scalar=True)
         try:
@@ -414,6 +417,8 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
                                   else _symbol(names[hv[g]])))
     if any(isinstance(s, sp.IndexedBase) for s in program.args):
         value = loss  # an indexed model's loss is one number: it has no batch
+        if not any(re.search(rf"\b{shape}\b", g.code) for g in grads + hvps + first[1:]):
+            first = first[1:]  # and nothing to sum over it
     elif m.reduction == "mean":
         value = f"np.mean({loss})"
     elif m.every_arg_reaches_loss:
@@ -501,11 +506,13 @@ def hessian_output(m: ModuleBuilder) -> None:
     """hessian, hessian_coo and hessian_flat: the Hessian of the objective (summed over the batch)
     from as few Hessian-vector products as its structure allows (backpropc.sparsity)."""
     program = m.program
-    if any(isinstance(w, sp.MatrixSymbol) and not all(d.is_Integer for d in w.shape) for w in program.wrt):
-        raise ModelError("the Hessian needs numeric shapes for matrix parameters; give them numbers")
+    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
+           for w in program.wrt):
+        raise ModelError("the Hessian needs numeric shapes for matrix and indexed parameters; give them "
+                         "numbers (hvp works with named dimensions)")
     m.add(hvp_output)
     m.add(hvp_flat_output)
-    sizes = [int(w.shape[0] * w.shape[1]) if isinstance(w, sp.MatrixSymbol) else 1 for w in program.wrt]
+    sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
     if all(size == 1 for size in sizes):
         hv = m.second_order
         rows = [hv.get(g) for g in m.backward.grads]
@@ -573,8 +580,9 @@ def jacobian_output(m: ModuleBuilder) -> None:
     program, graph = m.program, m.graph
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
-    if any(isinstance(w, sp.MatrixSymbol) for w in program.wrt):
-        raise ModelError("jacobian needs scalar wrt symbols; write a matrix parameter's entries as symbols")
+    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
+        raise ModelError("jacobian needs scalar wrt symbols; write a matrix or indexed parameter's "
+                         "entries as symbols")
     m.add(residuals_output)
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     zero = graph.const(0)
@@ -615,7 +623,8 @@ def jacobian_output(m: ModuleBuilder) -> None:
 def _wrt_shapes(m: ModuleBuilder) -> str:
     def dim(d):
         return str(int(d)) if d.is_Integer else python_string(str(d))
-    shapes = [f"({dim(w.shape[0])}, {dim(w.shape[1])})" if isinstance(w, sp.MatrixSymbol) else "()"
+    shapes = [f"({dim(w.shape[0])}, {dim(w.shape[1])})" if isinstance(w, sp.MatrixSymbol)
+              else _tuple(dim(d) for d in w.shape) if isinstance(w, sp.IndexedBase) else "()"
               for w in m.program.wrt]
     return _tuple(shapes)
 

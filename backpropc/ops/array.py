@@ -218,6 +218,26 @@ def accumulate_vjp(out_bar, out, args, needed):
     return parts
 
 
+def accumulate_jvp(out, args, tangents):
+    """Linear in each added value: the same accumulation of their tangents."""
+    graph = out.graph
+    rank, windows = int(graph.number(args[1].id)), int(graph.number(args[2].id))
+    sizes = [1 + 3 * rank] * windows
+    groups, k = [], 3
+    while k < len(args):
+        size = sizes[len(groups)] if len(groups) < windows else 1 + rank
+        groups.append((k, size))
+        k += size
+    kept = [(k, size) for k, size in groups if tangents[k] is not None]
+    if not kept:
+        return None
+    new = [args[0], Ref(graph, graph.const(rank)),
+           Ref(graph, graph.const(sum(1 for k, _ in kept if k < 3 + windows * (1 + 3 * rank))))]
+    for k, size in kept:
+        new += [tangents[k], *args[k + 1:k + size]]
+    return call(accumulate, *new)
+
+
 def combine_contributions(graph, target: int, parts: list[int]) -> int:
     """The error signal of an indexed argument: the adjoints of its windows and gathers added
     into one array (`accumulate`), the other contributions added to it."""
@@ -324,7 +344,7 @@ RECORDS = [
             math="gather"),
     _record(scatter, scatter_vjp, linear_jvp(scatter), _scatter_code, _like_second, ("_scatter",),
             math="scatter", fold=_fold_zero_first),
-    _record(accumulate, accumulate_vjp, None, _accumulate_code, lambda g, n: g.shapes[n.args[0]],
+    _record(accumulate, accumulate_vjp, accumulate_jvp, _accumulate_code, lambda g, n: g.shapes[n.args[0]],
             ("_accumulate",), math="accumulate"),
     _record(array_dim, _zero_rule, _no_tangent, "np.shape({0})[{1}]", _scalar, zero_derivative=True),
 ]

@@ -21,12 +21,12 @@ ARGS = ("w11", "w12", "w21", "w22", "w31", "w32", "b1", "b2", "b3", "x1", "x2", 
 WRT = ("w11", "w12", "w21", "w22", "w31", "w32", "b1", "b2", "b3")
 # Matrix arguments: their shape per example (a batch adds leading axes); strings name dimensions.
 SHAPES = {}
+# Indexed arguments (sympy.IndexedBase) have exactly their shape: an indexed model has no batch.
+INDEXED = ()
 # A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
 # that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
 CHUNK = 32768
 REDUCTION = "sum"
-# Whether data may broadcast into a batch larger than each of them (compile with broadcast=True).
-BROADCAST = False
 
 
 def forward(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3):
@@ -94,34 +94,22 @@ def _params(f):
     return getattr(f, "params", None) or f.__code__.co_varnames[:f.__code__.co_argcount]
 
 
-def _as_float(v, name="an argument"):
-    """An argument as the functions compute with it: integers, booleans and float64 scalars as
-    Python floats (the fast path for scalars), lists and np.matrix as arrays (so that * and **
-    stay elementwise), integer arrays as float64; floating values (float32 included) unchanged.
-    Complex numbers and text are refused."""
+def _as_float(v):
+    """Integers, booleans and float64 scalars as Python floats (the fast path for scalars);
+    other floating values (float32 included) unchanged."""
     if type(v) is np.ndarray and v.dtype.kind == "f":
         return v
     if isinstance(v, (bool, int, np.float64)):
         return float(v)
-    if isinstance(v, (list, tuple, np.matrix)):
-        v = np.asarray(v)
-    kind = getattr(getattr(v, "dtype", None), "kind", "f" if isinstance(v, float) else None)
-    if kind is None and isinstance(v, complex):
-        kind = "c"
-    if kind == "c":
-        raise TypeError(f"{name} is complex; the functions are real: pass its real part (np.real)")
-    if kind not in ("f", "b", "i", "u"):
-        raise TypeError(f"{name} must be a number or an array of numbers, not {type(v).__name__}")
+    kind = getattr(getattr(v, "dtype", None), "kind", "f")
     return v.astype(np.float64) if kind in "biu" else v
 
 
 def _checked(f):
-    """f with its arguments checked: integers become float64, and a wrong call, arguments whose
-    shapes do not broadcast, or data that would broadcast into a larger batch than any one of
-    them raise an error that says which."""
+    """f with its arguments checked: integers become float64, and a wrong call or arguments whose
+    shapes do not broadcast raise an error that says which."""
     names = _params(f)
     has_matrices = any(n in SHAPES for n in names)
-    data = [k for k, n in enumerate(names) if n in ARGS and n not in WRT]
 
     def checked(*args, **kwargs):
         if kwargs or len(args) != len(names):
@@ -133,12 +121,9 @@ def _checked(f):
                                 f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
                                 f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
             args = args + tuple(kwargs[a] for a in rest)
-        values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v, n)
-                  for v, n in zip(args, names)]
+        values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v) for v in args]
         if has_matrices:
             values = _check_matrices(names, values)
-        if not BROADCAST and len(data) > 1:
-            _check_batch([names[k] for k in data], [values[k] for k in data])
         try:
             return f(*values)
         except ValueError as exc:
@@ -149,23 +134,6 @@ def _checked(f):
 
     checked.__name__, checked.__doc__, checked.__wrapped__, checked.params = f.__name__, f.__doc__, f, names
     return checked
-
-
-def _check_batch(names, values):
-    """Data whose shapes broadcast to a batch larger than each of them (targets (N, 1) beside
-    inputs (N,) give N x N pairs) is almost never meant: refuse it, naming the shapes."""
-    shapes = [np.shape(v)[:-2] if n in SHAPES else np.shape(v) for n, v in zip(names, values)]
-    if sum(1 for s in shapes if s) < 2:
-        return
-    try:
-        batch = np.broadcast_shapes(*shapes)
-    except ValueError:
-        return  # the call reports the shapes that do not broadcast
-    if batch not in shapes:
-        listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes))
-        raise ValueError(f"the data broadcast to a batch of shape {batch}, larger than any one of them "
-                         f"({listed}); give them one shape (e.g. reshape to 1-D), or compile with "
-                         f"broadcast=True if the outer product is meant")
 
 
 def _check_matrices(names, values):
@@ -179,16 +147,20 @@ def _check_matrices(names, values):
     for i, (name, v) in enumerate(zip(names, values)):
         want = SHAPES.get(name)
         if want is None:
+            if INDEXED and np.ndim(v):
+                raise ValueError(f"{name} must be one number: a model over indexed arrays takes no "
+                                 f"batch; got shape {np.shape(v)}")
             continue
         if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
             v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
-        got = np.shape(v)[-2:]
-        if len(got) < 2 or not all(fits(w, g) for w, g in zip(want, got)):
-            rows, cols = (sizes.get(w, w) for w in want)
-            raise ValueError(f"{name} must have shape ({rows}, {cols}), or (..., {rows}, {cols}) for a "
-                             f"batch; got {np.shape(v)}")
+        got = np.shape(v)[-len(want):]
+        if np.ndim(v) < len(want) or name in INDEXED and np.ndim(v) != len(want) or not all(
+                fits(w, g) for w, g in zip(want, got)):
+            dims = ", ".join(str(sizes.get(w, w)) for w in want) + ("," if len(want) == 1 else "")
+            batch = "" if name in INDEXED else f", or (..., {dims}) for a batch"
+            raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
     return values
 
 
@@ -201,6 +173,8 @@ def _in_chunks(f, combine, scalar=None):
     argument (its gradient: concatenated when the argument is split, else summed), or a tuple
     of these for a tuple result."""
     names = _params(f)
+    if INDEXED:  # an indexed model has no batch to split
+        return f
 
     def chunked(*args):
         if scalar is not None and all(type(a) is float for a in args):
@@ -316,7 +290,7 @@ def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
     value_and_grad = value_and_grad or globals()["value_and_grad"]
     rng = np.random.default_rng(seed)
     # a parameter has its own shape, data a batch of them; a named dimension is 3
-    shape = {a: (() if a in WRT else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
+    shape = {a: (() if a in WRT or INDEXED else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
              for a in ARGS}
     for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
         point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}
