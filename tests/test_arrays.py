@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import backpropc as bp
 from backpropc.check import _written_out
 from backpropc.errors import ModelError
+from backpropc.explain import explain
 
 n = sp.Symbol("n", integer=True, positive=True)
 m = sp.Symbol("m", integer=True, positive=True)
@@ -322,3 +323,34 @@ def test_matrix_slice_with_symbolic_dimensions_and_a_batch():
     value, (ga,) = module.value_and_grad(1.0, batch)
     manual = np.sum(batch[:, 1:, :-1] ** 2) + np.sum(batch[:, :, 0] * batch[:, 0, :])
     np.testing.assert_allclose([value, ga], [manual, manual], rtol=1e-12)
+
+
+# ---- explain, graph, op counts ------------------------------------------------------------------------
+def test_explain_shows_each_sum_as_array_statements_whatever_n():
+    texts = []
+    for size in (10, 10 ** 5):
+        v = sp.IndexedBase("x", shape=(size,))
+        compiled = bp.compile(sp.Sum(100 * (v[i + 1] - v[i] ** 2) ** 2 + (1 - v[i]) ** 2, (i, 0, size - 2)),
+                              wrt=[v])
+        texts.append(explain(compiled))
+    assert len(texts[0].splitlines()) == len(texts[1].splitlines())
+    assert "x_bar = (c3_bar) at x[1:" in texts[1] and "x[99998]" not in texts[1]
+
+
+def test_op_counts_keep_the_three_forward_passes_certificate():
+    r2 = sum((X[i, d] - X[j, d]) ** 2 for d in range(3))
+    for loss, wrt in ((ROSENBROCK, [x]), (sp.Sum(4 * (r2 ** -6 - r2 ** -3), (j, i + 1, n - 1), (i, 0, n - 1)), [X]),
+                      (sp.Sum((a * t[i] + b - y[i]) ** 2, (i, 0, n - 1)), [a, b])):
+        ops = bp.compile(loss, wrt=wrt).ops
+        assert 0 < ops["forward"] and ops["value_and_grad"] <= 3 * ops["forward"]
+
+
+def test_hessian_vector_products_of_an_indexed_model():
+    compiled = bp.compile(ROSENBROCK, wrt=[x], derivatives="hvp")
+    module = compiled.load()
+    v, direction = np.random.default_rng(2).uniform(-1, 1, (2, 6))
+    _, _, (hv,) = module.hvp(v, direction)
+    xs = sp.symbols("x0:6")
+    scalar = sum(100 * (xs[q + 1] - xs[q] ** 2) ** 2 + (1 - xs[q]) ** 2 for q in range(5))
+    hessian = np.array(sp.hessian(scalar, xs).xreplace(dict(zip(xs, v))), dtype=float)
+    np.testing.assert_allclose(hv, hessian @ direction, rtol=1e-10)
