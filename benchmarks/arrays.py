@@ -14,14 +14,17 @@ At each n (LJ: number of atoms), in this process on the same data:
 - compile time of the model with that n as a number in the shape, and the module's line count
   (the same at every n);
 - at the largest n, the peak memory of one call (tracemalloc) against hand-written NumPy.
-Prints a table (medians, ratios against hand-written NumPy) and writes arrays.json.
+The three are timed in turn, round after round, and each reports its median, so that a change
+of the machine's load affects them alike. Prints a table (medians, ratios against hand-written NumPy) and writes arrays.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import time
 import tracemalloc
 from pathlib import Path
@@ -30,7 +33,6 @@ import numpy as np
 import sympy as sp
 
 import backpropc as bp
-from backpropc.compare import median_time
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (10, 100, 10 ** 4, 10 ** 6)
@@ -167,6 +169,21 @@ def point(name: str, shape, seed=0):
     return rng.uniform(-1.5, 1.5, shape)
 
 
+def interleaved_medians(functions: dict, v, calls: int, inner: int) -> dict:
+    """Median seconds per call of each function, timed in turn round after round: a change of
+    the machine's load affects all of them alike."""
+    times = {key: [] for key in functions}
+    for f in functions.values():
+        f(v)  # warm-up (and jax's compilation)
+    for _ in range(calls):
+        for key, f in functions.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                f(v)
+            times[key].append((time.perf_counter() - start) / inner)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
 def peak_bytes(f, *args) -> int:
     tracemalloc.start()
     f(*args)
@@ -193,19 +210,19 @@ def run(quick: bool, repeats: int) -> dict:
             row = {"problem": name, "n": n, "compile_s": compile_seconds,
                    "lines": len(numeric.source.splitlines()), "lines_symbolic": len(symbolic.source.splitlines())}
             if not quick:
-                calls = repeats if n < 10 ** 5 else max(3, repeats // 3)
+                calls = repeats if n < 10 ** 5 else max(5, repeats // 3)
                 inner = 200 if n <= 100 else 20 if n <= 10 ** 4 else 1
-                row["backpropc_s"] = median_time(lambda: [module.value_and_grad(v) for _ in range(inner)], calls) / inner
-                row["numpy_s"] = median_time(lambda: [hand(v) for _ in range(inner)], calls) / inner
+                contenders = {"backpropc_s": module.value_and_grad, "numpy_s": hand}
                 if jax_fns is not None:
-                    f = jax_fns[name]
-                    row["jax_s"] = median_time(lambda: [f(v) for _ in range(inner)], calls) / inner
+                    contenders["jax_s"] = jax_fns[name]
+                row.update(interleaved_medians(contenders, v, calls, inner))
                 if n == sizes[-1]:
                     row["peak_backpropc_bytes"] = peak_bytes(module.value_and_grad, v)
                     row["peak_numpy_bytes"] = peak_bytes(hand, v)
             rows.append(row)
             print(format_row(row), flush=True)
     return {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
+            "load_average": os.getloadavg(),
             "jax": jax_fns is not None, "quick": quick, "rows": rows}
 
 
