@@ -14,6 +14,8 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sympy as sp
+
 from . import __version__, runtime
 from .display import DisplayMixin
 from .errors import ModelError
