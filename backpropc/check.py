@@ -20,6 +20,7 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from . import runtime
+from .check_indexed import indexed_oracle
 from .runtime.core import _finite_difference_errors as finite_differences
 from .compiler import Compiled, compile
 from .display import html_table
@@ -166,9 +167,12 @@ def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batc
     compiled = model if isinstance(model, Compiled) else compile(model, reduction=reduction)
     module = compiled.load()
     has_data = len(module.ARGS) > len(module.WRT)
-    report = CheckReport(compiled.name, tolerance=tolerance, points=points, batch=batch if has_data else 0,
-                         seed=seed)
-    if getattr(module, "SHAPES", None):  # a scalar model has SHAPES = {}
+    indexed = getattr(module, "INDEXED", ())  # an indexed model takes no batch
+    report = CheckReport(compiled.name, tolerance=tolerance, points=points,
+                         batch=batch if has_data and not indexed else 0, seed=seed)
+    if indexed:
+        oracle, report.note = indexed_oracle(compiled, sympy_limit, NAMED_SIZE, _sympy_oracle)
+    elif getattr(module, "SHAPES", None):  # a scalar model has SHAPES = {}
         oracle, report.note = _matrix_oracle(compiled, sympy_limit)
     else:
         oracle, report.note = _sympy_oracle(compiled, sympy_limit)
@@ -219,7 +223,8 @@ def argument_shape(module, name: str, batch: int | None) -> tuple:
     """The shape a random value of argument `name` gets: a parameter its own shape (scalar or
     matrix), data `batch` of them; a named matrix dimension is 3."""
     shape = tuple(NAMED_SIZE if isinstance(n, str) else n for n in getattr(module, "SHAPES", {}).get(name, ()))
-    return shape if name in module.WRT or not batch else (batch,) + shape
+    indexed = getattr(module, "INDEXED", ())  # an indexed model takes no batch
+    return shape if name in module.WRT or not batch or indexed else (batch,) + shape
 
 
 def finite_point(module, rng, batch: int, domains: dict):

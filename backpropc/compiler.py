@@ -14,6 +14,8 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sympy as sp
+
 from . import __version__, runtime
 from .display import DisplayMixin
 from .errors import ModelError
@@ -105,6 +107,7 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
         helpers |= f.helpers
     args = builder.arg_names
     matrix_shapes = builder.matrix_shapes
+    indexed = [a for a, s in zip(args, program.args) if isinstance(s, sp.IndexedBase)]
     source = render(
         name=docstring_text(program.name),
         version=__version__,
@@ -115,6 +118,7 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
         wrt_tuple=_tuple(python_string(builder.namer.names[("symbol", w)]) for w in program.wrt),
         chunk=_chunk_size(builder.live_arrays()),
         matrix_shapes=_shapes_source(matrix_shapes) if matrix_shapes else "{}",
+        indexed=_tuple(python_string(a) for a in indexed) if indexed else "()",
         functions=functions,
         uses_math=builder.uses_math,
         constants=builder.constants,
@@ -135,10 +139,11 @@ def _chunk_size(live_arrays: int) -> int:
 
 
 def _shapes_source(shapes: dict) -> str:
-    """SHAPES = {"W": (3, 4), "x": ("n", 1)}: numeric dimensions as numbers, named ones as strings."""
+    """SHAPES = {"W": (3, 4), "x": ("n", 1), "y": ("n",)}: numeric dimensions as numbers, named
+    ones as strings."""
     def dim(d):
         return str(int(d)) if d.is_Integer else python_string(str(d))
-    return "{" + ", ".join(f"{python_string(a)}: ({dim(r)}, {dim(c)})" for a, (r, c) in shapes.items()) + "}"
+    return "{" + ", ".join(f"{python_string(a)}: {_tuple(dim(d) for d in dims)}" for a, dims in shapes.items()) + "}"
 
 
 def _tuple(items) -> str:

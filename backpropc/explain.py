@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from .latex import aligned, latex_name, passes
@@ -78,7 +79,12 @@ def explain(compiled: Compiled, unicode: bool = False, format: str = "text") -> 
             "Forward pass:"]
     text += [f"    {eq}" for eq in forward]
     shapes = [f"{a} {'x'.join(map(str, s.shape))}" for a, s in zip(compiled.args, compiled.program.args)
-              if hasattr(s, "shape")]
+              if hasattr(s, "shape") and not isinstance(s, sp.IndexedBase)]
+    indexed = [f"{a} {tuple(s.shape)}" for a, s in zip(compiled.args, compiled.program.args)
+               if isinstance(s, sp.IndexedBase)]
+    if indexed:
+        text += ["", "Indexed arrays (a Sum is one array operation over its index range; no batch): "
+                 + ", ".join(indexed)]
     if shapes:
         text += ["", "Matrices (per example; a batch adds leading axes): " + ", ".join(shapes)]
     loss = compiled.listing.forward[-1].name if compiled.listing.forward else "L"

@@ -36,6 +36,22 @@ class Node:
         return self.op in (SYMBOL, CONST)
 
 
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """The shape of a value over the index tuples of a Sum (backpropc.ops.array): one entry per
+    tuple of the loop nest whose innermost loop is node `loop`, a 1-D array at run time."""
+
+    loop: int
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Whole:
+    """The shape of a whole indexed array (an IndexedBase argument or its gradient): `dims`."""
+
+    dims: tuple
+
+
 def _is_number(value) -> bool:
     """A constant that arithmetic can fold: an integer, rational or float (not pi, not True)."""
     return isinstance(value, sp.Number)
@@ -76,6 +92,10 @@ class Graph:
         self.shapes: list[tuple | None] = []
         # Symbolic matrix dimension -> (a matrix symbol that has it, axis), to read it at run time.
         self.dimension_sources: dict[sp.Symbol, tuple[sp.MatrixSymbol, int]] = {}
+        # Shape symbol of an IndexedBase -> (that IndexedBase, axis); the front end's named array
+        # values (dimensions and Sum indices) as (symbol, node), for readable statements.
+        self.array_dimensions: dict[sp.Symbol, tuple[sp.IndexedBase, int]] = {}
+        self.array_names: list[tuple[sp.Symbol, int]] = []
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -91,6 +111,8 @@ class Graph:
             return found
         if node.op == SYMBOL:
             shape = tuple(node.value.shape) if isinstance(node.value, sp.MatrixSymbol) else None
+            if isinstance(node.value, sp.IndexedBase):
+                shape = Whole(tuple(node.value.shape or ()))
         else:
             shape = None if node.op == CONST else self.registry.shape(self, node)
         i = len(self.nodes)
@@ -106,13 +128,21 @@ class Graph:
         return self._intern(Node(SYMBOL, (), sym))
 
     def register_dimensions(self, sym: sp.Basic) -> None:
+        if isinstance(sym, sp.IndexedBase):
+            for axis, d in enumerate(sym.shape or ()):
+                if isinstance(d, sp.Symbol):
+                    self.array_dimensions.setdefault(d, (sym, axis))
         if isinstance(sym, sp.MatrixSymbol):
             for axis, d in ((-2, sym.shape[0]), (-1, sym.shape[1])):
                 if isinstance(d, sp.Symbol):
                     self.dimension_sources.setdefault(d, (sym, axis))
 
     def is_matrix(self, i: int) -> bool:
-        return self.shapes[i] is not None
+        return type(self.shapes[i]) is tuple
+
+    def is_array(self, i: int) -> bool:
+        """Whether node i is an indexed array or a value over a Sum's index range."""
+        return isinstance(self.shapes[i], (Domain, Whole))
 
     def const(self, value) -> int:
         if type(value) is int:  # rules ask for small integers all the time
@@ -194,7 +224,7 @@ class Graph:
     def _unfilled(self, a: int, factors: list[int]) -> int:
         node = self.nodes[a]
         if self.registry.is_fill(node.op) and any(
-                b != a and self.shapes[b] is not None and self.shapes[b] == self.shapes[a] for b in factors):
+                b != a and self.is_matrix(b) and self.shapes[b] == self.shapes[a] for b in factors):
             return node.args[0]
         return a
 

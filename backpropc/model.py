@@ -71,9 +71,12 @@ def _as_symbol_list(values, what: str) -> list[sp.Symbol]:
     for v in values:
         if isinstance(v, str):
             v = sp.Symbol(v)
-        if not isinstance(v, (sp.Symbol, sp.MatrixSymbol)):
+        if not isinstance(v, (sp.Symbol, sp.MatrixSymbol, sp.IndexedBase)):
             raise ModelError(f"{what} must hold SymPy symbols, got {_short(v)} ({type(v).__name__}); "
-                             f"declare it with sympy.symbols or sympy.MatrixSymbol")
+                             f"declare it with sympy.symbols, sympy.MatrixSymbol or sympy.IndexedBase")
+        if isinstance(v, sp.IndexedBase) and v.shape is None:
+            raise ModelError(f"{what} lists {v}, an IndexedBase without a shape; declare it with "
+                             f"sympy.IndexedBase({str(v)!r}, shape=(n,)) (its gradient has that shape)")
         if v in seen:
             raise ModelError(f"{what} lists {v} twice; list each symbol once")
         seen.add(v)
@@ -209,6 +212,7 @@ def lower(model: Model, rewrite: bool = True) -> Program:
         loss = graph.mul(graph.const(sp.S.Half), graph.add(*squares))
     else:
         loss = loss_scalar(graph, converter.from_sympy(loss_expr, env))
+    named += [(sym, node) for sym, node in graph.array_names if node not in env.values()]
 
     leaves = [graph[i].value for i in closure(graph, [loss, *residual_nodes]) if graph[i].op == SYMBOL]
     used = set(leaves)

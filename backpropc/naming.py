@@ -22,7 +22,7 @@ import keyword
 import re
 import unicodedata
 
-MODULE_NAMES = frozenset({"np", "forward", "grad", "value_and_grad", "ARGS", "WRT", "SHAPES", "CHUNK",
+MODULE_NAMES = frozenset({"np", "forward", "grad", "value_and_grad", "ARGS", "WRT", "SHAPES", "INDEXED", "CHUNK",
                           "REDUCTION", "pack", "unpack", "hvp", "hessian", "residuals", "jacobian"})
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
             | frozenset(dir(builtins)) | MODULE_NAMES)

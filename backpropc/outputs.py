@@ -9,13 +9,14 @@ to its builders: adding an output function is one builder and one entry there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import sympy as sp
 
 from .emit import IRPrinter, NoScalarForm, Schedule, Statement, float_literal
-from .graph import SYMBOL, closure
+from .graph import SYMBOL, Whole, closure
 from .model import Program
 from .forward import tangents
 from .naming import Namer, comment_text, python_string
@@ -124,7 +125,7 @@ class ModuleBuilder:
         self.constants: dict[str, str] = {}  # module-level constants: name -> source
         # matrix arguments of the module's functions -> their shape per example
         self.matrix_shapes = {a: tuple(s.shape) for a, s in zip(self.arg_names, program.args)
-                              if isinstance(s, sp.MatrixSymbol)}
+                              if isinstance(s, (sp.MatrixSymbol, sp.IndexedBase))}
         self.forward_statements: list[Statement] = []
 
     def add(self, output) -> None:
@@ -140,7 +141,8 @@ class ModuleBuilder:
     def batch_args(self) -> str:
         """The arguments whose broadcast shape is the batch (a matrix's trailing axes are its own)."""
         return ", ".join(f"{a}[..., 0, 0]" if isinstance(s, sp.MatrixSymbol) else a
-                         for a, s in zip(self.arg_names, self.program.args))
+                         for a, s in zip(self.arg_names, self.program.args)
+                         if not isinstance(s, sp.IndexedBase))  # per-index data is not a batch
 
     @cached_property
     def seed(self) -> int:
@@ -190,10 +192,11 @@ class ModuleBuilder:
         for k, w in enumerate(self.program.wrt):
             name = self.namer.name(("direction", w), f"{self.namer.names[('symbol', w)]}_dot")
             symbol = sp.MatrixSymbol(f"_direction{k}", *w.shape) if isinstance(w, sp.MatrixSymbol) \
+                else sp.IndexedBase(f"_direction{k}", shape=w.shape) if isinstance(w, sp.IndexedBase) \
                 else sp.Dummy(name)
             node = self.graph.symbol(symbol)
             self.leaf_names[node] = name
-            if isinstance(w, sp.MatrixSymbol):
+            if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)):
                 self.matrix_shapes[name] = tuple(w.shape)
             result[w] = node
         return result
@@ -211,7 +214,8 @@ class ModuleBuilder:
     def scalar_body(self, statements, names, loss: str, grads=None, hvps=None):
         """(lines, returns) of a function's statements for Python floats, or None where an op has no
         scalar form or the model has matrices."""
-        if any(isinstance(s, sp.MatrixSymbol) for s in self.program.args) or len(statements) > SCALAR_LIMIT:
+        if any(isinstance(s, (sp.MatrixSymbol, sp.IndexedBase)) for s in self.program.args) \
+                or len(statements) > SCALAR_LIMIT:
             return None
         printer = IRPrinter(self.graph, scalar=True)
         try:
@@ -292,10 +296,13 @@ class ModuleBuilder:
         """(name, expression) of each statement of forward(), for the module docstring."""
         return [(s.name, s.math) for s in self.forward_statements]
 
-    def gradient_code(self, g: int, arg: str, shape: str, matrix: bool, names: dict[int, str]) -> str:
+    def gradient_code(self, g: int, arg: str, shape: str, matrix: bool, names: dict[int, str],
+                      indexed: bool = False) -> str:
         """The gradient of argument `arg` from its per-example signal g: summed over the batch
         down to the argument's shape. A matrix parameter's sum over the batch happens inside the
         matrix products that form its signal (W1_bar = z_bar x^T, summed over the examples)."""
+        if indexed:
+            return self.array_gradient_code(g, arg, names)
         self.helpers.add("_sum_like")
         if not matrix:
             return f"_sum_like({self.ref(g, names)}, {arg}, {shape})"
@@ -320,6 +327,13 @@ class ModuleBuilder:
                 parts.append(("+", f"_sum_like({self.ref(term, names)}, {arg}, {shape} + {arg}.shape[-2:])"))
         text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
         return text + "".join(f" {sign} {code}" for sign, code in parts[1:])
+
+    def array_gradient_code(self, g: int, arg: str, names: dict[int, str]) -> str:
+        """The gradient of an indexed argument: its signal is already an array of its shape (an
+        indexed model has no batch to sum over); a constant one is spread over that shape."""
+        if isinstance(self.graph.shapes[g], Whole):
+            return self.ref(g, names)
+        return f"np.full(np.shape({arg}), {self.ref(g, names)}, dtype=float)"
 
     def _transposed(self, i: int, names) -> str:
         graph = self.graph
@@ -395,17 +409,22 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
     for w, g in zip(program.wrt, backward.grads):
         w_name = namer.names[("symbol", w)]
         matrix = isinstance(w, sp.MatrixSymbol)
-        code = m.gradient_code(g, w_name, shape, matrix, names)
+        code = m.gradient_code(g, w_name, shape, matrix, names, isinstance(w, sp.IndexedBase))
         grads.append(Statement(namer.name(("gradient", w), f"{w_name}_bar"), g, "gradient", code=code,
                                arg=w_name, _rhs=_rhs(schedule, g, names) if g not in names else _symbol(names[g]),
                                comment=m.provenance(backward.senders.get(m.arg_nodes[w], []),
                                                     m._owner, m._forward_by_node)))
         if second_order:
             hvps.append(Statement(namer.name(("hvp", w), f"{w_name}_bar_dot"), hv[g], "tangent",
-                                  code=m.gradient_code(hv[g], w_name, shape, matrix, names), arg=w_name,
+                                  code=m.gradient_code(hv[g], w_name, shape, matrix, names,
+                                                       isinstance(w, sp.IndexedBase)), arg=w_name,
                                   _rhs=_rhs(schedule, hv[g], names) if hv[g] not in names
                                   else _symbol(names[hv[g]])))
-    if m.reduction == "mean":
+    if any(isinstance(s, sp.IndexedBase) for s in program.args):
+        value = loss  # an indexed model's loss is one number: it has no batch
+        if not any(re.search(rf"\b{shape}\b", g.code) for g in grads + hvps + first[1:]):
+            first = first[1:]  # and nothing to sum over it
+    elif m.reduction == "mean":
         value = f"np.mean({loss})"
     elif m.every_arg_reaches_loss:
         value = f"np.sum({loss})"
@@ -492,11 +511,13 @@ def hessian_output(m: ModuleBuilder) -> None:
     """hessian, hessian_coo and hessian_flat: the Hessian of the objective (summed over the batch)
     from as few Hessian-vector products as its structure allows (backpropc.sparsity)."""
     program = m.program
-    if any(isinstance(w, sp.MatrixSymbol) and not all(d.is_Integer for d in w.shape) for w in program.wrt):
-        raise ModelError("the Hessian needs numeric shapes for matrix parameters; give them numbers")
+    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
+           for w in program.wrt):
+        raise ModelError("the Hessian needs numeric shapes for matrix and indexed parameters; give them "
+                         "numbers (hvp works with named dimensions)")
     m.add(hvp_output)
     m.add(hvp_flat_output)
-    sizes = [int(w.shape[0] * w.shape[1]) if isinstance(w, sp.MatrixSymbol) else 1 for w in program.wrt]
+    sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
     if all(size == 1 for size in sizes):
         hv = m.second_order
         rows = [hv.get(g) for g in m.backward.grads]
@@ -564,8 +585,9 @@ def jacobian_output(m: ModuleBuilder) -> None:
     program, graph = m.program, m.graph
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
-    if any(isinstance(w, sp.MatrixSymbol) for w in program.wrt):
-        raise ModelError("jacobian needs scalar wrt symbols; write a matrix parameter's entries as symbols")
+    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
+        raise ModelError("jacobian needs scalar wrt symbols; write a matrix or indexed parameter's "
+                         "entries as symbols")
     m.add(residuals_output)
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     zero = graph.const(0)
@@ -606,7 +628,8 @@ def jacobian_output(m: ModuleBuilder) -> None:
 def _wrt_shapes(m: ModuleBuilder) -> str:
     def dim(d):
         return str(int(d)) if d.is_Integer else python_string(str(d))
-    shapes = [f"({dim(w.shape[0])}, {dim(w.shape[1])})" if isinstance(w, sp.MatrixSymbol) else "()"
+    shapes = [f"({dim(w.shape[0])}, {dim(w.shape[1])})" if isinstance(w, sp.MatrixSymbol)
+              else _tuple(dim(d) for d in w.shape) if isinstance(w, sp.IndexedBase) else "()"
               for w in m.program.wrt]
     return _tuple(shapes)
 

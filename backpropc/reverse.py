@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .graph import SYMBOL
 from .model import Program
 from .ops import Ref, call, record_for
+from .ops.array import combine_contributions, fit_contribution
 from .ops.matrix import sum_entries
 
 
@@ -57,7 +58,7 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
         if not parts:
             continue
         graph.current_origin = v
-        signals[v] = v_bar = graph.add(*parts)
+        signals[v] = v_bar = combine_contributions(graph, v, parts)
         marks[v] = len(graph)
         node = graph[v]
         if node.is_leaf:
@@ -68,6 +69,7 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
             if part is not None and active[a]:
                 if graph.is_matrix(part.id) and not graph.is_matrix(a):  # a scalar spread over a matrix
                     part = call(sum_entries, part)
+                part = fit_contribution(graph, part, a)  # a Sum's range summed into a scalar
                 contributions.setdefault(a, []).append(part.id)
                 senders.setdefault(a, []).append(v)
     graph.current_origin = None

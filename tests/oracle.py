@@ -61,7 +61,9 @@ def reference_gradient(model: bp.Model, point: dict, reduction="sum"):
     matrix argument's gradient gathered back into its shape."""
     from backpropc.check import scalar_model
 
-    args = model.wrt + list(model.inputs)
+    args = model.wrt + list(model.inputs or [])
+    if any(isinstance(a, sp.IndexedBase) for a in args):
+        return indexed_reference_gradient(model, point, reduction)
     if not any(isinstance(a, sp.MatrixSymbol) for a in args):
         return list(sympy_gradient(model, args, point, reduction))
     scalar = scalar_model(model)
@@ -69,6 +71,25 @@ def reference_gradient(model: bp.Model, point: dict, reduction="sum"):
     grads = sympy_gradient(flat, flat.wrt + list(flat.inputs), scalar.flatten(point), reduction)
     by_entry = dict(zip((w.name for w in flat.wrt), grads))
     return [scalar.gather(w, by_entry) for w in model.wrt]
+
+
+def indexed_reference_gradient(model: bp.Model, point: dict, reduction="sum"):
+    """sympy_gradient of an indexed model with every Sum written out at the point's sizes, each
+    IndexedBase's gradient gathered back into its shape."""
+    from backpropc.check_indexed import written_out_indexed
+
+    program = bp.compile(model).program
+    size = next(np.shape(point[str(a)])[a.shape.index(d)] for a in program.args
+                if isinstance(a, sp.IndexedBase) for d in a.shape if isinstance(d, sp.Symbol))
+    flat, layout = written_out_indexed(model, program, size)
+    values = {}
+    for arg, shape, entries in layout:
+        for e, v in zip(entries, np.ravel(point[str(arg)])):
+            values[e.name] = float(v)
+    grads = dict(zip((w.name for w in flat.wrt), sympy_gradient(flat, flat.wrt + list(flat.inputs), values,
+                                                                  reduction)))
+    return [np.array([grads[e.name] for e in entries]).reshape(shape) if shape else grads[entries[0].name]
+            for arg, shape, entries in layout[:len(program.wrt)]]
 
 
 def random_point(module, rng, batch, domains=None, default=(-1.5, 1.5), dtype=np.float64):

@@ -44,7 +44,8 @@ def gradient_differences(module, point, direction, h=1e-6):
 
 def numeric_shapes(model) -> bool:
     """Whether every wrt symbol has a numeric shape (flat vectors and Hessians need them)."""
-    return all(all(d.is_Integer for d in w.shape) for w in model.wrt if isinstance(w, sp.MatrixSymbol))
+    return all(all(d.is_Integer for d in w.shape) for w in model.wrt
+               if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)))
 
 
 @pytest.fixture(scope="module", params=NAMES)

@@ -12,12 +12,11 @@ import math
 import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.logic.boolalg import Boolean, BooleanAtom
-from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import ModelError, NonRealConstantError, UnsupportedFunctionError
 from ..graph import CONST, Graph
 from ..ops import REGISTRY, constant_value, has_record, supported_functions
-from . import matrices, stable
+from . import indexed, matrices, stable
 
 
 class Converter:
@@ -71,6 +70,9 @@ class Converter:
                     raise ModelError(f"step {e} uses itself; a step may only use earlier steps")
                 raise ModelError(f"step {self.pending_step} uses {e} before {e} is defined; put the "
                                  f"steps in order (a cycle among steps is not allowed)")
+            size = indexed.dimension(self, e)
+            if size is not None:  # the shape symbol of an IndexedBase: its size, read at run time
+                return size
             graph.register_dimensions(e)
             return graph.symbol(e)
         if isinstance(e, (sp.Number, sp.NumberSymbol, BooleanAtom)) or e is sp.S.ImaginaryUnit:
@@ -82,6 +84,8 @@ class Converter:
             return graph.piecewise(*stable.guard_branches(graph, pairs))
         if matrices.is_matrix_expr(e):
             return matrices.convert(self, e, args, env)
+        if indexed.is_indexed_expr(e):
+            return indexed.convert(self, e, env)
         check_supported(e)
         if self.rewrite:
             found = stable.stable_form(graph, e.func, args)
@@ -111,8 +115,8 @@ def _children(e: sp.Basic) -> tuple:
         return matrices.children(e)
     if isinstance(e, sp.Piecewise):
         return tuple(part for pair in e.args for part in pair)  # expr, cond, expr, cond, ...
-    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, BooleanAtom)):
-        return ()
+    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, BooleanAtom)) or indexed.is_indexed_expr(e):
+        return ()  # a Sum lowers its summand itself, with its index bound
     if isinstance(e, (sp.Sum, sp.Product, sp.Integral, sp.Derivative, sp.Subs, sp.Lambda)):
         return ()  # refused by check_supported, by name, before their limits are looked at
     return e.args
@@ -124,7 +128,6 @@ _NOT_FUNCTIONS = {
     "Derivative": "write the derivative out (call .doit() on it), or let backpropc differentiate",
     "Subs": "substitute first (call .doit() on it)",
     "Product": "write the product out (call .doit() on it)",
-    "Sum": "write the sum out (call .doit() on it, or build it in a Python loop)",
     "Lambda": "apply the Lambda to its arguments",
 }
 
@@ -132,10 +135,6 @@ _NOT_FUNCTIONS = {
 def check_supported(e: sp.Basic) -> None:
     """Refuse what cannot be differentiated or printed, naming what to add."""
     name = type(e).__name__
-    if isinstance(e, sp.Sum) and e.function.has(MatrixElement):  # a small summand, on the error path
-        raise ModelError(f"{e}: a matrix entry needs numeric indices (SymPy writes an entry of a "
-                         f"product, such as (A*x)[0, 0], as a sum over a symbolic index); use the "
-                         f"1x1 product itself, or bp.sum of it")
     if name in _NOT_FUNCTIONS:
         raise UnsupportedFunctionError(f"{name} is not supported in a model; {_NOT_FUNCTIONS[name]}")
     if isinstance(e, AppliedUndef):

@@ -15,7 +15,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from ..errors import ModelError, NonScalarLossError
 from ..functions import EntrySum
 from ..ops import Ref
-from ..ops.matrix import det, dim, entry, eye, eye_like, inverse, matmul, ones, sum_entries, trace, transpose
+from ..ops.matrix import block, det, dim, entry, eye, eye_like, inverse, matmul, ones, sum_entries, trace, transpose
 
 
 def children(e: sp.Basic) -> tuple:
@@ -24,7 +24,7 @@ def children(e: sp.Basic) -> tuple:
         return ()
     if isinstance(e, ElementwiseApplyFunction):
         return (e.expr,)
-    if isinstance(e, MatrixElement):
+    if isinstance(e, (MatrixElement, sp.MatrixSlice)):
         return (e.parent,)
     return e.args
 
@@ -76,6 +76,9 @@ def convert(converter, e: sp.Basic, args: list[int], env: dict) -> int:
                              f"product, such as (A*x)[0, 0], as a sum over a symbolic index); use the "
                              f"1x1 product itself, or bp.sum of it")
         return graph.apply(entry, args[0], graph.const(e.i), graph.const(e.j))
+    if isinstance(e, sp.MatrixSlice):
+        bounds = [dimension_expr(converter, b) for part in (e.rowslice, e.colslice) for b in part]
+        return graph.apply(block, args[0], *bounds)
     if isinstance(e, ElementwiseApplyFunction):
         variable, body = e.function.variables[0], e.function.expr
         return converter.from_sympy(body, {**env, variable: args[0]})
@@ -87,7 +90,15 @@ def convert(converter, e: sp.Basic, args: list[int], env: dict) -> int:
         return graph.apply(ones, dimension_node(graph, e.rows), dimension_node(graph, e.cols))
     raise ModelError(f"{type(e).__name__} is not supported in matrix expressions; supported: "
                      f"MatMul, MatAdd, Transpose, HadamardProduct, HadamardPower, applyfunc, Trace, "
-                     f"Inverse, Determinant, bp.sum, Identity, OneMatrix, ZeroMatrix")
+                     f"Inverse, Determinant, bp.sum, slices, Identity, OneMatrix, ZeroMatrix")
+
+
+def dimension_expr(converter, d) -> int:
+    """A node holding a dimension expression such as n - 1 (a matrix slice's bound)."""
+    d = sp.sympify(d)
+    if d.is_Integer or isinstance(d, sp.Symbol):
+        return dimension_node(converter.graph, d)
+    return converter.from_sympy(d, {s: dimension_node(converter.graph, s) for s in d.free_symbols})
 
 
 def dimension_node(graph, d) -> int:

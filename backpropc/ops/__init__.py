@@ -20,7 +20,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from ..errors import UnsupportedFunctionError
-from . import arithmetic, elementwise, logic, matrix
+from . import arithmetic, array, elementwise, logic, matrix
 from .base import CONST, Op, Ref, call, total, where
 from .matrix import MatrixOp, elementwise_shape
 
@@ -28,7 +28,7 @@ __all__ = ["Op", "Ref", "call", "where", "total", "record_for", "has_record", "s
            "constant_value", "REGISTRY", "RECORDS", "MatrixOp"]
 
 RECORDS: dict[object, Op] = {}
-for _module in (arithmetic, elementwise, logic, matrix):
+for _module in (arithmetic, elementwise, logic, matrix, array):
     for _record in _module.RECORDS:
         assert _record.op not in RECORDS, f"two records for {_record.name}"
         RECORDS[_record.op] = dataclasses.replace(_record, kind=_module.__name__.rsplit(".", 1)[-1])
@@ -51,7 +51,7 @@ def record_for(op) -> Op:
 def supported_functions() -> list[str]:
     """Names of the functions with a record (operators, comparisons and matrix ops left out), sorted."""
     operators = (sp.Add, sp.Mul, sp.Pow, sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction,
-                 MatrixOp)
+                 MatrixOp)  # array ops are MatrixOps too
     return sorted({r.name for r in RECORDS.values() if not issubclass(r.op, operators)})
 
 
@@ -183,6 +183,8 @@ class Registry:
 
     def shape(self, graph, node):
         record = RECORDS.get(node.op)
+        if (record is None or record.shape is None) and any(graph.is_array(a) for a in node.args):
+            return array.combined_shape(graph, node)
         if record is not None and record.shape is None and all(graph.shapes[a] is None for a in node.args):
             return None  # scalars in, a scalar out
         if record is not None and record.shape is not None:

@@ -80,6 +80,18 @@ class fill(MatrixOp):
     nargs, math = 2, "{p0}*ones_like({1})"
 
 
+class block(MatrixOp):
+    """X[r0:r1:rs, c0:c1:cs], a slice of a matrix (rows and columns of a MatrixSlice)."""
+
+    nargs, math = 7, "{p0}[{1}:{2}, {4}:{5}]"
+
+
+class unblock(MatrixOp):
+    """Zeros shaped like X with G in the block: the signal of X from its slice."""
+
+    nargs, math = 8, "unblock({0})"
+
+
 class dim(MatrixOp):
     """A symbolic dimension, read off the argument that has it: dim(W, -2) is W's rows."""
 
@@ -181,6 +193,14 @@ def place_vjp(out_bar, out, args, needed):
     return [call(entry, out_bar, args[2], args[3]) if needed[0] else None, None, None, None]
 
 
+def block_vjp(out_bar, out, args, needed):
+    return [call(unblock, out_bar, args[0], *args[1:])] + [None] * 6
+
+
+def unblock_vjp(out_bar, out, args, needed):
+    return [call(block, out_bar, *args[2:])] + [None] * 7
+
+
 # ---- shapes and folding ------------------------------------------------------------------------
 def _fmt(shape) -> str:
     return f"({shape[0]}, {shape[1]})"
@@ -208,6 +228,21 @@ def _dimension(graph, i: int):
     if node.op is dim:
         return graph.shapes[node.args[0]][-2 if graph.number(node.args[1]) == -2 else -1]
     return node.value
+
+
+def _symbolic(graph, i: int):
+    """A dimension expression (numbers, named dimensions, + and *) as SymPy, from its node."""
+    node = graph[i]
+    if node.op == CONST or node.op is dim:
+        return _dimension(graph, i)
+    if node.op in (sp.Add, sp.Mul):
+        return node.op(*[_symbolic(graph, a) for a in node.args])
+    raise ModelError("a matrix slice's bounds must be numbers or matrix dimensions")
+
+
+def block_shape(graph, node):
+    r0, r1, rs, c0, c1, cs = [_symbolic(graph, a) for a in node.args[1:]]
+    return (sp.ceiling((r1 - r0) / rs), sp.ceiling((c1 - c0) / cs))
 
 
 def elementwise_shape(graph, node):
@@ -263,6 +298,9 @@ RECORDS = [
             lambda g, n: g.shapes[n.args[1]], helpers=("_place",)),
     _record(fill, fill_vjp, linear_jvp(fill), "_fill({0}, {1})", lambda g, n: g.shapes[n.args[1]],
             _fold_zero, ("_fill",)),
+    _record(block, block_vjp, linear_jvp(block), "{p0}[..., {1}:{2}:{3}, {4}:{5}:{6}]", block_shape),
+    _record(unblock, unblock_vjp, linear_jvp(unblock), "_unblock({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7})",
+            lambda g, n: g.shapes[n.args[1]], _fold_zero, ("_unblock",)),
     _record(dim, zero_vjp, zero_jvp, "np.shape({0})[{1}]", scalar_shape, zero_derivative=True),
     _record(eye, zero_vjp, zero_jvp, "np.eye({0})", lambda g, n: (_dimension(g, n.args[0]),) * 2,
             zero_derivative=True),

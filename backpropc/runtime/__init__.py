@@ -12,9 +12,9 @@ from __future__ import annotations
 import inspect
 from functools import lru_cache
 
-from . import core, elementwise, erf, gamma, matrix
+from . import array, core, elementwise, erf, gamma, matrix
 
-MODULES = (core, elementwise, erf, gamma, matrix)
+MODULES = (core, elementwise, erf, gamma, matrix, array)
 
 
 @lru_cache(maxsize=None)

@@ -64,6 +64,14 @@ def _place(s, like, i, j):
     return result
 
 
+def _unblock(g, like, r0, r1, rs, c0, c1, cs):
+    """Zeros shaped like `like` (and the batch of g), with g in the block [r0:r1:rs, c0:c1:cs]."""
+    shape = np.broadcast_shapes(np.shape(g)[:-2] + np.shape(like)[-2:], np.shape(like))
+    result = np.zeros(shape, dtype=np.result_type(g, like, 1.0))
+    result[..., r0:r1:rs, c0:c1:cs] = g
+    return result
+
+
 def _logdet(x):
     """log(det(x)) from the LU factors (no overflow); NaN where det(x) <= 0, as log would give."""
     sign, value = np.linalg.slogdet(x)

@@ -1,0 +1,226 @@
+"""Indexed models (sympy.IndexedBase, sympy.Idx, sympy.Sum) to the array ops of the graph.
+
+A Sum's summand is lowered once, with its index standing for all the values of its range at
+once (backpropc.ops.array): `x[i + 1]` over i = lo..hi becomes the view x[lo + 1:hi + 2], and the
+Sum a reduction over the range. A nested Sum lists its index tuples flat (`nest`), triangular
+bounds included, and indexes through gathers. Index expressions and bounds are small SymPy
+expressions (affine in the indices); they are the only trees examined here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.matrices.expressions.matexpr import MatrixElement
+
+from ..errors import ModelError
+from ..graph import Domain
+from ..ops.array import (
+    array_dim,
+    gather,
+    inner_of,
+    lift,
+    nest,
+    outer_of,
+    segment_sum,
+    span,
+    total,
+    window,
+)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A Sum index in scope: its symbol, bounds (SymPy), value node, and parent map (nested)."""
+
+    symbol: sp.Basic
+    lo: sp.Expr
+    hi: sp.Expr
+    values: int
+    parent: int | None
+    depth: int
+    env: dict  # the symbols' nodes at this loop's depth
+
+
+def is_indexed_expr(e: sp.Basic) -> bool:
+    return isinstance(e, (sp.Sum, sp.Indexed, sp.IndexedBase, sp.Idx))
+
+
+def convert(converter, e: sp.Basic, env: dict) -> int:
+    if isinstance(e, sp.Sum):
+        return _sum(converter, e, env)
+    if isinstance(e, sp.Indexed):
+        return _indexed(converter, e, env)
+    if isinstance(e, sp.Idx):
+        found = env.get(e)
+        if found is None:
+            raise ModelError(f"index {e} is used outside a Sum over it; sum over it, or use a number")
+        return found
+    raise ModelError(f"{e} is an indexed array; use its entries (such as {e}[i] inside "
+                     f"sympy.Sum(..., (i, 0, n - 1))), not the whole array")
+
+
+def dimension(converter, sym: sp.Symbol) -> int | None:
+    """The node of shape symbol n (axis k of an IndexedBase argument, read at run time), or None."""
+    graph = converter.graph
+    source = graph.array_dimensions.get(sym)
+    if source is None:
+        return None
+    base, axis = source
+    node = graph.apply(array_dim, graph.symbol(base), graph.const(axis))
+    if all(node != n for _, n in graph.array_names):
+        graph.array_names.append((sp.Symbol(str(sym)), node))
+    return node
+
+
+def _scope(converter) -> list[Loop]:
+    return converter.__dict__.setdefault("loops", [])
+
+
+# ---- Sum ------------------------------------------------------------------------------------------
+def _sum(converter, e: sp.Sum, env: dict) -> int:
+    _register_arrays(converter.graph, e)
+    # SymPy's first limit is the innermost Sum: lower the outermost first.
+    return _reduce(converter, e.function, list(e.limits), env)
+
+
+def _reduce(converter, summand, limits, env) -> int:
+    graph = converter.graph
+    scope = _scope(converter)
+    sym, lo, hi = limits[-1]
+    for bound in (lo, hi):
+        _check_integer_affine(graph, bound, {loop.symbol for loop in scope},
+                              f"the bound {bound} of the Sum over {sym}")
+    lo_node = converter.from_sympy(sp.sympify(lo), env)
+    stop_node = converter.from_sympy(sp.sympify(hi + 1), env)
+    if not scope:
+        values = graph.apply(span, lo_node, stop_node)
+        inner_env = {**env, sym: values}
+        loop = Loop(sym, lo, hi, values, None, 0, inner_env)
+    else:
+        outer = scope[-1]
+        tuples = graph.apply(nest, lo_node, stop_node, outer.values)
+        parent, values = graph.apply(outer_of, tuples), graph.apply(inner_of, tuples)
+        inner_env = {**env, sym: values}
+        for up in scope:  # an outer index, repeated to each inner tuple
+            inner_env[up.symbol] = graph.apply(lift, env[up.symbol], parent)
+            graph.array_names.append((sp.Symbol(f"{up.symbol}_{sym}"), inner_env[up.symbol]))
+        loop = Loop(sym, lo, hi, values, parent, outer.depth + 1, inner_env)
+    graph.array_names.append((sp.Symbol(str(sym)), values))
+    scope.append(loop)
+    try:
+        if len(limits) > 1:
+            body = _reduce(converter, summand, limits[:-1], inner_env)
+        else:
+            body = converter.from_sympy(summand, inner_env)
+    finally:
+        scope.pop()
+    if not isinstance(graph.shapes[body], Domain):  # the summand does not depend on the index
+        count = converter.from_sympy(sp.Max(0, hi + 1 - lo), env)
+        return graph.mul(body, count)
+    if loop.parent is None:
+        return graph.apply(total, body)
+    return graph.apply(segment_sum, body, loop.parent, scope[-1].values)
+
+
+def _register_arrays(graph, summand) -> None:
+    """Make the shape symbols of the IndexedBases in a Sum known (each object visited once), and
+    refuse a matrix entry at a symbolic index."""
+    seen, stack = set(), [summand]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sp.IndexedBase):
+            graph.register_dimensions(e)
+        elif isinstance(e, MatrixElement) and not (e.i.is_Integer and e.j.is_Integer):
+            raise ModelError(f"{e}: a matrix entry needs numeric indices (SymPy writes an entry of a "
+                             f"product, such as (A*x)[0, 0], as a sum over a symbolic index); use the "
+                             f"1x1 product itself, or bp.sum of it")
+        elif isinstance(e, sp.Basic) and not isinstance(e, (sp.Symbol, sp.Number)):
+            stack.extend(e.args)
+
+
+# ---- Indexed --------------------------------------------------------------------------------------
+def _indexed(converter, e: sp.Indexed, env: dict) -> int:
+    graph = converter.graph
+    base, indices = e.base, e.indices
+    if base.shape is None:
+        raise ModelError(f"{base} has no shape; declare it with sympy.IndexedBase({str(base)!r}, "
+                         f"shape=(n,)) (its gradient and its range checks need one)")
+    if len(base.shape) != len(indices):
+        raise ModelError(f"{e} has {len(indices)} indices but {base} has shape {tuple(base.shape)}")
+    if len(indices) > 2:
+        raise ModelError(f"{e}: indexed arrays of more than 2 dimensions are not supported")
+    graph.register_dimensions(base)
+    scope = _scope(converter)
+    loops = {loop.symbol: loop for loop in scope}
+    affine = [_check_integer_affine(graph, k, set(loops), f"the index {k} of {e}") for k in indices]
+    leaf = graph.symbol(base)
+    used = [[s for s, a in coeffs.items() if a != 0] for coeffs, _ in affine]
+    deepest = max((loops[s].depth for axis in used for s in axis), default=-1)
+    if 0 <= deepest < len(scope) - 1:
+        # x[i] inside the Sum over j: the entry at the outer depth (a view there), repeated to
+        # the inner tuples; its adjoint adds the inner tuples up in order, not by scattering.
+        inner = scope[deepest + 1:]
+        del scope[deepest + 1:]
+        try:
+            node = _indexed(converter, e, scope[-1].env)
+        finally:
+            scope.extend(inner)
+        for loop in inner:
+            node = graph.apply(lift, node, loop.parent)
+        return node
+    if not any(used):  # a fixed entry, x[3] or x[n - 1]
+        axes = []
+        for k in indices:
+            axes += [converter.from_sympy(sp.sympify(k), env), graph.const(0), graph.const(0)]
+        return graph.apply(window, leaf, graph.const(0), *axes)
+    if len(scope) == 1 and sum(map(len, used)) == 1:
+        loop = scope[0]
+        axes = []
+        for (coeffs, rest), k in zip(affine, indices):
+            a = coeffs.get(loop.symbol, 0)
+            if a < 0:
+                break
+            if a == 0:
+                axes += [converter.from_sympy(sp.sympify(k), env), graph.const(0), graph.const(0)]
+            else:
+                start, stop = a * loop.lo + rest, a * loop.hi + rest + 1
+                axes += [converter.from_sympy(start, env), converter.from_sympy(stop, env), graph.const(a)]
+        else:
+            return graph.apply(window, leaf, graph.const(loop.values), *axes)
+    index = [converter.from_sympy(sp.sympify(k), env) for k in indices]
+    return graph.apply(gather, leaf, *index)
+
+
+def _check_integer_affine(graph, expr, loop_symbols: set, what: str):
+    """({index: integer coefficient}, rest) of an affine index expression; a ModelError names
+    anything else (a parameter or data, a non-integer coefficient, a power)."""
+    expr = sp.sympify(expr)
+    if expr.has(sp.Indexed):  # a small index expression
+        raise ModelError(f"{what} depends on data (an indexed entry); indices must be affine in the Sum "
+                         f"indices, such as x[2*i + 1]")
+    allowed = set(loop_symbols) | set(graph.array_dimensions)
+    for s in sorted(expr.free_symbols, key=str):
+        if s not in allowed:
+            raise ModelError(f"{what} depends on {s}, which is not the index of an enclosing Sum nor "
+                             f"a shape symbol; indices and Sum bounds may use only numbers, enclosing "
+                             f"Sum indices and the shape symbols of IndexedBase arguments (no "
+                             f"parameters or data)")
+    gens = sorted(expr.free_symbols, key=str)
+    try:
+        poly = sp.Poly(expr, *gens) if gens else None
+    except sp.PolynomialError:
+        poly = None
+    if gens and (poly is None or poly.total_degree() > 1
+                 or not all(c.is_integer for c in poly.coeffs())):
+        raise ModelError(f"{what} is not affine with integer coefficients in the indices; write an "
+                         f"index such as 2*i + 1")
+    if not gens and not expr.is_integer:
+        raise ModelError(f"{what} is not an integer")
+    coeffs = {s: int(poly.coeff_monomial(s)) for s in gens if s in loop_symbols} if gens else {}
+    rest = expr - sum(a * s for s, a in coeffs.items())
+    return coeffs, sp.expand(rest)

@@ -1,0 +1,144 @@
+"""Helpers of indexed models (Sum over IndexedBase), copied into modules that use them.
+
+A value over a Sum's index range is a 1-D array; a slice of an indexed argument is a view, its
+adjoint a slice assignment into zeros; a nested Sum lists its index tuples flat, so its indexing
+is a gather whose adjoint adds repeated indices (np.bincount). Every access checks its range:
+Python's slices would silently wrap a negative index or stop short at the end.
+"""
+
+import numpy as np
+
+NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
+         "_gather": ("_out_of_range", "_extremes")}
+
+
+def _out_of_range(name, axis, low, high, size):
+    return IndexError(f"{name}[...] reaches index {low if low < 0 else high} along axis {axis}, but "
+                      f"{name} has {size} entries there (indices 0 to {size - 1}); make the array "
+                      f"larger or the Sum's range smaller")
+
+
+def _window(x, name, start, stop, step, *axes):
+    """x[start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked (the
+    last index of a window is stop - 1)."""
+    if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
+        if step and 0 <= start and stop <= len(x):
+            return x[start:stop:step]
+        if not step and 0 <= start < len(x):
+            return x[start]
+    return _window_checked(x, name, start, stop, step, *axes)
+
+
+def _window_checked(x, name, *axes):
+    if np.ndim(x) != len(axes) // 3:
+        raise ValueError(f"{name} must be a {len(axes) // 3}-D array (an indexed model takes no batch "
+                         f"axes); got shape {np.shape(x)}")
+    key = []
+    for axis, (start, stop, step) in enumerate(zip(axes[::3], axes[1::3], axes[2::3])):
+        size = x.shape[axis]
+        if step == 0:
+            if not 0 <= start < size:
+                raise _out_of_range(name, axis, start, start, size)
+            key.append(start)
+            continue
+        last = stop - 1 - (stop - 1 - start) % step
+        if stop > start and (start < 0 or last >= size):
+            raise _out_of_range(name, axis, start, last, size)
+        key.append(slice(start, max(stop, start), step))
+    return x[tuple(key)]
+
+
+def _unwindow(g, x, *axes):
+    """Zeros shaped like x with g in the window (the adjoint of _window)."""
+    out = np.zeros(np.shape(x), dtype=np.result_type(g, x, 1.0))
+    out[tuple(start if step == 0 else slice(start, max(stop, start), step)
+              for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))] = g
+    return out
+
+
+def _nest(lo, stop, outer):
+    """The index tuples of a nested Sum, flat: row 0 the position of each one's outer tuple, row 1
+    its inner index, from lo to stop - 1 (each may differ per outer tuple: triangular ranges)."""
+    size = np.shape(outer)[0]
+    lo = np.broadcast_to(lo, (size,))
+    counts = np.maximum(np.broadcast_to(stop, (size,)) - lo, 0)
+    parent = np.repeat(np.arange(size), counts)
+    first = np.cumsum(counts) - counts
+    return np.stack([parent, np.arange(parent.size) - first[parent] + lo[parent]])
+
+
+def _lift(a, parent):
+    """An outer value repeated to each of its inner tuples."""
+    return a[parent] if np.ndim(a) else a
+
+
+def _segment_sum(w, parent, like):
+    """The values of the inner tuples added up per outer tuple (the inner Sum). The tuples are
+    listed outer tuple by outer tuple, so each sum is over a contiguous run (np.add.reduceat)."""
+    size = np.shape(like)[0]
+    w = np.broadcast_to(w, np.shape(parent))
+    starts = np.searchsorted(parent, np.arange(size + 1))
+    out = np.zeros(size, dtype=np.result_type(w, 1.0))
+    runs = starts[:-1] < starts[1:]  # reduceat would give an empty run the next value
+    if np.any(runs):
+        out[runs] = np.add.reduceat(w, starts[:-1][runs])
+    return out
+
+
+def _gather(x, name, *index):
+    """x at integer index arrays (one per axis, or a fixed integer), the range checked."""
+    if np.ndim(x) != len(index):
+        raise ValueError(f"{name} must be a {len(index)}-D array (an indexed model takes no batch "
+                         f"axes); got shape {np.shape(x)}")
+    for axis, k in enumerate(index):
+        low, high = (k, k) if type(k) is int else _extremes(k)
+        if (low < 0 or high >= x.shape[axis]) and np.size(k):
+            raise _out_of_range(name, axis, int(low), int(high), x.shape[axis])
+    return x[index]
+
+
+def _extremes(k):
+    """(min, max) of an index array; the last few are remembered (holding an array keeps its
+    identity unique), as the columns of a 2-D array are gathered at the same indices in turn."""
+    recent = getattr(_extremes, "recent", ())
+    for known, low, high in recent:
+        if known is k:
+            return low, high
+    low, high = (np.min(k), np.max(k)) if np.size(k) else (0, 0)
+    _extremes.recent = ((k, low, high),) + recent[:3]
+    return low, high
+
+
+def _scatter(g, x, *index):
+    """Zeros shaped like x with g added at the indices, repeated ones adding up (one bincount)."""
+    shape = np.shape(x)
+    index = np.broadcast_arrays(*index)
+    flat = np.ravel_multi_index(index, shape) if len(shape) > 1 else index[0]
+    weights = np.broadcast_to(g, flat.shape).ravel()
+    return np.bincount(flat.ravel(), weights, minlength=int(np.prod(shape))).reshape(shape)
+
+
+def _accumulate(x, windows, gathers):
+    """Zeros shaped like x with each (g, start, stop, step, ...) of `windows` added into its
+    slice and each (g, index, ...) of `gathers` added at its indices (repeated ones adding up:
+    one bincount per gather)."""
+    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    for g, *axes in windows:
+        if len(axes) == 3:  # a 1-D window or entry (already checked by _window)
+            if axes[2]:
+                out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
+            else:
+                out[axes[0]] += g
+        else:
+            out[tuple(start if step == 0 else slice(start, max(stop, start), step)
+                      for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))] += g
+    for g, *index in gathers:
+        if np.ndim(g) < np.ndim(index[0]):
+            g = np.full(np.shape(index[0]), g)
+        if out.ndim == 1:
+            out += np.bincount(index[0], g, minlength=out.shape[0])
+        elif type(index[1]) is int:  # a column at the gathered rows: one bincount
+            out[:, index[1]] += np.bincount(index[0], g, minlength=out.shape[0])
+        else:
+            np.add.at(out, tuple(index), g)
+    return out

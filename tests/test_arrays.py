@@ -1,0 +1,356 @@
+"""Indexed models (IndexedBase, Idx, Sum) and matrix slices.
+
+Each gradient is checked against sympy.diff of the Sum written out at a small n (`.doit()` with
+concrete n, or the same model built in a Python loop over scalar symbols), against central finite
+differences, and against the scalarised model compiled by backpropc itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import backpropc as bp
+from backpropc.check import _written_out
+from backpropc.errors import ModelError
+from backpropc.explain import explain
+
+n = sp.Symbol("n", integer=True, positive=True)
+m = sp.Symbol("m", integer=True, positive=True)
+x = sp.IndexedBase("x", shape=(n,))
+t = sp.IndexedBase("t", shape=(n,))
+y = sp.IndexedBase("y", shape=(n,))
+X = sp.IndexedBase("X", shape=(n, 3))
+A = sp.IndexedBase("A", shape=(n, m))
+z = sp.IndexedBase("z", shape=(m,))
+a, b, w = sp.symbols("a b w")
+i, j = sp.symbols("i j", integer=True)
+k = sp.Idx("k")
+
+
+# ---- oracles --------------------------------------------------------------------------------------
+def written_out(expr, sizes: dict):
+    """The indexed expression at concrete sizes with every Sum carried out (`.doit()`) and each
+    entry x[3] a scalar symbol x_3: (expression, {IndexedBase: array of entry symbols})."""
+    expr = sp.sympify(expr).xreplace(sizes).doit()
+    return expr.replace(lambda e: isinstance(e, sp.Indexed),
+                        lambda e: entry_symbol(e.base, [int(v) for v in e.indices]))
+
+
+def entry_symbol(base, index) -> sp.Symbol:
+    return sp.Symbol(f"{base}_{'_'.join(map(str, index))}")
+
+
+def exact_gradient(expr, wrt, values: dict, sizes: dict):
+    """sympy.diff of the written-out expression at `values` ({name: array or number}), each
+    IndexedBase's gradient as an array of its shape."""
+    loss = written_out(expr, sizes)
+    subs = {}
+    for name, v in values.items():
+        if np.ndim(v) == 0:
+            subs[sp.Symbol(name)] = float(v)
+        else:
+            for index in itertools.product(*map(range, np.shape(v))):
+                subs[entry_symbol(name, index)] = float(np.asarray(v)[index])
+    value = float(loss.xreplace(subs))
+    grads = []
+    for target in wrt:
+        if isinstance(target, sp.IndexedBase):
+            shape = np.shape(values[str(target)])
+            g = np.zeros(shape)
+            for index in itertools.product(*map(range, shape)):
+                g[index] = float(sp.diff(loss, entry_symbol(target, index)).xreplace(subs))
+            grads.append(g)
+        else:
+            grads.append(float(sp.diff(loss, target).xreplace(subs)))
+    return value, grads
+
+
+def finite_differences(f, values: dict, name: str, rng, h=1e-6):
+    """Central finite difference of f along a random direction of argument `name`."""
+    v = np.asarray(values[name], dtype=float)
+    direction = rng.standard_normal(v.shape) if v.ndim else 1.0
+    up = f(**{**values, name: v + h * direction})[0]
+    down = f(**{**values, name: v - h * direction})[0]
+    return (up - down) / (2 * h), direction
+
+
+def check_model(expr, wrt, shapes: dict, sizes: dict, seed=0, low=-1.0, high=1.0):
+    """Compile, then compare value and gradient with sympy.diff and finite differences."""
+    module = bp.compile(expr, wrt=wrt).load()
+    rng = np.random.default_rng(seed)
+    values = {name: rng.uniform(low, high, shape) if shape else float(rng.uniform(low, high))
+              for name, shape in shapes.items()}
+    value, grads = module.value_and_grad(**values)
+    exact_value, exact = exact_gradient(expr, wrt, values, sizes)
+    np.testing.assert_allclose(value, exact_value, rtol=1e-10)
+    for target, g, e in zip(wrt, grads, exact):
+        assert np.shape(g) == np.shape(e)
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+        estimate, direction = finite_differences(module.value_and_grad, values, str(target), rng)
+        np.testing.assert_allclose(np.sum(g * direction), estimate, rtol=1e-5, atol=1e-6)
+    return module
+
+
+# ---- indexed models ---------------------------------------------------------------------------------
+ROSENBROCK = sp.Sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2, (i, 0, n - 2))
+
+
+def test_extended_rosenbrock_matches_sympy_at_several_n():
+    for size in (2, 5, 8):
+        check_model(ROSENBROCK, [x], {"x": (size,)}, {n: size}, seed=size)
+
+
+def test_one_module_serves_every_n():
+    module = bp.compile(ROSENBROCK, wrt=[x]).load()
+    for size in (3, 50, 1000):
+        v = np.random.default_rng(size).uniform(-1, 1, size)
+        value, (g,) = module.value_and_grad(v)
+        hand = np.sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
+        np.testing.assert_allclose(value, hand, rtol=1e-12)
+        assert g.shape == (size,)
+
+
+def test_idx_and_symbolic_index_give_the_same_module():
+    with_idx = bp.compile(sp.Sum(sp.sin(x[k + 1]) * x[k], (k, 0, n - 2)), wrt=[x]).load()
+    with_symbol = bp.compile(sp.Sum(sp.sin(x[i + 1]) * x[i], (i, 0, n - 2)), wrt=[x]).load()
+    v = np.linspace(-1, 1, 7)
+    np.testing.assert_allclose(with_idx.grad(v)[0], with_symbol.grad(v)[0], rtol=1e-14)
+
+
+def test_per_index_data_beside_scalar_parameters():
+    loss = sp.Sum((a * t[i] + b - y[i]) ** 2, (i, 0, n - 1))
+    check_model(loss, [a, b], {"a": (), "b": (), "t": (6,), "y": (6,)}, {n: 6})
+
+
+def test_strided_shifted_and_reversed_indices():
+    loss = sp.Sum(x[2 * i + 1] * sp.exp(x[2 * i]) + x[7 - i] * x[i] ** 2, (i, 0, 3))
+    check_model(loss, [x], {"x": (8,)}, {n: 8})
+
+
+def test_two_dimensional_arrays_columns_and_diagonal():
+    loss = sp.Sum(X[i, 0] * X[i, 2] ** 2 - sp.cos(X[i, 1]), (i, 1, n - 1)) + sp.Sum(A[i, i] ** 3, (i, 0, 2))
+    module = check_model(loss, [X, A], {"X": (4, 3), "A": (4, 5)}, {n: 4, m: 5})
+    assert module.SHAPES == {"X": ("n", 3), "A": ("n", "m")}
+
+
+def test_rectangular_nested_sum_of_a_matrix_vector_product():
+    loss = sp.Sum(sp.Sum(A[i, j] * z[j], (j, 0, m - 1)) ** 2 + w * i, (i, 0, n - 1))
+    check_model(loss, [z, w], {"z": (4,), "w": (), "A": (3, 4)}, {n: 3, m: 4})
+
+
+def test_triangular_double_sum_lennard_jones():
+    r2 = sum((X[i, d] - X[j, d]) ** 2 for d in range(3))
+    energy = sp.Sum(4 * (r2 ** -6 - r2 ** -3), (j, i + 1, n - 1), (i, 0, n - 1))
+    module = bp.compile(energy, wrt=[X]).load()
+    rng = np.random.default_rng(3)
+    atoms = rng.uniform(-2, 2, (5, 3))
+    value, (g,) = module.value_and_grad(atoms)
+    # the same energy built in a Python loop over scalar symbols, differentiated by sympy.diff
+    P = sp.Matrix(5, 3, lambda r, c: entry_symbol("X", (r, c)))
+    scalar = sum(4 * (q ** -6 - q ** -3) for p1, p2 in itertools.combinations(range(5), 2)
+                 for q in [sum((P[p1, d] - P[p2, d]) ** 2 for d in range(3))])
+    subs = {P[r, c]: atoms[r, c] for r in range(5) for c in range(3)}
+    np.testing.assert_allclose(value, float(scalar.xreplace(subs)), rtol=1e-10)
+    exact = np.array([[float(sp.diff(scalar, P[r, c]).xreplace(subs)) for c in range(3)] for r in range(5)])
+    np.testing.assert_allclose(g, exact, rtol=1e-9, atol=1e-9)
+
+
+def test_nested_sum_with_outer_terms_and_a_bound_from_the_outer_index():
+    inner = sp.Sum(x[j] * x[i], (j, 0, i))
+    loss = sp.Sum(sp.sin(x[i]) + inner ** 2, (i, 0, n - 1))
+    check_model(loss, [x], {"x": (5,)}, {n: 5})
+
+
+def test_summand_without_the_index_counts_the_range():
+    check_model(sp.Sum(w ** 2, (i, 0, n - 1)) + sp.Sum(x[i], (i, 0, n - 1)), [w, x],
+                {"w": (), "x": (4,)}, {n: 4})
+
+
+def test_piecewise_inside_a_summand():
+    loss = sp.Sum(sp.Piecewise((x[i] ** 2, x[i + 1] > 0), (sp.sin(x[i]), True)), (i, 0, n - 2))
+    check_model(loss, [x], {"x": (6,)}, {n: 6})
+
+
+def test_steps_and_a_loss_over_indexed_sums():
+    s = sp.Symbol("s")
+    model = bp.Model("stepped", steps=[(s, sp.Sum(x[i] ** 2, (i, 0, n - 1)))], loss=sp.log(1 + s), wrt=[x])
+    module = bp.compile(model).load()
+    v = np.array([0.5, -1.0, 2.0])
+    _, (g,) = module.value_and_grad(v)
+    np.testing.assert_allclose(g, 2 * v / (1 + np.sum(v ** 2)), rtol=1e-12)
+
+
+def test_scalarised_model_agrees_with_the_indexed_one():
+    size = 6
+    xs = sp.symbols(f"x0:{size}")
+    scalar = sum(100 * (xs[q + 1] - xs[q] ** 2) ** 2 + (1 - xs[q]) ** 2 for q in range(size - 1))
+    scalar_module = bp.compile(scalar, wrt=list(xs)).load()
+    indexed_module = bp.compile(ROSENBROCK, wrt=[x]).load()
+    v = np.random.default_rng(1).uniform(-1, 1, size)
+    value, grads = scalar_module.value_and_grad(*v)
+    indexed_value, (g,) = indexed_module.value_and_grad(v)
+    np.testing.assert_allclose(indexed_value, value, rtol=1e-12)
+    np.testing.assert_allclose(g, np.array(grads), rtol=1e-12)
+
+
+def test_check_reports_indexed_models_against_sympy():
+    report = bp.check(bp.compile(ROSENBROCK, wrt=[x]))
+    assert report.ok and report.rows[0].sympy_error is not None
+
+
+# ---- source independent of n ------------------------------------------------------------------------
+def test_generated_source_does_not_grow_with_n():
+    sources = []
+    for size in (10, 1000, 10 ** 6):
+        v = sp.IndexedBase("x", shape=(size,))
+        loss = sp.Sum(100 * (v[i + 1] - v[i] ** 2) ** 2 + (1 - v[i]) ** 2, (i, 0, size - 2))
+        sources.append(bp.compile(loss, wrt=[v]).source)
+    lines = [len(s.splitlines()) for s in sources]
+    assert lines[0] == lines[1] == lines[2]
+    assert sources[1].replace("1000", "N").replace("999", "N-1").replace("998", "N-2") == \
+        sources[2].replace("1000000", "N").replace("999999", "N-1").replace("999998", "N-2")
+
+
+# ---- random summands -----------------------------------------------------------------------------
+def _summand(draw_terms):
+    expr = sp.S.Zero
+    for coeff, shift, fn, power in draw_terms:
+        expr += coeff * fn(x[i + shift]) ** power * x[i + (shift + 1) % 3]
+    return expr
+
+
+FUNCTIONS = [sp.sin, sp.exp, lambda v: v, lambda v: 1 + v ** 2, sp.tanh]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 2), st.sampled_from(range(len(FUNCTIONS))),
+                          st.integers(1, 3)), min_size=1, max_size=4),
+       st.integers(4, 7), st.integers(0, 2 ** 16))
+def test_random_summands_with_shifted_indices(terms, size, seed):
+    summand = _summand([(c, s, FUNCTIONS[f], p) for c, s, f, p in terms])
+    loss = sp.Sum(summand, (i, 0, n - 3))
+    if loss.function == 0:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_model(loss, [x], {"x": (size,)}, {n: size}, seed=seed)
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("loss, wrt, message", [
+    (sp.Sum(x[i ** 2], (i, 0, n - 1)), [x], "not affine"),
+    (sp.Sum(x[i] * t[2 * i / 3], (i, 0, 3)), [x], "not affine"),
+    (sp.Sum(x[i] ** 2, (i, 0, w)), [x, w], "depends on w"),
+    (sp.Sum(x[a + i], (i, 0, n - 1)), [x], "depends on a"),
+    (sp.Sum(x[sp.IndexedBase("p", shape=(n,))[i]], (i, 0, n - 1)), [x], "depends on data"),
+    (sp.Sum(sp.IndexedBase("u")[i], (i, 0, 3)), [a], "has no shape"),
+    (sp.Sum(x[i], (i, 0, n - 1)) + x[j], [x], "depends on j"),
+])
+def test_refused_models_name_the_problem(loss, wrt, message):
+    with pytest.raises(ModelError, match=message):
+        bp.compile(loss, wrt=wrt)
+
+
+def test_wrt_indexed_base_needs_a_shape():
+    with pytest.raises(ModelError, match="without a shape"):
+        bp.compile(sp.Sum(sp.IndexedBase("u")[i], (i, 0, 3)), wrt=[sp.IndexedBase("u")])
+
+
+def test_index_out_of_range_at_call_time_names_the_array_and_bounds():
+    module = bp.compile(sp.Sum(x[i + 1] ** 2, (i, 0, 9)), wrt=[x]).load()
+    with pytest.raises(IndexError, match=r"x\[\.\.\.\] reaches index 10 .* x has 10 entries"):
+        module.value_and_grad(np.ones(10))
+    nested = bp.compile(sp.Sum(x[i] * x[j + 1], (j, i, n - 1), (i, 0, n - 1)), wrt=[x]).load()
+    with pytest.raises(IndexError, match="reaches index 4 .* x has 4 entries"):
+        nested.value_and_grad(np.ones(4))
+
+
+def test_batches_and_wrong_shapes_are_refused():
+    module = bp.compile(sp.Sum((a * t[i] - y[i]) ** 2, (i, 0, n - 1)), wrt=[a]).load()
+    with pytest.raises(ValueError, match="must be one number"):
+        module.value_and_grad(np.ones(3), np.ones(4), np.ones(4))
+    with pytest.raises(ValueError, match=r"y must have shape \(4,\)"):
+        module.value_and_grad(1.0, np.ones(4), np.ones(5))
+    with pytest.raises(ValueError, match=r"must have shape \(n,\)"):
+        module.value_and_grad(1.0, np.ones((2, 4)), np.ones((2, 4)))
+
+
+# ---- matrix slices ----------------------------------------------------------------------------------
+M = sp.MatrixSymbol("M", 3, 4)
+v4 = sp.MatrixSymbol("v", 4, 1)
+
+
+def explicit_matrix_gradient(expr, wrt_value: np.ndarray, data: dict):
+    """sympy.diff of the expression on explicit matrices (entries m_r_c), at wrt_value."""
+    entries = sp.Matrix(3, 4, lambda r, c: sp.Symbol(f"m_{r}_{c}"))
+    replace = {M: sp.ImmutableMatrix(entries), **{s: sp.ImmutableMatrix(value) for s, value in data.items()}}
+    scalar = _written_out(expr.xreplace(replace), {})  # every matrix operation carried out
+    scalar = scalar[0, 0] if isinstance(scalar, sp.MatrixBase) else scalar
+    subs = {entries[r, c]: wrt_value[r, c] for r in range(3) for c in range(4)}
+    return np.array([[float(sp.diff(scalar, entries[r, c]).xreplace(subs)) for c in range(4)]
+                     for r in range(3)])
+
+
+@pytest.mark.parametrize("expr", [
+    bp.sum(sp.HadamardPower(M[1:, :], 2)),
+    bp.sum(M[:, 0].applyfunc(sp.sin)),
+    sp.Trace(M[:2, :2] * M[:2, :2]),
+    bp.sum(sp.HadamardPower(M[:, 1:] * v4[1:, :], 3)),
+    (M[0, :] * v4)[0, 0] + bp.sum(sp.HadamardProduct(M[1:, ::2], M[1:, :2])),
+])
+def test_matrix_slice_gradients_against_explicit_matrices(expr):
+    rng = np.random.default_rng(5)
+    value, data = rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (4, 1))
+    module = bp.compile(expr, wrt=[M], inputs=[v4]).load()
+    _, (g,) = module.value_and_grad(value, data)
+    np.testing.assert_allclose(g, explicit_matrix_gradient(expr, value, {v4: data}), rtol=1e-10, atol=1e-12)
+
+
+def test_matrix_slice_with_symbolic_dimensions_and_a_batch():
+    B = sp.MatrixSymbol("B", n, n)
+    expr = bp.sum(sp.HadamardPower(B[1:, :-1], 2)) + sp.Trace(B[:, 0] * B[0, :])
+    report = bp.check(bp.compile(expr, wrt=[B]))
+    assert report.ok
+    module = bp.compile(expr * a, wrt=[a], inputs=[B]).load()
+    batch = np.random.default_rng(0).uniform(-1, 1, (6, 5, 5))
+    value, (ga,) = module.value_and_grad(1.0, batch)
+    manual = np.sum(batch[:, 1:, :-1] ** 2) + np.sum(batch[:, :, 0] * batch[:, 0, :])
+    np.testing.assert_allclose([value, ga], [manual, manual], rtol=1e-12)
+
+
+# ---- explain, graph, op counts ------------------------------------------------------------------------
+def test_explain_shows_each_sum_as_array_statements_whatever_n():
+    texts = []
+    for size in (10, 10 ** 5):
+        v = sp.IndexedBase("x", shape=(size,))
+        compiled = bp.compile(sp.Sum(100 * (v[i + 1] - v[i] ** 2) ** 2 + (1 - v[i]) ** 2, (i, 0, size - 2)),
+                              wrt=[v])
+        texts.append(explain(compiled))
+    assert len(texts[0].splitlines()) == len(texts[1].splitlines())
+    assert "x_bar = (c2_bar) at x[1:100000] + " in texts[1] and "x[99998]" not in texts[1]
+
+
+def test_op_counts_keep_the_three_forward_passes_certificate():
+    r2 = sum((X[i, d] - X[j, d]) ** 2 for d in range(3))
+    for loss, wrt in ((ROSENBROCK, [x]), (sp.Sum(4 * (r2 ** -6 - r2 ** -3), (j, i + 1, n - 1), (i, 0, n - 1)), [X]),
+                      (sp.Sum((a * t[i] + b - y[i]) ** 2, (i, 0, n - 1)), [a, b])):
+        ops = bp.compile(loss, wrt=wrt).ops
+        assert 0 < ops["forward"] and ops["value_and_grad"] <= 3 * ops["forward"]
+
+
+def test_hessian_vector_products_of_an_indexed_model():
+    compiled = bp.compile(ROSENBROCK, wrt=[x], derivatives="hvp")
+    module = compiled.load()
+    v, direction = np.random.default_rng(2).uniform(-1, 1, (2, 6))
+    _, _, (hv,) = module.hvp(v, direction)
+    xs = sp.symbols("x0:6")
+    scalar = sum(100 * (xs[q + 1] - xs[q] ** 2) ** 2 + (1 - xs[q]) ** 2 for q in range(5))
+    hessian = np.array(sp.hessian(scalar, xs).xreplace(dict(zip(xs, v))), dtype=float)
+    np.testing.assert_allclose(hv, hessian @ direction, rtol=1e-10)
