@@ -1,6 +1,7 @@
 """Hessian-vector products and Hessians of backpropc's generated modules against JAX.
 
-    python benchmarks/second_order.py [--quick] [--out benchmarks/results] [--threads 1]
+    python benchmarks/second_order.py [--quick] [--out benchmarks/results] [--threads 1] [--docs PATH]
+    python benchmarks/second_order.py --from-json benchmarks/results/second_order.json  # re-render
 
 On workloads of benchmarks/run.py (the same models, data and JAX losses), compiled with
 `derivatives=("grad", "hvp", "hessian")`, it times in this one process:
@@ -16,7 +17,9 @@ On workloads of benchmarks/run.py (the same models, data and JAX losses), compil
 
 Times are medians of repeated calls after one warm-up call (JAX's first call, which traces and
 compiles, is timed apart). Every result is checked against JAX's. Prints a table and writes
-second_order.json (second_order.quick.json with --quick: batch 10^4, the smallest workloads).
+second_order.json (second_order.quick.json with --quick: batch 10^4, the smallest workloads), and
+rewrites the "Second derivatives" section of docs/benchmarks.md (not with --quick; benchmarks/run.py
+keeps the section when it regenerates that file).
 Without JAX installed only backpropc's side is measured.
 """
 
@@ -26,8 +29,10 @@ import run  # first: it sizes the thread pools (--threads) before NumPy is impor
 
 # isort: split
 import argparse
+import itertools
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -141,6 +146,7 @@ def run_all(quick: bool, log=print, labels=None) -> dict:
     """Every measurement of the chosen workloads (by default FULL, or QUICK with `quick`)."""
     jax = load_jax()
     chosen = labels or (QUICK if quick else FULL)
+    load_before = run.loadavg()
     batches = (10**4,) if quick else run.BATCHES
     records = []
     for w in run.workloads(quick=False):
@@ -157,6 +163,7 @@ def run_all(quick: bool, log=print, labels=None) -> dict:
             log(f"  {w.label} @ {batch}: done")
         records.append(record)
     return {"quick": quick, "threads": run.THREADS, "records": records,
+            "loadavg": {"before": load_before, "after": run.loadavg()},
             "environment": {"python": platform.python_version(), "numpy": np.__version__,
                             "jax": None if jax is None else jax.__version__,
                             "machine": platform.machine()}}
@@ -203,18 +210,92 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
+TITLE = "## Second derivatives"
+
+
+def section(data: dict) -> str:
+    """The "Second derivatives" section of docs/benchmarks.md, from one run's JSON."""
+    env = data["environment"]
+    jax = f"JAX {env['jax']} (jit, CPU, float64)" if env["jax"] else "JAX not installed"
+    intro = (f"`python benchmarks/second_order.py` (raw numbers: `benchmarks/results/second_order.json`), "
+             f"{'quick' if data['quick'] else 'full'} mode, {data['threads']} thread(s), {jax}, NumPy "
+             f"{env['numpy']}, Python {env['python']}. Modules compiled with `derivatives=(\"grad\", "
+             "\"hvp\", \"hessian\")`. **backpropc HVP** is `hvp_flat(theta, v, *data)` against "
+             "`jax.jit(lambda x, v: jax.jvp(jax.grad(f), (x,), (v,))[1])`; **backpropc Hessian** is "
+             "`hessian_flat(theta, *data)` (one HVP per colour of the structural sparsity) against "
+             "`jax.jit(jax.hessian(f))`, f being the workload's loss (benchmarks/run.py) of the flat "
+             "parameter vector; **x JAX** divides ours by JAX's (under 1: ours is faster); **vg** is "
+             "`value_and_grad_flat` for scale. Medians of at least 3 calls after a warm-up call (JAX's "
+             "compile excluded); every result agrees with JAX's to the relative difference shown. "
+             f"jax.hessian is not run where parameters x examples exceed {JAX_HESSIAN_MAX:.0e} (its vmapped "
+             "intermediates would need gigabytes).")
+    load = data.get("loadavg") or {}
+    if load.get("before") and load.get("after"):
+        intro += (f" The 1-minute load average was {load['before'][0]:.1f} before the run and "
+                  f"{load['after'][0]:.1f} after it, on {os.cpu_count()} cores: other jobs shared the machine, "
+                  "so single timings can be off by tens of per cent; ratios far from 1 are the robust part.")
+    return "\n".join([TITLE, "", run._wrap(intro), "", table(data), "", run._wrap(growth(data)), ""])
+
+
+def growth(data: dict) -> str:
+    """How the Hessian's cost grows with n on the problems without data, in words."""
+    rows = [row for r in data["records"] for row in r["rows"] if row["batch"] is None]
+    if len(rows) < 2:
+        return ""
+
+    def factors(get):
+        values = [get(row) for row in rows]
+        if any(v is None for v in values):
+            return ""
+        steps = ", ".join(f"x{b / a:.1f}" for a, b in itertools.pairwise(values))
+        return f"{' -> '.join(_t(v) for v in values)} ({steps})"
+
+    sizes = " -> ".join(f"{row['n']:,}" for row in rows)
+    text = (f"Growth with n = {sizes} (no data): backpropc's hessian_flat "
+            f"{factors(lambda r: r['ours']['hessian'])}, its hessian_coo {factors(lambda r: r['ours'].get('hessian_coo'))}, "
+            f"its HVP {factors(lambda r: r['ours']['hvp'])}")
+    jax_hessian = factors(lambda r: r["jax"].get("hessian", {}).get("time_s"))
+    if jax_hessian:
+        text += (f"; JAX's dense jax.hessian {jax_hessian} and its HVP "
+                 f"{factors(lambda r: r['jax'].get('hvp', {}).get('time_s'))}")
+    return text + "."
+
+
+def write_section(path: Path, data: dict) -> None:
+    """Replace (or append) the section in the markdown at `path`, leaving the rest alone."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find(TITLE + "\n")
+    if start < 0:
+        text = text.rstrip() + "\n\n" + section(data)
+    else:
+        end = text.find("\n## ", start + len(TITLE))
+        text = text[:start] + section(data) + ("" if end < 0 else text[end:])
+    path.write_text(text.rstrip() + "\n")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 10^4 and the smallest workloads")
     parser.add_argument("--out", type=Path, default=run.ROOT / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/XLA threads (read at import)")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="markdown whose section to rewrite (default docs/benchmarks.md; not with --quick)")
+    parser.add_argument("--from-json", type=Path, default=None, help="re-render the docs from a run's JSON")
     args = parser.parse_args(argv)
+    docs = args.docs or (None if args.quick else run.ROOT / "docs" / "benchmarks.md")
+    if args.from_json:
+        write_section(docs, json.loads(args.from_json.read_text()))
+        print(f"wrote {docs}")
+        return
     data = run_all(args.quick)
     print(table(data))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ("second_order.quick.json" if args.quick else "second_order.json")
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {path}")
+    if docs:
+        write_section(docs, data)
+        print(f"wrote {docs}")
 
 
 if __name__ == "__main__":
