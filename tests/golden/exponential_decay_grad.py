@@ -23,6 +23,8 @@ SHAPES = {}
 # that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
 CHUNK = 65536
 REDUCTION = "sum"
+# Whether data may broadcast into a batch larger than each of them (compile with broadcast=True).
+BROADCAST = False
 
 
 def forward(A, k, c, t, y):
@@ -96,22 +98,34 @@ def _params(f):
     return getattr(f, "params", None) or f.__code__.co_varnames[:f.__code__.co_argcount]
 
 
-def _as_float(v):
-    """Integers, booleans and float64 scalars as Python floats (the fast path for scalars);
-    other floating values (float32 included) unchanged."""
+def _as_float(v, name="an argument"):
+    """An argument as the functions compute with it: integers, booleans and float64 scalars as
+    Python floats (the fast path for scalars), lists and np.matrix as arrays (so that * and **
+    stay elementwise), integer arrays as float64; floating values (float32 included) unchanged.
+    Complex numbers and text are refused."""
     if type(v) is np.ndarray and v.dtype.kind == "f":
         return v
     if isinstance(v, (bool, int, np.float64)):
         return float(v)
-    kind = getattr(getattr(v, "dtype", None), "kind", "f")
+    if isinstance(v, (list, tuple, np.matrix)):
+        v = np.asarray(v)
+    kind = getattr(getattr(v, "dtype", None), "kind", "f" if isinstance(v, float) else None)
+    if kind is None and isinstance(v, complex):
+        kind = "c"
+    if kind == "c":
+        raise TypeError(f"{name} is complex; the functions are real: pass its real part (np.real)")
+    if kind not in ("f", "b", "i", "u"):
+        raise TypeError(f"{name} must be a number or an array of numbers, not {type(v).__name__}")
     return v.astype(np.float64) if kind in "biu" else v
 
 
 def _checked(f):
-    """f with its arguments checked: integers become float64, and a wrong call or arguments whose
-    shapes do not broadcast raise an error that says which."""
+    """f with its arguments checked: integers become float64, and a wrong call, arguments whose
+    shapes do not broadcast, or data that would broadcast into a larger batch than any one of
+    them raise an error that says which."""
     names = _params(f)
     has_matrices = any(n in SHAPES for n in names)
+    data = [k for k, n in enumerate(names) if n in ARGS and n not in WRT]
 
     def checked(*args, **kwargs):
         if kwargs or len(args) != len(names):
@@ -123,9 +137,12 @@ def _checked(f):
                                 f"keyword; missing: {', '.join(missing) or 'none'}; unexpected: "
                                 f"{', '.join(unknown) or 'none'}; {len(args)} given by position")
             args = args + tuple(kwargs[a] for a in rest)
-        values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v) for v in args]
+        values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v, n)
+                  for v, n in zip(args, names)]
         if has_matrices:
             values = _check_matrices(names, values)
+        if not BROADCAST and len(data) > 1:
+            _check_batch([names[k] for k in data], [values[k] for k in data])
         try:
             return f(*values)
         except ValueError as exc:
@@ -136,6 +153,23 @@ def _checked(f):
 
     checked.__name__, checked.__doc__, checked.__wrapped__, checked.params = f.__name__, f.__doc__, f, names
     return checked
+
+
+def _check_batch(names, values):
+    """Data whose shapes broadcast to a batch larger than each of them (targets (N, 1) beside
+    inputs (N,) give N x N pairs) is almost never meant: refuse it, naming the shapes."""
+    shapes = [np.shape(v)[:-2] if n in SHAPES else np.shape(v) for n, v in zip(names, values)]
+    if sum(1 for s in shapes if s) < 2:
+        return
+    try:
+        batch = np.broadcast_shapes(*shapes)
+    except ValueError:
+        return  # the call reports the shapes that do not broadcast
+    if batch not in shapes:
+        listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes))
+        raise ValueError(f"the data broadcast to a batch of shape {batch}, larger than any one of them "
+                         f"({listed}); give them one shape (e.g. reshape to 1-D), or compile with "
+                         f"broadcast=True if the outer product is meant")
 
 
 def _check_matrices(names, values):
