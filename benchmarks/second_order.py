@@ -3,7 +3,7 @@
     python benchmarks/second_order.py [--quick] [--out benchmarks/results] [--threads 1] [--docs PATH]
     python benchmarks/second_order.py --from-json benchmarks/results/second_order.json  # re-render
 
-On workloads of benchmarks/run.py (the same models, data and JAX losses), compiled with
+On the workloads of benchmarks/workloads.py (the models, data and JAX losses of run.py), compiled with
 `derivatives=("grad", "hvp", "hessian")`, it times in this one process:
 
 - backpropc's `hvp_flat(theta, v, *data)` against `jax.jit(lambda x, v: jax.jvp(jax.grad(f), (x,),
@@ -19,7 +19,7 @@ Times are medians of repeated calls after one warm-up call (JAX's first call, wh
 compiles, is timed apart). Every result is checked against JAX's. Prints a table and writes
 second_order.json (second_order.quick.json with --quick: batch 10^4, the smallest workloads), and
 rewrites the "Second derivatives" section of docs/benchmarks.md (not with --quick; benchmarks/run.py
-keeps the section when it regenerates that file).
+keeps the section when it regenerates that file: reporting.SECTION_TITLES).
 Without JAX installed only backpropc's side is measured.
 """
 
@@ -40,6 +40,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import reporting
+from baselines import flat_args
+from measuring import BATCHES, loadavg
+from workloads import workloads
 
 import backpropc as bp
 
@@ -112,7 +116,7 @@ def _first_call(f) -> float:
 
 def measure(workload, batch, module, jax, rng) -> dict:
     P, D = workload.data(rng, batch or 1)
-    args = run.flat_args(P, D)
+    args = flat_args(P, D)
     n_wrt = len(module.WRT)
     theta, data = module.pack(*args[:n_wrt]), args[n_wrt:]
     v = rng.normal(size=theta.size)
@@ -146,10 +150,10 @@ def run_all(quick: bool, log=print, labels=None) -> dict:
     """Every measurement of the chosen workloads (by default FULL, or QUICK with `quick`)."""
     jax = load_jax()
     chosen = labels or (QUICK if quick else FULL)
-    load_before = run.loadavg()
-    batches = (10**4,) if quick else run.BATCHES
+    load_before = loadavg()
+    batches = (10**4,) if quick else BATCHES
     records = []
-    for w in run.workloads(quick=False):
+    for w in workloads(quick=False):
         if w.label not in chosen:
             continue
         start = time.perf_counter()
@@ -163,7 +167,7 @@ def run_all(quick: bool, log=print, labels=None) -> dict:
             log(f"  {w.label} @ {batch}: done")
         records.append(record)
     return {"quick": quick, "threads": run.THREADS, "records": records,
-            "loadavg": {"before": load_before, "after": run.loadavg()},
+            "loadavg": {"before": load_before, "after": loadavg()},
             "environment": {"python": platform.python_version(), "numpy": np.__version__,
                             "jax": None if jax is None else jax.__version__,
                             "machine": platform.machine()}}
@@ -210,7 +214,6 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
-TITLE = "## Second derivatives"
 
 
 def section(data: dict) -> str:
@@ -223,7 +226,7 @@ def section(data: dict) -> str:
              "\"hvp\", \"hessian\")`. **backpropc HVP** is `hvp_flat(theta, v, *data)` against "
              "`jax.jit(lambda x, v: jax.jvp(jax.grad(f), (x,), (v,))[1])`; **backpropc Hessian** is "
              "`hessian_flat(theta, *data)` (one HVP per colour of the structural sparsity) against "
-             "`jax.jit(jax.hessian(f))`, f being the workload's loss (benchmarks/run.py) of the flat "
+             "`jax.jit(jax.hessian(f))`, f being the workload's loss (benchmarks/workloads.py) of the flat "
              "parameter vector; **x JAX** divides ours by JAX's (under 1: ours is faster); **vg** is "
              "`value_and_grad_flat` for scale. Medians of at least 3 calls after a warm-up call (JAX's "
              "compile excluded); every result agrees with JAX's to the relative difference shown. "
@@ -234,7 +237,7 @@ def section(data: dict) -> str:
         intro += (f" The 1-minute load average was {load['before'][0]:.1f} before the run and "
                   f"{load['after'][0]:.1f} after it, on {os.cpu_count()} cores: other jobs shared the machine, "
                   "so single timings can be off by tens of per cent; ratios far from 1 are the robust part.")
-    return "\n".join([TITLE, "", run._wrap(intro), "", table(data), "", run._wrap(growth(data)), ""])
+    return "\n".join([f"## {reporting.SECOND_ORDER_TITLE}", "", reporting._wrap(intro), "", table(data), "", reporting._wrap(growth(data)), ""])
 
 
 def growth(data: dict) -> str:
@@ -261,18 +264,6 @@ def growth(data: dict) -> str:
     return text + "."
 
 
-def write_section(path: Path, data: dict) -> None:
-    """Replace (or append) the section in the markdown at `path`, leaving the rest alone."""
-    text = path.read_text() if path.exists() else ""
-    start = text.find(TITLE + "\n")
-    if start < 0:
-        text = text.rstrip() + "\n\n" + section(data)
-    else:
-        end = text.find("\n## ", start + len(TITLE))
-        text = text[:start] + section(data) + ("" if end < 0 else text[end:])
-    path.write_text(text.rstrip() + "\n")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 10^4 and the smallest workloads")
@@ -284,7 +275,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     docs = args.docs or (None if args.quick else run.ROOT / "docs" / "benchmarks.md")
     if args.from_json:
-        write_section(docs, json.loads(args.from_json.read_text()))
+        reporting.update_section(docs, reporting.SECOND_ORDER_TITLE, section(json.loads(args.from_json.read_text())))
         print(f"wrote {docs}")
         return
     data = run_all(args.quick)
@@ -294,7 +285,7 @@ def main(argv=None) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {path}")
     if docs:
-        write_section(docs, data)
+        reporting.update_section(docs, reporting.SECOND_ORDER_TITLE, section(data))
         print(f"wrote {docs}")
 
 
