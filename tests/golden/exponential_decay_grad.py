@@ -307,20 +307,32 @@ def _batch_shape(*args):
     return np.broadcast_shapes(*(np.shape(a) for a in args))
 
 
-def _finite_difference_errors(value_and_grad, point, wrt, rng, step=1e-5):
-    """For each wrt argument: (backprop's derivative along a random direction, the central
-    finite-difference estimate, their relative error). `point` maps every argument to a value."""
+def _finite_difference_errors(value_and_grad, point, wrt, rng, step=1e-6):
+    """For each wrt argument, along a random direction (along 1 for a scalar): (its name,
+    backprop's derivative, the central finite-difference estimate, their relative error, and the
+    estimate's own error: how much the steps h and h/2 disagree, or the loss's rounding over h).
+    `point` maps every argument to a value. One checker for the self-check, backpropc.check and
+    the tests."""
     _, grads = value_and_grad(**point)
     rows = []
     for name, g in zip(wrt, grads):
-        # the derivative along a random direction (along 1 for a scalar)
-        direction = rng.standard_normal(np.shape(point[name])) if np.ndim(point[name]) else 1.0
-        h = step * max(1.0, float(np.max(np.abs(point[name]))))
-        up = value_and_grad(**dict(point, **{name: point[name] + h * direction}))[0]
-        down = value_and_grad(**dict(point, **{name: point[name] - h * direction}))[0]
-        estimate = (up - down) / (2 * h)
+        x = point[name]
+        direction = rng.standard_normal(np.shape(x)) if np.ndim(x) else 1.0
+        h = step * max(1.0, float(np.max(np.abs(x))))
+
+        def central(h, name=name, x=x, direction=direction):
+            with np.errstate(all="ignore"):
+                up = value_and_grad(**dict(point, **{name: x + h * direction}))[0]
+                down = value_and_grad(**dict(point, **{name: x - h * direction}))[0]
+            return (up - down) / (2 * h), np.finfo(float).eps * max(abs(up), abs(down)) / h
+
+        estimate, rounding = central(h)
         exact = float(np.sum(g * direction))
-        rows.append((name, exact, estimate, abs(exact - estimate) / max(1.0, abs(exact), abs(estimate))))
+        scale = max(abs(exact), abs(estimate), 1.0)
+        with np.errstate(invalid="ignore"):
+            error = abs(exact - estimate) / scale
+            own = max(abs(estimate - central(h / 2)[0]), rounding) / scale
+        rows.append((name, exact, float(estimate), float(error) if np.isfinite(error) else np.inf, float(own)))
     return rows
 
 
@@ -341,7 +353,7 @@ def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
         print("self-check: found no point where the loss and gradient are finite")
         return 1
     worst = 0.0
-    for name, exact, estimate, error in _finite_difference_errors(value_and_grad, point, WRT, rng):
+    for name, exact, estimate, error, _ in _finite_difference_errors(value_and_grad, point, WRT, rng):
         print(f"d/d{name}: backprop {exact:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}")
         worst = max(worst, error)
     print(f"max relative error {worst:.2e} ({'ok' if worst < tolerance else 'FAILED'})")
