@@ -99,28 +99,11 @@ def test_unknown_model_name(tmp_path):
     assert run.returncode == 2 and "no model named 'nope'" in run.stderr
 
 
-# `backpropc check` of a residual model without a loss stops with an IndexError traceback in
-# backpropc/check.py (scalar_model takes the last step as the loss, and these have no steps):
-# strict, so the marker must go once the oracle knows the objective 1/2 sum r^2.
-RESIDUALS_WITHOUT_LOSS = {"exponential_decay", "michaelis_menten"}
-CHECK_FAILS = pytest.mark.xfail(strict=True, reason="check.py's oracle ignores residual models without a loss")
-
-
-@pytest.mark.parametrize("example", [pytest.param(p, marks=CHECK_FAILS) if p.stem in RESIDUALS_WITHOUT_LOSS else p
-                                     for p in EXAMPLES], ids=lambda p: p.stem)
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_check_explain_and_graph_on_every_example(example, tmp_path):
     run = backpropc("check", example)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "vs sympy.diff" in run.stdout and ": ok" in run.stdout
-    explain_and_graph(example, tmp_path)
-
-
-@pytest.mark.parametrize("name", sorted(RESIDUALS_WITHOUT_LOSS))
-def test_explain_and_graph_on_residual_examples(name, tmp_path):
-    explain_and_graph(ROOT / "examples" / f"{name}.py", tmp_path)
-
-
-def explain_and_graph(example, tmp_path):
     run = backpropc("explain", example)
     assert run.returncode == 0 and "Forward pass:" in run.stdout and "_bar = " in run.stdout
     run = backpropc("graph", example, "-o", tmp_path / "g.dot", "--backward")
