@@ -33,7 +33,7 @@ import backpropc as bp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from workloads import rosenbrock_model  # noqa: E402
+from workloads import rosenbrock_model
 
 
 def _example(name: str) -> dict:

@@ -13,7 +13,7 @@ pytest.importorskip("scipy")   # in the test extra; the docs' examples are SciPy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import optimisation  # noqa: E402
+import optimisation
 
 DOC = ROOT / "docs" / "optimisation.md"
 
