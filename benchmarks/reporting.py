@@ -428,7 +428,8 @@ def print_tables(data: dict) -> None:
 
 COMPILE_TIME_TITLE = "Compile time against sympy.lambdify and SymEngine"
 CALLS_TITLE = "Per-call latency on the Moré-Garbow-Hillstrom problems"
-SECTION_TITLES = (COMPILE_TIME_TITLE, CALLS_TITLE)
+SECOND_ORDER_TITLE = "Second derivatives"   # written by benchmarks/second_order.py
+SECTION_TITLES = (COMPILE_TIME_TITLE, CALLS_TITLE, SECOND_ORDER_TITLE)
 
 
 def _sections(text: str) -> dict[str, str]:

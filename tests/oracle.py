@@ -35,6 +35,8 @@ def substituted_loss(model: bp.Model) -> sp.Expr:
     for step in model.steps:
         lhs, rhs = (step.lhs, step.rhs) if isinstance(step, sp.Equality) else step
         env[lhs] = sp.sympify(rhs).xreplace(env)
+    if model.loss is None:   # a residual model: half the sum of the squared residuals
+        return sum(sp.sympify(r).xreplace(env) ** 2 for r in model.residuals) / 2
     return sp.sympify(model.loss).xreplace(env)
 
 
