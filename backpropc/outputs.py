@@ -27,7 +27,7 @@ from .reverse import Backward, backprop
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
 # beside their work, and compiling (and the module) would double.
-SCALAR_LIMIT = 2000
+SCALAR_LIMIT = 20000
 # A "from" comment quotes its forward statement when that fits, else names it.
 COMMENT_WIDTH = 60
 BACKWARD_HEADER = "backward pass: v_bar is the error signal d(objective)/dv"

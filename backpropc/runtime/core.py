@@ -221,7 +221,7 @@ def _hessian_coo(hvp, wrt, data):
     each product gives every entry of its columns at once."""
     colours = np.array(HESSIAN_COLOURS, dtype=int)
     rows, cols = np.array(HESSIAN_ROWS, dtype=int), np.array(HESSIAN_COLS, dtype=int)
-    shapes = [np.shape(w) for w in wrt]
+    shapes = [() if type(w) is float else np.shape(w) for w in wrt]
     theta = _pack(wrt)
     products = np.zeros((theta.shape[0], colours.max(initial=-1) + 1), dtype=theta.dtype)
     for c in range(products.shape[1]):
