@@ -118,7 +118,7 @@ class ModuleBuilder:
         for node, wanted in self.step_names.items():
             namer.name(("node", node), wanted)
         self.printer = IRPrinter(graph)
-        self.math = IRPrinter(graph, math=True)
+        self.notation = IRPrinter(graph, math=True)  # the lecture's notation, for comments
         self._statements = 0
         self.added: list = []
         self.uses_math = False           # a scalar body calls the math module
@@ -252,7 +252,7 @@ class ModuleBuilder:
                     origin = schedule.graph.origin_of.get(node)
                     origins = () if origin is None else (origin,)
                 rhs = _rhs(schedule, node, names)
-                math = None if section == "backward" else _math(self.math, node, names)
+                math = None if section == "backward" else _math(self.notation, node, names)
             else:
                 name, code, math = alias_name, names[node], names[node]
                 origins = tuple(senders.get(step, ()))
