@@ -7,6 +7,8 @@ knows of each, its rules and stable NumPy form, is its record in backpropc.ops.e
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from .errors import ModelError
+
 __all__ = ["sigmoid", "softplus", "relu", "logsumexp", "log1p", "expm1", "EntrySum", "sum"]
 
 
@@ -122,4 +124,6 @@ def sum(expr):  # noqa: A001 - bp.sum, as users write it
         return sp.Add(*expr)
     if isinstance(expr, sp.MatrixExpr):
         return EntrySum(expr)
-    return sp.sympify(expr)
+    if isinstance(expr, str):  # sympify would evaluate it as Python
+        raise ModelError("bp.sum takes a SymPy expression, not a string; build the expression with SymPy")
+    return sp.sympify(expr, strict=True)

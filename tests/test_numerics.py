@@ -133,3 +133,8 @@ def test_models_of_any_size_compile_to_source_python_parses(build):
 def test_constructs_that_are_not_functions_are_named(construct, name):
     with pytest.raises(UnsupportedFunctionError, match=f"{name} is not supported in a model"):
         bp.compile(construct * w, wrt=[w])
+
+
+def test_bp_sum_refuses_text():
+    with pytest.raises(bp.errors.ModelError, match="not a string"):
+        bp.sum("__import__('os')")
