@@ -21,7 +21,6 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from . import runtime
 from .check_indexed import indexed_oracle
-from .runtime.core import _finite_difference_errors as finite_differences
 from .compiler import Compiled, compile
 from .display import html_table
 from .emit import SympyPrinter
@@ -31,6 +30,7 @@ from .graph import CONST, SYMBOL
 from .model import Model
 from .naming import printable
 from .opcount import node_cost
+from .runtime.core import _finite_difference_errors as finite_differences
 
 # A named matrix dimension takes this size in random points and written-out references.
 NAMED_SIZE = 3

@@ -22,7 +22,7 @@ from .errors import ModelError
 from .files import write_atomic
 from .model import REDUCTIONS, Model, Program, lower
 from .naming import clean, docstring_text, python_string
-from .outputs import DERIVATIVES, Listing, ModuleBuilder
+from .outputs import DERIVATIVES, Listing, ModuleBuilder, tuple_source
 from .templates import render
 
 # The memory of one chunk's temporaries when a large batch is evaluated in chunks.
@@ -102,9 +102,7 @@ def _derivatives(derivatives) -> tuple[str, ...]:
 def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
     program = builder.program
     functions = builder.functions
-    helpers = set(builder.helpers) | {"_checked", "_in_chunks", "_self_check"}
-    for f in functions:
-        helpers |= f.helpers
+    helpers = builder.helpers | builder.printer.helpers | {"_checked", "_in_chunks", "_self_check"}
     args = builder.arg_names
     matrix_shapes = builder.matrix_shapes
     indexed = [a for a, s in zip(args, program.args) if isinstance(s, sp.IndexedBase)]
@@ -114,11 +112,11 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
         steps=[docstring_text(f"{name} = {text}") for name, text in builder.step_equations()],
         wrt=[builder.namer.names[("symbol", w)] for w in program.wrt],
         reduction=builder.reduction,
-        args_tuple=_tuple(python_string(a) for a in args),
-        wrt_tuple=_tuple(python_string(builder.namer.names[("symbol", w)]) for w in program.wrt),
+        args_tuple=tuple_source(python_string(a) for a in args),
+        wrt_tuple=tuple_source(python_string(builder.namer.names[("symbol", w)]) for w in program.wrt),
         chunk=_chunk_size(builder.live_arrays()),
         matrix_shapes=_shapes_source(matrix_shapes) if matrix_shapes else "{}",
-        indexed=_tuple(python_string(a) for a in indexed) if indexed else "()",
+        indexed=tuple_source(python_string(a) for a in indexed) if indexed else "()",
         functions=functions,
         uses_math=builder.uses_math,
         constants=builder.constants,
@@ -143,10 +141,4 @@ def _shapes_source(shapes: dict) -> str:
     ones as strings."""
     def dim(d):
         return str(int(d)) if d.is_Integer else python_string(str(d))
-    return "{" + ", ".join(f"{python_string(a)}: {_tuple(dim(d) for d in dims)}" for a, dims in shapes.items()) + "}"
-
-
-def _tuple(items) -> str:
-    """Python source of a tuple of the given item texts: (a,) or (a, b)."""
-    items = list(items)
-    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    return "{" + ", ".join(f"{python_string(a)}: {tuple_source(dim(d) for d in dims)}" for a, dims in shapes.items()) + "}"

@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy.printing.numpy import NumPyPrinter
 
 from .graph import CONST, SYMBOL, Domain, Graph, closure
 from .naming import Namer
-from .ops import RECORDS, constant_value, record_for
-from .ops.matrix import transpose
 from .opcount import node_cost
+from .ops import RECORDS, NumPyNamesPrinter, constant_value, record_for
+from .ops.matrix import transpose
 
 # Deeper single-use chains are split into temporaries: readable, and far from the parser's limit.
 MAX_INLINE_DEPTH = 8
@@ -83,8 +82,10 @@ class IRPrinter:
             node = graph[i]
             if i != root and i in names or node.op == SYMBOL:
                 done[i] = (names[i], ATOM)
-            elif node.op == CONST or not self.math and constant_value(graph, i) is not None:
-                done[i] = self._constant(node.value if node.op == CONST else constant_value(graph, i))
+            elif node.op == CONST:
+                done[i] = self._constant(node.value)
+            elif not self.math and (value := constant_value(graph, i)) is not None:
+                done[i] = self._constant(value)
             elif not ready:
                 stack.append((i, True))
                 stack.extend((a, False) for a in node.args if a not in done)
@@ -442,16 +443,9 @@ class Schedule:
 
 
 # ---- SymPy's printer, for the oracle side (lambdify of sympy.diff results) -----------------------
-class SympyPrinter(NumPyPrinter):
-    """SymPy's NumPy printer with `np.` names and every op printed through its record's NumPy
-    form: `sympy.lambdify` of the naive expansion evaluates exactly what backpropc would."""
-
-    def __init__(self, settings: dict | None = None) -> None:
-        super().__init__({"fully_qualified_modules": True, "strict": False, **(settings or {})})
-
-    def _module_format(self, fqn, register=True):
-        text = super()._module_format(fqn, register)
-        return "np." + text[len("numpy."):] if text.startswith("numpy.") else text
+class SympyPrinter(NumPyNamesPrinter):
+    """SymPy's NumPy printer with every op printed through its record's NumPy form:
+    `sympy.lambdify` of the naive expansion evaluates exactly what backpropc would."""
 
     def _print_Function(self, expr):
         record = RECORDS.get(expr.func)

@@ -16,14 +16,14 @@ from functools import cached_property
 import sympy as sp
 
 from .emit import IRPrinter, NoScalarForm, Schedule, Statement, float_literal
+from .errors import ModelError
+from .forward import tangents
 from .graph import SYMBOL, Whole, closure
 from .model import Program
-from .forward import tangents
 from .naming import Namer, comment_text, python_string
-from .errors import ModelError
 from .ops.matrix import matmul, transpose
-from .sparsity import colour_columns, hessian_pattern
 from .reverse import Backward, backprop
+from .sparsity import colour_columns, hessian_pattern
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
 # beside their work, and compiling (and the module) would double.
@@ -44,7 +44,6 @@ class Function:
     sections: list[tuple[str, list[Statement]]]   # (header comment or "", statements)
     returns: str
     combine: str | None                            # chunk combination; None: it delegates
-    helpers: set[str] = field(default_factory=set)
     scalar: tuple | None = None                    # (lines, returns) of the same on Python floats
 
     @cached_property
@@ -226,7 +225,7 @@ class ModuleBuilder:
             for group in (grads, hvps):
                 if group is not None:
                     texts = [float_literal(names[g] if g in names else printer.print(g, names)) for _, g in group]
-                    results.append(_tuple(texts))
+                    results.append(tuple_source(texts))
         except NoScalarForm:
             return None
         self.uses_math = self.uses_math or printer.uses_math
@@ -368,12 +367,13 @@ def forward_output(m: ModuleBuilder) -> None:
     statements = m.lines(schedule, names)
     loss = m.ref(program.loss, names)
     returns = loss if m.every_arg_reaches_loss else f"np.broadcast_to({loss}, _batch_shape({m.batch_args()}))"
-    helpers = set(m.printer.helpers) | ({"_batch_shape"} if "_batch_shape" in returns else set())
+    if "_batch_shape" in returns:
+        m.helpers.add("_batch_shape")
     m.ops["forward"] = schedule.ops
     m.forward_statements = statements
     scalar = m.scalar_body(statements, names, loss)
     m.functions.append(Function("forward", "The per-example loss (the broadcast shape of the arguments).",
-                                m.arg_names, [("", statements)], returns, '"example"', helpers, scalar))
+                                m.arg_names, [("", statements)], returns, '"example"', scalar))
 
 
 def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
@@ -445,11 +445,10 @@ def value_and_grad_output(m: ModuleBuilder) -> None:
     m.ops["value_and_grad"] = schedule.ops + len(grads) + 1 + (m.reduction == "mean")
     m.listing = Listing(m.forward_statements, statements, grads,
                         (m.leaf_names[m.seed], "1/N") if m.reduction == "mean" else None)
-    helpers = set(m.printer.helpers) | set(m.helpers)
-    combine = f'("total", {_tuple(_quoted(a) for a in m.wrt_names)})'
+    combine = f'("total", {tuple_source(python_string(a) for a in m.wrt_names)})'
     m.functions.append(Function(
         "value_and_grad", "(objective, (gradient of each of WRT)): the forward pass, then the backward pass.",
-        m.arg_names, sections, f"{value}, {_tuple(g.name for g in grads)}", combine, helpers, scalar))
+        m.arg_names, sections, f"{value}, {tuple_source(g.name for g in grads)}", combine, scalar))
 
 
 def grad_output(m: ModuleBuilder) -> None:
@@ -468,15 +467,14 @@ def hvp_output(m: ModuleBuilder) -> None:
     m.listing.tangent = [s for s in statements if s.section != "tangent" and s.name not in known] + \
         [s for s in statements if s.section == "tangent"] + hvps
     m.ops["hvp"] = schedule.ops + 2 * len(grads) + 1 + (m.reduction == "mean")
-    helpers = set(m.printer.helpers) | set(m.helpers)
     directions = [m.leaf_names[m.directions[w]] for w in m.program.wrt]
-    wrt = _tuple(_quoted(a) for a in m.wrt_names)
+    wrt = tuple_source(python_string(a) for a in m.wrt_names)
     m.functions.append(Function(
         "hvp", "(objective, (gradient of each of WRT), (Hessian times the direction, for each of WRT)): "
         "the directions are one array per WRT, shaped like it.",
         m.arg_names + directions, sections,
-        f"{value}, {_tuple(g.name for g in grads)}, {_tuple(h.name for h in hvps)}",
-        f'("total", {wrt}, {wrt})', helpers, scalar))
+        f"{value}, {tuple_source(g.name for g in grads)}, {tuple_source(h.name for h in hvps)}",
+        f'("total", {wrt}, {wrt})', scalar))
 
 
 def flat_output(m: ModuleBuilder) -> None:
@@ -484,17 +482,17 @@ def flat_output(m: ModuleBuilder) -> None:
     shapes = _wrt_shapes(m)
     wrt = ", ".join(m.wrt_names)
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    m.helpers |= {"_pack", "_unpack"}
+    m.helpers |= {"_pack", "_unpack", "_flat_value_and_grad"}
     m.functions.append(Function("pack", "theta: the WRT values in one flat vector, each flattened in C order.",
                                 m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
-                                None, {"_pack"}))
+                                None))
     m.functions.append(Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
-                                ["theta"], [], f"_unpack(theta, {shapes})", None, {"_unpack"}))
+                                ["theta"], [], f"_unpack(theta, {shapes})", None))
     call = ", ".join([f"*_unpack(theta, {shapes})"] + data)
     m.functions.append(Function(
         "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = pack(*WRT), "
         "as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it.",
-        ["theta"] + data, [], f"_flat_value_and_grad(_value_and_grad({call}))", None, {"_flat_value_and_grad"}))
+        ["theta"] + data, [], f"_flat_value_and_grad(_value_and_grad({call}))", None))
 
 
 def hvp_flat_output(m: ModuleBuilder) -> None:
@@ -528,9 +526,9 @@ def hessian_output(m: ModuleBuilder) -> None:
         pattern = [list(range(n)) for _ in range(n)]
     colours = colour_columns(pattern)
     coo = [(i, j) for i, cols in enumerate(pattern) for j in cols]
-    m.constants["HESSIAN_ROWS"] = _tuple(str(i) for i, _ in coo) if coo else "()"
-    m.constants["HESSIAN_COLS"] = _tuple(str(j) for _, j in coo) if coo else "()"
-    m.constants["HESSIAN_COLOURS"] = _tuple(str(c) for c in colours)
+    m.constants["HESSIAN_ROWS"] = tuple_source(str(i) for i, _ in coo) if coo else "()"
+    m.constants["HESSIAN_COLS"] = tuple_source(str(j) for _, j in coo) if coo else "()"
+    m.constants["HESSIAN_COLOURS"] = tuple_source(str(c) for c in colours)
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     m.helpers |= {"_hessian_coo"}
     data = [a for a in m.arg_names if a not in m.wrt_names]
@@ -542,7 +540,7 @@ def hessian_output(m: ModuleBuilder) -> None:
         None))
     m.functions.append(Function(
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
-        m.arg_names, [], f"_dense(hessian_coo({args}), {len(colours)})", None, {"_dense"}))
+        m.arg_names, [], f"_dense(hessian_coo({args}), {len(colours)})", None))
     m.helpers.add("_dense")
     call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
     m.functions.append(Function(
@@ -568,8 +566,7 @@ def residuals_output(m: ModuleBuilder) -> None:
     shape = f"_batch_shape({m.batch_args()})"
     m.functions.append(Function(
         "residuals", "The residuals of each example, shape batch + (number of residuals,).",
-        m.arg_names, [("", statements)], f"_stack(({', '.join(values)},), {shape})", '"example"',
-        set(m.printer.helpers)))
+        m.arg_names, [("", statements)], f"_stack(({', '.join(values)},), {shape})", '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
     call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
     m.functions.append(Function(
@@ -615,13 +612,13 @@ def jacobian_output(m: ModuleBuilder) -> None:
     m.functions.append(Function(
         "jacobian", f"Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) ({mode}).",
         m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}))",
-        '"example"', set(m.printer.helpers)))
+        '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
     call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
     m.functions.append(Function(
         "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
         "of each example, one column per entry of theta.",
-        ["theta"] + data, [], f"_flat_jacobian(_jacobian({call}))", None, {"_flat_jacobian"}))
+        ["theta"] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
     m.helpers.add("_flat_jacobian")
 
 
@@ -629,16 +626,12 @@ def _wrt_shapes(m: ModuleBuilder) -> str:
     def dim(d):
         return str(int(d)) if d.is_Integer else python_string(str(d))
     shapes = [f"({dim(w.shape[0])}, {dim(w.shape[1])})" if isinstance(w, sp.MatrixSymbol)
-              else _tuple(dim(d) for d in w.shape) if isinstance(w, sp.IndexedBase) else "()"
+              else tuple_source(dim(d) for d in w.shape) if isinstance(w, sp.IndexedBase) else "()"
               for w in m.program.wrt]
-    return _tuple(shapes)
+    return tuple_source(shapes)
 
 
-def _quoted(name: str) -> str:
-    return python_string(name)
-
-
-def _tuple(items) -> str:
+def tuple_source(items) -> str:
     items = list(items)
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 

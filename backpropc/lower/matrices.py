@@ -15,7 +15,20 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from ..errors import ModelError, NonScalarLossError
 from ..functions import EntrySum
 from ..ops import Ref
-from ..ops.matrix import block, det, dim, entry, eye, eye_like, inverse, matmul, ones, sum_entries, trace, transpose
+from ..ops.matrix import (
+    block,
+    det,
+    dim,
+    entry,
+    eye,
+    eye_like,
+    inverse,
+    matmul,
+    ones,
+    sum_entries,
+    trace,
+    transpose,
+)
 
 
 def children(e: sp.Basic) -> tuple:

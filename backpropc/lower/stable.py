@@ -257,7 +257,8 @@ def _guard(graph: Graph, root: int, taken: int) -> int:
             continue
         args = [done[a] for a in node.args]
         if _needs_guard(graph, node) and graph[args[0]].op != CONST:
-            safe = graph.const(_safe_argument(node.op) if _safe_argument(node.op) is not None else 1)
+            safe = _safe_argument(node.op)
+            safe = graph.const(1 if safe is None else safe)  # a power's base: 1
             args[0] = graph.piecewise((args[0], taken), (safe, graph.const(sp.true)))
         done[i] = graph.apply(node.op, *args) if args != list(node.args) else i
     return done[root]

@@ -93,9 +93,11 @@ def graph_of(graph, expr: sp.Basic, env: dict) -> int:
     return graph.apply(expr.func, *args)
 
 
-class _Printer(NumPyPrinter):
-    def __init__(self):
-        super().__init__({"fully_qualified_modules": True, "strict": False})
+class NumPyNamesPrinter(NumPyPrinter):
+    """SymPy's NumPy printer writing `np.exp` (the generated module's `import numpy as np`)."""
+
+    def __init__(self, settings: dict | None = None) -> None:
+        super().__init__({"fully_qualified_modules": True, "strict": False, **(settings or {})})
 
     def _module_format(self, fqn, register=True):
         text = super()._module_format(fqn, register)
@@ -116,7 +118,7 @@ def _generic_record(op) -> Op:
                      for d, t in zip(partials, tangents) if t is not None)
 
     def code(*operands):
-        printer = _Printer()
+        printer = NumPyNamesPrinter()
         text = printer.doprint(op(*[sp.Symbol(t) for t in operands], evaluate=False))
         if getattr(printer, "_not_supported", None):
             raise UnsupportedFunctionError(
