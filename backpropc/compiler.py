@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import gc
 import math
 import types
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +59,8 @@ class Compiled(DisplayMixin):
 
 
 def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str = "sum",
-            rewrite: bool = True, derivatives=("grad",), broadcast: bool = False) -> Compiled:
+            rewrite: bool = True, derivatives=("grad",), broadcast: bool = False,
+            reroll: bool = True) -> Compiled:
     """Compile a `Model`, or a loss expression with `wrt` (and optional `inputs`), to a module.
 
     The generated module computes the objective = the sum (or, with reduction="mean", the mean)
@@ -65,8 +68,30 @@ def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str
     default) unstable forms such as log(1 + exp(x)) are rewritten into stable functions first.
     `derivatives` chooses what else the module contains (backpropc.outputs.DERIVATIVES). Data
     arguments must share one batch shape (up to broadcasting against a smaller one) unless
-    `broadcast` allows them to broadcast into a larger one (an outer product).
+    `broadcast` allows them to broadcast into a larger one (an outer product). With `reroll` (the
+    default) a model written in a loop over scalar symbols has its families of alike terms
+    computed over arrays (backpropc.reroll); the Hessian's structure is read from the terms one
+    by one, so a module with "hessian" is never re-rolled.
     """
+    with _collector_paused():
+        return _compile(model, wrt, inputs, name, reduction, rewrite, derivatives, broadcast, reroll)
+
+
+@contextmanager
+def _collector_paused():
+    """Compiling allocates many small objects and frees them all at once: Python's cycle
+    collector would scan the growing graph again and again (a third of the time) for cycles
+    that are not there."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compile(model, wrt, inputs, name, reduction, rewrite, derivatives, broadcast, reroll) -> Compiled:
     if reduction not in REDUCTIONS:
         raise ModelError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
     derivatives = _derivatives(derivatives)
@@ -75,7 +100,7 @@ def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str
                       inputs=inputs)
     elif wrt is not None or inputs is not None:
         raise ModelError("pass wrt and inputs inside the Model, not to compile()")
-    program = lower(model, rewrite=rewrite)
+    program = lower(model, rewrite=rewrite, reroll=reroll and "hessian" not in derivatives)
     builder = ModuleBuilder(program, reduction)
     for d in derivatives:
         for output in DERIVATIVES[d]:

@@ -172,6 +172,8 @@ class IRPrinter:
 
     def _math_call(self, record, args) -> tuple[str, int]:
         texts = [t for t, _ in args]
+        if callable(record.math):
+            return record.math(texts), ATOM
         if record.math:
             operands = {f"p{k}": t if p >= ATOM else f"({t})" for k, (t, p) in enumerate(args)}
             return record.math.format(*texts, **operands), MUL

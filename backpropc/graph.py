@@ -46,6 +46,14 @@ class Domain:
 
 
 @dataclass(frozen=True, slots=True)
+class Lanes:
+    """The shape of a re-rolled family's value (backpropc.reroll): one entry per term of the
+    family, along the last axis at run time (batch axes, if any, lead)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Whole:
     """The shape of a whole indexed array (an IndexedBase argument or its gradient): `dims`."""
 
@@ -96,6 +104,9 @@ class Graph:
         # values (dimensions and Sum indices) as (symbol, node), for readable statements.
         self.array_dimensions: dict[sp.Symbol, tuple[sp.IndexedBase, int]] = {}
         self.array_names: list[tuple[sp.Symbol, int]] = []
+        # Numeric tables of re-rolled families (lane indices, per-term numbers), module constants.
+        self.tables: list[tuple] = []
+        self._tables: dict[tuple, int] = {}
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -141,8 +152,16 @@ class Graph:
         return type(self.shapes[i]) is tuple
 
     def is_array(self, i: int) -> bool:
-        """Whether node i is an indexed array or a value over a Sum's index range."""
-        return isinstance(self.shapes[i], (Domain, Whole))
+        """Whether node i is an indexed array, a value over a Sum's index range or over lanes."""
+        return isinstance(self.shapes[i], (Domain, Whole, Lanes))
+
+    def table(self, values: tuple) -> int:
+        """The number of a table of numbers (each distinct table kept once)."""
+        found = self._tables.get(values)
+        if found is None:
+            found = self._tables[values] = len(self.tables)
+            self.tables.append(values)
+        return found
 
     def const(self, value) -> int:
         if type(value) is int:  # rules ask for small integers all the time

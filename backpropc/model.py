@@ -17,6 +17,7 @@ from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
 from .graph import SYMBOL, Graph, closure
 from .lower import Converter
 from .lower.matrices import loss_scalar
+from .reroll import reroll as reroll_families
 
 REDUCTIONS = ("sum", "mean")
 
@@ -145,11 +146,13 @@ def _scalar(expr, what: str) -> sp.Basic:
     return expr
 
 
-def lower(model: Model, rewrite: bool = True) -> Program:
+def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     """Validate the model and build its graph (one node per distinct subexpression).
 
     With `rewrite`, unstable forms users write (1/(1 + exp(-x)), log(1 + exp(x)), ...) become the
-    stable functions (backpropc.stable); the graph's `rewrites` lists what was rewritten."""
+    stable functions (backpropc.stable); the graph's `rewrites` lists what was rewritten. With
+    `reroll`, families of isomorphic terms (a model written in a loop over scalar symbols) are
+    computed over arrays (backpropc.reroll)."""
     if not isinstance(model.name, str) or not model.name.strip():
         raise ModelError("the model needs a non-empty name (Model(name='...'))")
     if "\0" in model.name:  # no file name or Python source can hold it
@@ -228,4 +231,9 @@ def lower(model: Model, rewrite: bool = True) -> Program:
         if missing:
             names = ", ".join(sorted(str(s) for s in missing))
             raise ModelError(f"symbol(s) {names} used but not listed; add them to inputs or wrt")
+    if reroll:
+        changed = reroll_families(graph, [loss, *residual_nodes], [*wrt, *inputs])
+        loss, residual_nodes = changed.get(loss, loss), [changed.get(r, r) for r in residual_nodes]
+        graph.protected.update(changed[node] for _, node in named if node in changed)
+        named = [(sym, changed.get(node, node)) for sym, node in named]
     return Program(model.name, graph, named, loss, wrt, inputs, n_forward=len(graph), residuals=residual_nodes)

@@ -29,6 +29,8 @@ RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
 
 
 def _clean_once(name: str) -> str:
+    if name.isascii() and name.isidentifier() and name[0] != "_":  # the usual case: nothing to do
+        return name
     name = unicodedata.normalize("NFKC", name)
     text = "".join(c if ("a" + c).isidentifier() else "_" for c in name)
     if not text or not text[0].isidentifier() or text[0] == "_":

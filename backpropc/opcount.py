@@ -12,8 +12,9 @@ from __future__ import annotations
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
-from .graph import CONST, SYMBOL
+from .graph import CONST, SYMBOL, Lanes
 from .ops import RECORDS
+from .ops.lanes import accumulated_lanes, lane_accumulate
 
 
 def op_cost(op, nargs: int, ends_with_true: bool = False) -> int:
@@ -26,9 +27,15 @@ def op_cost(op, nargs: int, ends_with_true: bool = False) -> int:
 
 
 def node_cost(graph, i: int) -> int:
+    """A node's operations; a statement over a re-rolled family's lanes counts once per lane,
+    as the terms it stands for would (a sum over the lanes, once per term it adds)."""
     node = graph[i]
     ends_with_true = node.op is sp.Piecewise and graph[node.args[-1]].value is sp.true
-    return op_cost(node.op, len(node.args), ends_with_true)
+    cost = op_cost(node.op, len(node.args), ends_with_true)
+    if node.op is lane_accumulate:
+        return accumulated_lanes(graph, node)
+    lanes = next((graph.shapes[a] for a in node.args if isinstance(graph.shapes[a], Lanes)), graph.shapes[i])
+    return cost * lanes.count if isinstance(lanes, Lanes) else cost
 
 
 def _sympy_cost(e: sp.Basic) -> int:

@@ -21,6 +21,7 @@ from .forward import tangents
 from .graph import SYMBOL, Whole, closure
 from .model import Program
 from .naming import Namer, comment_text, python_string
+from .ops.lanes import lane_item, table_name
 from .ops.matrix import matmul, transpose
 from .reverse import Backward, backprop
 from .sparsity import colour_columns, hessian_pattern
@@ -126,6 +127,10 @@ class ModuleBuilder:
         self.matrix_shapes = {a: tuple(s.shape) for a, s in zip(self.arg_names, program.args)
                               if isinstance(s, (sp.MatrixSymbol, sp.IndexedBase))}
         self.forward_statements: list[Statement] = []
+        for k, (kind, values) in enumerate(graph.tables):  # of re-rolled families (backpropc.reroll)
+            texts = [str(v) if kind == "index" else float_literal(repr(v)) for v in values]
+            dtype = ", dtype=np.intp" if kind == "index" else ""
+            self.constants[table_name(k)] = f"np.array({tuple_source(texts)}{dtype})"
 
     def add(self, output) -> None:
         """Add the functions of one builder (once, however many derivatives ask for it)."""
@@ -409,15 +414,19 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
     for w, g in zip(program.wrt, backward.grads):
         w_name = namer.names[("symbol", w)]
         matrix = isinstance(w, sp.MatrixSymbol)
-        code = m.gradient_code(g, w_name, shape, matrix, names, isinstance(w, sp.IndexedBase))
+        # an entry of a lane vector's signal is printed with its neighbours (_lane_runs)
+        code = "" if graph[g].op is lane_item else \
+            m.gradient_code(g, w_name, shape, matrix, names, isinstance(w, sp.IndexedBase))
         grads.append(Statement(namer.name(("gradient", w), f"{w_name}_bar"), g, "gradient", code=code,
                                arg=w_name, _rhs=_rhs(schedule, g, names) if g not in names else _symbol(names[g]),
-                               comment=m.provenance(backward.senders.get(m.arg_nodes[w], []),
-                                                    m._owner, m._forward_by_node)))
+                               comment="" if not code else
+                               m.provenance(backward.senders.get(m.arg_nodes[w], []), m._owner,
+                                            m._forward_by_node)))
         if second_order:
             hvps.append(Statement(namer.name(("hvp", w), f"{w_name}_bar_dot"), hv[g], "tangent",
-                                  code=m.gradient_code(hv[g], w_name, shape, matrix, names,
-                                                       isinstance(w, sp.IndexedBase)), arg=w_name,
+                                  code="" if graph[hv[g]].op is lane_item else
+                                  m.gradient_code(hv[g], w_name, shape, matrix, names,
+                                                  isinstance(w, sp.IndexedBase)), arg=w_name,
                                   _rhs=_rhs(schedule, hv[g], names) if hv[g] not in names
                                   else _symbol(names[hv[g]])))
     if any(isinstance(s, sp.IndexedBase) for s in program.args):
@@ -431,12 +440,43 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
     else:
         value = f"np.sum(np.broadcast_to({loss}, {shape}))"
     sections = [("forward pass", [s for s in statements if s.section == "forward"]),
-                (BACKWARD_HEADER, first + [s for s in statements if s.section == "backward"] + grads)]
+                (BACKWARD_HEADER, first + [s for s in statements if s.section == "backward"]
+                 + _lane_runs(m, grads, shape, names))]
     if second_order:
-        sections.append((TANGENT_HEADER, [s for s in statements if s.section == "tangent"] + hvps))
+        sections.append((TANGENT_HEADER, [s for s in statements if s.section == "tangent"]
+                         + _lane_runs(m, hvps, shape, names)))
     scalar = m.scalar_body([s for s in statements], names, loss, grads=list(zip(grads, backward.grads)),
                            hvps=list(zip(hvps, hv.values())) if second_order else None)
     return sections, value, grads, hvps, schedule, statements, scalar
+
+
+def _lane_runs(m: ModuleBuilder, statements: list[Statement], shape: str, names) -> list[Statement]:
+    """Gradients that are consecutive entries of one lane vector's signal (a re-rolled model)
+    become one statement, `x0_bar, ..., x9_bar = _unlanes(c0_bar, (x0, ..., x9), shape)`."""
+    graph, result, k = m.graph, [], 0
+    while k < len(statements):
+        run, g = [statements[k]], statements[k].node
+        if graph[g].op is lane_item:
+            vector, first = graph[g].args[0], int(graph.number(graph[g].args[1]))
+            for s in statements[k + 1:]:
+                node = graph[s.node]
+                if node.op is not lane_item or node.args[0] != vector or \
+                        graph.number(node.args[1]) != first + len(run):
+                    break
+                run.append(s)
+        k += len(run)
+        if len(run) == 1:
+            if not run[0].code:
+                run[0].code = m.gradient_code(run[0].node, run[0].arg, shape, False, names)
+            result.append(run[0])
+            continue
+        m.helpers.add("_unlanes")
+        signal, stop = m.ref(vector, names), first + len(run)
+        if (first, stop) != (0, graph.shapes[vector].count):
+            signal = f"{signal}[..., {first}:{stop}]"
+        code = f"_unlanes({signal}, {tuple_source(s.arg for s in run)}, {shape})"
+        result.append(Statement(", ".join(s.name for s in run), -1, run[0].section, code=code))
+    return result
 
 
 def value_and_grad_output(m: ModuleBuilder) -> None:

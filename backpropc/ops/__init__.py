@@ -4,6 +4,8 @@
     arithmetic.py    Add, Mul, Pow, atan2, logsumexp, Max, Min
     logic.py         Piecewise, comparisons, And, Or, Not
     matrix.py        matmul, transpose, trace, inverse, det, ...
+    array.py         Sum over IndexedBase: ranges, windows, gathers, reductions
+    lanes.py         re-rolled families: lane vectors, slices, gathers, tables, sums
 
 Any other SymPy function that defines `fdiff` (its derivative) and `_numpycode` (its NumPy form)
 gets one generic record, built here on first use. The graph asks the registry for shapes,
@@ -20,7 +22,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from ..errors import UnsupportedFunctionError
-from . import arithmetic, array, elementwise, logic, matrix
+from . import arithmetic, array, elementwise, lanes, logic, matrix
 from .base import CONST, Op, Ref, call, total, where
 from .matrix import MatrixOp, elementwise_shape
 
@@ -28,7 +30,7 @@ __all__ = ["Op", "Ref", "call", "where", "total", "record_for", "has_record", "s
            "constant_value", "REGISTRY", "RECORDS", "MatrixOp"]
 
 RECORDS: dict[object, Op] = {}
-for _module in (arithmetic, elementwise, logic, matrix, array):
+for _module in (arithmetic, elementwise, logic, matrix, array, lanes):
     for _record in _module.RECORDS:
         assert _record.op not in RECORDS, f"two records for {_record.name}"
         RECORDS[_record.op] = dataclasses.replace(_record, kind=_module.__name__.rsplit(".", 1)[-1])

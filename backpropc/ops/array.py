@@ -17,8 +17,9 @@ arrays (or fixed integers).
 from __future__ import annotations
 
 from ..errors import ModelError
-from ..graph import Domain, Whole
+from ..graph import Domain, Lanes, Whole
 from .base import Op, Ref, call
+from .lanes import accumulate_lanes, lane_sum
 from .matrix import MatrixOp, linear_jvp
 
 
@@ -241,6 +242,8 @@ def accumulate_jvp(out, args, tangents):
 def combine_contributions(graph, target: int, parts: list[int]) -> int:
     """The error signal of an indexed argument: the adjoints of its windows and gathers added
     into one array (`accumulate`), the other contributions added to it."""
+    if isinstance(graph.shapes[target], Lanes):
+        return accumulate_lanes(graph, target, parts)
     if not isinstance(graph.shapes[target], Whole):
         return graph.add(*parts)
     slices = [p for p in parts if graph[p].op is unwindow and graph[p].args[1] == target]
@@ -354,6 +357,8 @@ def fit_contribution(graph, part: Ref, target: int) -> Ref:
     """A contribution over a Sum's range sent to a value that has none (a scalar) is summed."""
     if isinstance(graph.shapes[part.id], Domain) and graph.shapes[target] is None:
         return call(total, part)
+    if isinstance(graph.shapes[part.id], Lanes) and not isinstance(graph.shapes[target], Lanes):
+        return call(lane_sum, part)  # a re-rolled family's signal sent to a value it shares
     return part
 
 
@@ -365,6 +370,12 @@ def combined_shape(graph, node):
     """The shape of an elementwise op on values over index ranges: the deepest Domain (the
     front end lifts outer values first, so they agree); whole arrays only combine with scalars."""
     shapes = [graph.shapes[a] for a in node.args if graph.shapes[a] is not None]
+    lanes = {s for s in shapes if isinstance(s, Lanes)}
+    if lanes:  # a re-rolled family: its values share one number of lanes, the others broadcast
+        if len(lanes) > 1 or len(lanes) != len(set(shapes)):
+            raise ModelError(f"values over {len(lanes)} families of terms meet in one operation; "
+                             f"compile with reroll=False")
+        return lanes.pop()
     domains = {s for s in shapes if isinstance(s, Domain)}
     if len(domains) > 1:
         deepest = max(domains, key=lambda d: d.depth)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import inspect
 from functools import lru_cache
 
-from . import array, core, elementwise, erf, gamma, matrix
+from . import array, core, elementwise, erf, gamma, lanes, matrix
 
-MODULES = (core, elementwise, erf, gamma, matrix, array)
+MODULES = (core, elementwise, erf, gamma, matrix, array, lanes)
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,209 @@
+"""Re-rolling: the loops of a model written over scalar symbols, found and computed as arrays.
+
+A user who builds extended Rosenbrock in a Python loop over x0 ... x999 writes a sum of 500
+terms that differ only in the symbols they read. Terms whose expression trees are the same up to
+their leaves form a *family*, and one array computation over the family's lanes (one lane per
+term, the last axis at run time) computes all of them. Before differentiation:
+
+1. every node gets a structural signature: its op and its arguments' signatures, where any
+   scalar symbol is alike, and so is any number that is a term or a factor;
+2. the terms of a sum that share a signature, MIN_FAMILY of them or more, are a family;
+3. a family is rebuilt once over its lanes (backpropc.ops.lanes): where its terms read different
+   symbols, a slice of one vector holding the symbols side by side (a gather where the positions
+   do not step evenly); different numbers, a table; a value all terms share, lifted to broadcast
+   over the lanes; and the family's part of the sum, the sum over the lanes.
+
+Backprop, forward mode and printing then see ordinary nodes, so the derivative code is
+re-rolled as well, and its size does not grow with the number of terms. Signatures and
+rebuilding are memoised by node (and by tuple of nodes): the pass is linear in the graph.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .graph import CONST, SYMBOL, Graph, closure
+from .ops import RECORDS
+from .ops.lanes import lane_gather, lane_lift, lane_slice, lane_sum, lane_values, lanes
+
+# Fewer terms are faster as straight-line code on Python floats than as NumPy calls on short
+# arrays (docs/arrays.md, "Re-rolled scalar models").
+MIN_FAMILY = 64
+_PLAIN_KINDS = ("arithmetic", "elementwise", "logic")
+
+
+class _Signatures:
+    """Structural signatures, as small integers, with each node's arguments in a canonical order."""
+
+    def __init__(self, graph: Graph, nodes: list[int], rank: dict[int, int]) -> None:
+        self.graph = graph
+        self.ids: dict[tuple, int] = {}
+        self.of: dict[int, int] = {}
+        self.opaque: set[int] = set()       # signatures that never match another node's
+        self.order: dict[int, tuple] = {}   # node -> its arguments, aligned for matching
+        number = self._intern(("number",))
+        # the first argument (in the user's order) a node reads: alike arguments of a sum or a
+        # product are aligned by it, so that w_j_k*x_k matches w_i_k*x_k for every k
+        first: dict[int, int] = {}
+        for i in nodes:
+            node = graph[i]
+            first[i] = rank.get(i, len(rank)) if node.op == SYMBOL else \
+                min((first[a] for a in node.args), default=len(rank))
+            if node.op == SYMBOL:
+                plain = isinstance(node.value, sp.Symbol) and graph.shapes[i] is None
+                key = ("symbol",) if plain else ("opaque", i)
+            elif node.op == CONST:
+                key = ("const", node.value)
+            else:
+                record = RECORDS.get(node.op)
+                keys = [number if node.op in (sp.Add, sp.Mul) and graph.number(a) is not None
+                        else self.of[a] for a in node.args]
+                if record is None or record.kind not in _PLAIN_KINDS or graph.shapes[i] is not None \
+                        or any(k in self.opaque for k in keys):
+                    key = ("opaque", i)
+                else:
+                    args = node.args
+                    if record.commutative or node.op in (sp.Add, sp.Mul):
+                        pairs = sorted(zip(keys, [first[a] for a in args], args))
+                        keys, args = [k for k, _, _ in pairs], tuple(a for _, _, a in pairs)
+                    self.order[i] = args
+                    key = (node.op, tuple(keys))
+            self.of[i] = s = self._intern(key)
+            if key[0] == "opaque":
+                self.opaque.add(s)
+
+    def _intern(self, key: tuple) -> int:
+        return self.ids.setdefault(key, len(self.ids))
+
+    def families(self, i: int) -> list[list[int]]:
+        """The families among the terms of sum node i, in the order of their first term."""
+        groups: dict[int, list[int]] = {}
+        for a in self.graph[i].args:
+            groups.setdefault(self.of[a], []).append(a)
+        return [g for s, g in groups.items() if len(g) >= MIN_FAMILY and s not in self.opaque
+                and self.graph[g[0]].op != CONST]
+
+
+class _Family:
+    """Walks the aligned nodes of a family's terms (a tuple per position of the common tree)."""
+
+    def __init__(self, graph: Graph, signatures: _Signatures) -> None:
+        self.graph = graph
+        self.signatures = signatures
+
+    def children(self, terms: tuple[int, ...]) -> list[tuple[int, ...]]:
+        order = self.signatures.order
+        rows = [order[t] for t in terms]
+        return [tuple(row[p] for row in rows) for p in range(len(rows[0]))]
+
+    def varying_symbols(self, terms: tuple[int, ...], found: set[int], seen: set) -> None:
+        stack = [terms]
+        while stack:
+            terms = stack.pop()
+            if terms in seen or len(set(terms)) == 1:
+                continue
+            seen.add(terms)
+            head = self.graph[terms[0]]
+            if head.op == SYMBOL:
+                found.update(terms)
+            elif head.op != CONST:
+                stack.extend(self.children(terms))
+
+
+def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, int]:
+    """Rebuild what the roots depend on with every family of MIN_FAMILY or more terms over lanes.
+    `order` lists the arguments (the lane vector follows it). Returns old node -> new node for the
+    nodes that changed (empty when no family was found)."""
+    nodes = closure(graph, roots)
+    rank = {graph.find_symbol(s): k for k, s in enumerate(order)}
+    signatures = _Signatures(graph, nodes, rank)
+    families = {i: f for i in nodes if graph[i].op is sp.Add and len(graph[i].args) >= MIN_FAMILY
+                for f in [signatures.families(i)] if f}
+    if not families:
+        return {}
+    walker = _Family(graph, signatures)
+    varying: set[int] = set()
+    seen: set = set()
+    for groups in families.values():
+        for group in groups:
+            walker.varying_symbols(tuple(group), varying, seen)
+    for groups in families.values():  # lanes in the order of the symbols the terms read
+        for group in groups:
+            group.sort(key=lambda t: _ranks(graph, t, rank))
+    packed = sorted(varying, key=lambda s: (rank.get(s, len(rank)), s))
+    vector = graph.apply(lanes, *packed) if packed else None
+    position = {s: k for k, s in enumerate(packed)}
+    depends = _depends_on_symbols(graph, nodes)
+    new: dict[int, int] = {}
+
+    def rebuilt(i: int) -> int:
+        return new.get(i, i)
+
+    def over_lanes(group: list[int]) -> int:
+        count = len(group)
+        memo: dict[tuple, int] = {}
+        stack = [(tuple(group), False)]
+        while stack:
+            terms, ready = stack.pop()
+            if terms in memo:
+                continue
+            head = graph[terms[0]]
+            if len(set(terms)) == 1:  # a value all terms share
+                shared = rebuilt(terms[0])
+                memo[terms] = graph.apply(lane_lift, shared, graph.const(count)) if depends[terms[0]] else shared
+            elif head.op == SYMBOL:
+                memo[terms] = _read(graph, vector, [position[t] for t in terms])
+            elif head.op == CONST:
+                values = tuple(float(graph[t].value) for t in terms)
+                memo[terms] = graph.apply(lane_values, graph.const(graph.table(("values", values))))
+            elif not ready:
+                stack.append((terms, True))
+                stack.extend((c, False) for c in walker.children(terms) if c not in memo)
+            else:
+                memo[terms] = graph.apply(head.op, *[memo[c] for c in walker.children(terms)])
+        return graph.apply(lane_sum, memo[tuple(group)])
+
+    for i in nodes:
+        node = graph[i]
+        if i in families:
+            in_family = {a for group in families[i] for a in group}
+            rest = [rebuilt(a) for a in node.args if a not in in_family]
+            new[i] = graph.add(*rest, *[over_lanes(group) for group in families[i]])
+        elif not node.is_leaf and any(a in new for a in node.args):
+            new[i] = graph.apply(node.op, *[rebuilt(a) for a in node.args])
+    return {i: j for i, j in new.items() if i != j}
+
+
+def _read(graph: Graph, vector: int, positions: list[int]) -> int:
+    """The lanes of the vector at these positions: a slice when they step evenly, else a gather."""
+    start, step = positions[0], positions[1] - positions[0]
+    if step > 0 and all(p == start + k * step for k, p in enumerate(positions)):
+        stop = positions[-1] + 1
+        return graph.apply(lane_slice, vector, graph.const(start), graph.const(stop), graph.const(step))
+    table = graph.table(("index", tuple(positions)))
+    return graph.apply(lane_gather, vector, graph.const(table))
+
+
+def _ranks(graph: Graph, term: int, rank: dict[int, int]) -> tuple[int, ...]:
+    """The positions (in the argument order) of the symbols a term reads, sorted: terms sorted by
+    them follow the user's loop, so that their lanes read the vector in even steps."""
+    found, stack, seen = [], [term], set()
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        if graph[i].op == SYMBOL:
+            found.append(rank.get(i, len(rank)))
+        stack.extend(graph[i].args)
+    return tuple(sorted(found))
+
+
+def _depends_on_symbols(graph: Graph, nodes: list[int]) -> dict[int, bool]:
+    """Whether each node depends on an argument (a value that may be a batch, which must be
+    lifted to broadcast over lanes)."""
+    depends: dict[int, bool] = {}
+    for i in nodes:
+        node = graph[i]
+        depends[i] = node.op == SYMBOL or any(depends[a] for a in node.args)
+    return depends
