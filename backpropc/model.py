@@ -222,7 +222,7 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     for w in wrt:
         if w not in used:
             warnings.warn(f"wrt symbol {w} does not occur in the loss; its gradient is zero",
-                          UnusedWrtWarning, stacklevel=3)
+                          UnusedWrtWarning, stacklevel=4)
     listed = set(wrt) | set(inputs or [])
     if inputs is None:
         inputs = sorted((s for s in leaves if s not in listed), key=lambda s: (s.name, str(s.assumptions0)))

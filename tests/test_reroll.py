@@ -1,0 +1,226 @@
+"""Re-rolling (backpropc.reroll): models written in Python loops over scalar symbols.
+
+Every re-rolled gradient is checked against sympy.diff (the exact oracle), central finite
+differences, and the same model compiled without re-rolling. Most tests lower MIN_FAMILY so that
+small models (which sympy.diff can take) are re-rolled; the real threshold is tested on its own.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oracle import assert_close, directional_derivatives, sympy_gradient
+
+import backpropc as bp
+import backpropc.reroll as reroll
+from backpropc.explain import explain
+
+
+@pytest.fixture
+def small_families(monkeypatch):
+    monkeypatch.setattr(reroll, "MIN_FAMILY", 4)
+
+
+def extended_rosenbrock(n: int) -> bp.Model:
+    x = sp.symbols(f"x0:{n}")
+    loss = sum(100 * (x[2 * i + 1] - x[2 * i] ** 2) ** 2 + (1 - x[2 * i]) ** 2 for i in range(n // 2))
+    return bp.Model("rosenbrock", loss=loss, wrt=list(x))
+
+
+def chained_with_data(n: int) -> bp.Model:
+    """Neighbouring symbols, a per-term number and a shared data value t (a batch)."""
+    x = sp.symbols(f"x0:{n}")
+    t = sp.Symbol("t")
+    loss = sum(sp.Rational(k + 1, 7) * sp.sin(x[k + 1] * t) * sp.exp(-x[k] ** 2) + sp.tanh(x[k] - t)
+               for k in range(n - 1))
+    return bp.Model("chained", loss=loss, wrt=list(x), inputs=[t])
+
+
+def lennard_jones(atoms: int) -> bp.Model:
+    X = sp.symbols(f"X0:{atoms}")
+    Y = sp.symbols(f"Y0:{atoms}")
+    energy = 0
+    for i, j in combinations(range(atoms), 2):
+        r2 = (X[i] - X[j]) ** 2 + (Y[i] - Y[j]) ** 2
+        energy += 4 * (r2 ** -6 - r2 ** -3)
+    return bp.Model("lj", loss=energy, wrt=[c for xy in zip(X, Y) for c in xy])
+
+
+def mlp(inputs: int, hidden: int) -> bp.Model:
+    x = sp.symbols(f"x0:{inputs}")
+    t = sp.Symbol("t")
+    W = [[sp.Symbol(f"w_{j}_{k}") for k in range(inputs)] for j in range(hidden)]
+    b = sp.symbols(f"b0:{hidden}")
+    v = sp.symbols(f"v0:{hidden}")
+    h = [bp.sigmoid(sum(W[j][k] * x[k] for k in range(inputs)) + b[j]) for j in range(hidden)]
+    y = sum(v[j] * h[j] for j in range(hidden))
+    wrt = [w for row in W for w in row] + list(b) + list(v)
+    return bp.Model("mlp", loss=(y - t) ** 2 / 2, wrt=wrt, inputs=list(x) + [t])
+
+
+def lattice_points(n: int) -> list[float]:
+    """Atoms on a jittered grid: no two close enough for r**-12 to swamp the comparison."""
+    side = int(np.ceil(np.sqrt(n)))
+    rng = np.random.default_rng(3)
+    points = [(1.2 * (k % side) + rng.uniform(-0.1, 0.1), 1.2 * (k // side) + rng.uniform(-0.1, 0.1))
+              for k in range(n)]
+    return [c for p in points for c in p]
+
+
+def point_for(module, rng, batch=None):
+    point = {}
+    for name in module.ARGS:
+        if name in module.WRT or batch is None:
+            point[name] = float(rng.uniform(-1, 1))
+        else:
+            point[name] = rng.uniform(-1, 1, batch)
+    return point
+
+
+def check_against_references(model: bp.Model, point: dict, rtol=1e-9, exact=True):
+    """The re-rolled module against the unrolled one, finite differences and sympy.diff."""
+    rolled = bp.compile(model).load()
+    unrolled = bp.compile(model, reroll=False).load()
+    value, grads = rolled.value_and_grad(**point)
+    value0, grads0 = unrolled.value_and_grad(**point)
+    assert_close(value, value0, rtol, what="value")
+    for name, g, g0 in zip(rolled.WRT, grads, grads0):
+        assert np.shape(g) == np.shape(point[name])
+        assert_close(g, g0, rtol, what=name)
+    pairs = directional_derivatives(rolled, point, grads, np.random.default_rng(0))
+    assert_close(pairs[:, 0], pairs[:, 1], 1e-5, atol=1e-6, what="finite differences")
+    if exact:
+        args = model.wrt + list(model.inputs or [])
+        assert_close(grads, sympy_gradient(model, args, point), 1e-9, what="sympy.diff")
+    return rolled
+
+
+def test_extended_rosenbrock_is_one_array_computation(small_families):
+    module = check_against_references(extended_rosenbrock(16), point_for(bp.compile(extended_rosenbrock(16)).load(),
+                                                                          np.random.default_rng(1)))
+    source = bp.compile(extended_rosenbrock(16)).source
+    assert "_lanes((x0, x1," in source and "np.sum(" in source
+    assert "x3_bar = " not in source  # no statement per symbol: one for all of them
+    assert module.value_and_grad(*[1.0] * 16)[0] == 0.0
+
+
+def test_the_module_does_not_grow_with_the_number_of_terms():
+    lines = {n: len(bp.compile(extended_rosenbrock(n)).source.splitlines()) for n in (200, 2000)}
+    assert lines[200] == lines[2000], lines
+    assert lines[200] < 500
+    unrolled = len(bp.compile(extended_rosenbrock(200), reroll=False).source.splitlines())
+    assert unrolled > lines[200] + 200
+
+
+def test_families_below_the_threshold_stay_straight_line_code():
+    source = bp.compile(extended_rosenbrock(2 * (reroll.MIN_FAMILY - 1))).source
+    assert "_lanes(" not in source
+    assert "_lanes(" in bp.compile(extended_rosenbrock(2 * reroll.MIN_FAMILY)).source
+
+
+def test_neighbours_numbers_and_shared_data_with_a_batch(small_families):
+    model = chained_with_data(9)
+    module = bp.compile(model).load()
+    source = bp.compile(model).source
+    assert "TABLE_" in source and "_lane_lift(t)" in source
+    rng = np.random.default_rng(2)
+    check_against_references(model, point_for(module, rng, batch=5))
+    check_against_references(model, point_for(module, rng))
+
+
+def test_pairs_read_the_vector_through_gathers(small_families):
+    model = lennard_jones(5)
+    module = bp.compile(model).load()
+    assert "_lane_accumulate(" in bp.compile(model).source
+    point = dict(zip(module.ARGS, lattice_points(5)))
+    check_against_references(model, point, rtol=1e-8)
+
+
+def test_a_lennard_jones_cluster_at_the_real_threshold():
+    model = lennard_jones(13)  # 78 pairs
+    source = bp.compile(model).source
+    assert "_lanes(" in source
+    module = bp.compile(model).load()
+    point = dict(zip(module.ARGS, lattice_points(13)))
+    check_against_references(model, point, rtol=1e-8, exact=False)
+
+
+def test_units_of_a_scalar_mlp_with_batch_data(small_families):
+    model = mlp(3, 6)
+    compiled = bp.compile(model)
+    assert "_sigmoid(" in compiled.source and "_lanes((" in compiled.source
+    rng = np.random.default_rng(4)
+    check_against_references(model, point_for(compiled.load(), rng, batch=(4, 3)))
+
+
+def test_mean_reduction_and_hessian_vector_products(small_families):
+    model = chained_with_data(8)
+    rolled = bp.compile(model, reduction="mean", derivatives=("grad", "hvp")).load()
+    unrolled = bp.compile(model, reduction="mean", derivatives=("grad", "hvp"), reroll=False).load()
+    rng = np.random.default_rng(5)
+    point = point_for(rolled, rng, batch=6)
+    directions = [float(rng.normal()) for _ in rolled.WRT]
+    args = [point[a] for a in rolled.ARGS]
+    for got, want in zip(rolled.hvp(*args, *directions), unrolled.hvp(*args, *directions)):
+        assert_close(np.ravel(got), np.ravel(want), 1e-9, what="hvp")
+    theta = rolled.pack(*[point[w] for w in rolled.WRT])
+    value, flat = rolled.value_and_grad_flat(theta, point["t"])
+    value0, flat0 = unrolled.value_and_grad_flat(theta, point["t"])
+    assert_close(value, value0, 1e-12) and assert_close(flat, flat0, 1e-9)
+
+
+def test_a_module_with_the_hessian_is_not_rerolled(small_families):
+    compiled = bp.compile(extended_rosenbrock(12), derivatives=("grad", "hessian"))
+    assert "_lanes(" not in compiled.source
+    assert compiled.ops["hessian_products"] <= 3  # its structure stays visible: banded, few colours
+
+
+def test_residual_models_and_their_jacobians(small_families):
+    x = sp.symbols("x0:8")
+    residuals = [(3 - 2 * x[k]) * x[k] - x[k - 1] - 2 * x[k + 1] + 1 for k in range(1, 7)]
+    model = bp.Model("broyden", residuals=residuals, wrt=list(x))
+    rolled = bp.compile(model, derivatives=("grad", "jacobian"))
+    assert "_lanes(" in rolled.source
+    module, unrolled = rolled.load(), bp.compile(model, derivatives=("grad", "jacobian"), reroll=False).load()
+    values = [float(v) for v in np.random.default_rng(6).uniform(-1, 1, 8)]
+    assert_close(module.jacobian(*values), unrolled.jacobian(*values), 1e-12)
+    check_against_references(model, dict(zip(module.ARGS, values)))
+
+
+def test_compiling_is_deterministic(small_families):
+    assert bp.compile(lennard_jones(5)).source == bp.compile(lennard_jones(5)).source
+
+
+def test_explain_shows_the_family_as_one_statement(small_families):
+    text = explain(bp.compile(extended_rosenbrock(12)))
+    forward = text.split("Forward pass:")[1].split("Backward pass")[0]
+    assert "[x0, x1, x2, ..., x10, x11]" in forward and "sum(" in forward
+    assert "x5" not in forward and len(forward.strip().splitlines()) <= 6  # not term by term
+    assert "at c0[1:12:2]" in text  # the signal added into the slice the family read
+
+
+# ---- random families: Hypothesis -----------------------------------------------------------------
+UNARY = [sp.sin, sp.cos, sp.tanh, sp.exp, bp.sigmoid, lambda e: e ** 2, lambda e: sp.log(1 + e ** 2)]
+
+
+def _term(choice: list[int], x, k: int, c):
+    """One term of a family: a small expression of x[k], x[k + shift] and a per-term number."""
+    a, b = x[k], x[k + 1 + choice[0] % 2]
+    inner = [a * b, a - b, c * a + b, a / (2 + b ** 2)][choice[1] % 4]
+    outer = UNARY[choice[2] % len(UNARY)](inner)
+    return outer * (1 + choice[3] % 3) + (c * b if choice[4] % 2 else 0)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 11), min_size=5, max_size=5), st.integers(5, 9), st.integers(0, 2 ** 16))
+def test_random_families_agree_with_sympy_diff(small_families, choice, terms, seed):
+    x = sp.symbols(f"x0:{terms + 2}")
+    loss = sum(_term(choice, x, k, sp.Rational(k + 2, 3)) for k in range(terms))
+    model = bp.Model("random", loss=loss, wrt=list(x))
+    module = bp.compile(model).load()
+    check_against_references(model, point_for(module, np.random.default_rng(seed)), rtol=1e-8)
