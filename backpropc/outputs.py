@@ -21,7 +21,7 @@ from .forward import tangents
 from .graph import SYMBOL, Whole, closure
 from .model import Program
 from .naming import Namer, comment_text, python_string
-from .ops.lanes import lane_item, table_name
+from .ops.lanes import lane_item, lanes, table_name
 from .ops.matrix import matmul, transpose
 from .reverse import Backward, backprop
 from .sparsity import colour_columns, hessian_pattern
@@ -475,7 +475,7 @@ def _lane_runs(m: ModuleBuilder, statements: list[Statement], shape: str, names)
         if (first, stop) != (0, graph.shapes[vector].count):
             signal = f"{signal}[..., {first}:{stop}]"
         code = f"_unlanes({signal}, {tuple_source(s.arg for s in run)}, {shape})"
-        result.append(Statement(", ".join(s.name for s in run), -1, run[0].section, code=code))
+        result.append(Statement(", ".join(s.name for s in run), vector, run[0].section, code=code))
     return result
 
 
@@ -517,6 +517,37 @@ def hvp_output(m: ModuleBuilder) -> None:
         f'("total", {wrt}, {wrt})', scalar))
 
 
+def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
+    """value_and_grad_flat of a re-rolled model without data whose lane vector holds exactly the
+    WRT symbols, in order: that vector is theta itself, and its signal the flat gradient, so a
+    call goes from theta to the gradient vector without a float per parameter in between."""
+    graph, program = m.graph, m.program
+    wrt_nodes = tuple(m.arg_nodes[w] for w in program.wrt)
+    vg = next(f for f in m.functions if f.name == "value_and_grad")
+    statements = [s for _, block in vg.sections for s in block]
+    vector = next((s for s in statements if s.node >= 0 and graph[s.node].op is lanes
+                   and graph[s.node].args == wrt_nodes), None)
+    if program.inputs or vector is None or any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
+        return None
+    users = [i for i in closure(graph, [program.loss, *m.backward.grads]) if i != vector.node
+             and any(a in wrt_nodes for a in graph[i].args)]
+    gradient = [s for s in statements if s.code.startswith("_unlanes(") and s.name == ", ".join(
+        f"{w}_bar" for w in m.wrt_names)]
+    if users or len(gradient) != 1:
+        return None  # a symbol is also read on its own: the generic flat form serves it
+    signal = gradient[0].code[len("_unlanes("):].split(",")[0]
+    m.helpers.add("_flat_theta")
+    sections = []
+    for header, block in vg.sections:
+        block = [Statement(s.name, s.node, s.section, s.origins, f"_flat_theta(theta, {len(wrt_nodes)})",
+                           s.comment) if s is vector else s for s in block if s is not gradient[0]]
+        sections.append((header, block))
+    value = vg.returns.split(", (")[0]
+    return Function("value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = "
+                    "pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True) calls it.",
+                    ["theta"], sections, f"float({value}), {signal}", None)
+
+
 def flat_output(m: ModuleBuilder) -> None:
     """pack, unpack and value_and_grad_flat: what scipy.optimize.minimize(jac=True) calls."""
     shapes = _wrt_shapes(m)
@@ -528,6 +559,10 @@ def flat_output(m: ModuleBuilder) -> None:
                                 None))
     m.functions.append(Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
                                 ["theta"], [], f"_unpack(theta, {shapes})", None))
+    direct = _lane_vector_flat(m)
+    if direct is not None:
+        m.functions.append(direct)
+        return
     call = ", ".join([f"*_unpack(theta, {shapes})"] + data)
     m.functions.append(Function(
         "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = pack(*WRT), "

@@ -20,6 +20,16 @@ def _lanes(values):
     return stacked if stacked.ndim == 1 else np.moveaxis(stacked, 0, -1)
 
 
+def _flat_theta(theta, size):
+    """theta as the lane vector of a re-rolled model's parameters: 1-D, `size` floats."""
+    if type(theta) is not np.ndarray or theta.dtype.kind != "f":
+        theta = np.asarray(theta, dtype=float)
+    if theta.shape != (size,):
+        raise ValueError(f"theta must be a 1-D array of {size} numbers (WRT, in order), got shape "
+                         f"{theta.shape}")
+    return theta
+
+
 def _lane_lift(v):
     """A value the terms share, with a last axis to broadcast over the lanes (numbers need none)."""
     return v[..., None] if isinstance(v, np.ndarray) else v
