@@ -11,7 +11,8 @@ term, the last axis at run time) computes all of them. Before differentiation:
 3. a family is rebuilt once over its lanes (backpropc.ops.lanes): where its terms read different
    symbols, a slice of one vector holding the symbols side by side (a gather where the positions
    do not step evenly); different numbers, a table; a value all terms share, lifted to broadcast
-   over the lanes; and the family's part of the sum, the sum over the lanes.
+   over the lanes; and the family's part of the sum, the sum over the lanes. A symbol in the
+   vector is read from it elsewhere too, so that its gradient is one entry of the vector's signal.
 
 Backprop, forward mode and printing then see ordinary nodes, so the derivative code is
 re-rolled as well, and its size does not grow with the number of terms. Signatures and
@@ -24,7 +25,7 @@ import sympy as sp
 
 from .graph import CONST, SYMBOL, Graph, closure
 from .ops import RECORDS
-from .ops.lanes import lane_gather, lane_lift, lane_slice, lane_sum, lane_values, lanes
+from .ops.lanes import lane_gather, lane_item, lane_lift, lane_slice, lane_sum, lane_values, lanes
 
 # Fewer terms are faster as straight-line code on Python floats than as NumPy calls on short
 # arrays (docs/arrays.md, "Re-rolled scalar models").
@@ -165,7 +166,9 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, i
 
     for i in nodes:
         node = graph[i]
-        if i in families:
+        if i in position:  # read from the vector elsewhere too: its signal is the symbol's gradient
+            new[i] = graph.apply(lane_item, vector, graph.const(position[i]))
+        elif i in families:
             in_family = {a for group in families[i] for a in group}
             rest = [rebuilt(a) for a in node.args if a not in in_family]
             new[i] = graph.add(*rest, *[over_lanes(group) for group in families[i]])

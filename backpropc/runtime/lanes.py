@@ -62,8 +62,13 @@ def _lane_accumulate(x, slices, gathers):
     out = np.zeros(lead + np.shape(x)[-1:], dtype=np.result_type(x, 1.0, *[g for g, *_ in slices + gathers]))
     for g, start, stop, step in slices:
         out[..., start:stop:step] += g
-    for g, index in gathers:
-        out += _lane_scatter(g, x, index)
+    if gathers and out.ndim == 1:  # no batch: every gather's signal in one np.bincount
+        index = np.concatenate([index for _, index in gathers])
+        weights = np.concatenate([np.broadcast_to(g, np.shape(index)) for g, index in gathers])
+        out += np.bincount(index, weights=weights, minlength=out.shape[-1])
+    else:
+        for g, index in gathers:
+            out += _lane_scatter(g, x, index)
     return out
 
 

@@ -198,11 +198,13 @@ def _in_chunks(f, combine, scalar=None):
         return f
 
     def chunked(*args):
-        if scalar is not None and all(type(a) is float for a in args):
+        if all(type(a) is float for a in args):  # no batch: nothing to split
+            if scalar is None:
+                return f(*args)
             try:
                 return scalar(*args)
             except (ArithmeticError, ValueError):  # an inf or a NaN: NumPy gives them as it does
-                args = [np.float64(a) for a in args]
+                return f(*[np.float64(a) for a in args])
         shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
         batch = np.broadcast_shapes(*shapes)
         if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
