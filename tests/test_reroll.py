@@ -7,6 +7,8 @@ small models (which sympy.diff can take) are re-rolled; the real threshold is te
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from itertools import combinations
 
 import numpy as np
@@ -224,3 +226,19 @@ def test_random_families_agree_with_sympy_diff(small_families, choice, terms, se
     model = bp.Model("random", loss=loss, wrt=list(x))
     module = bp.compile(model).load()
     check_against_references(model, point_for(module, np.random.default_rng(seed)), rtol=1e-8)
+
+
+def test_the_command_line_rerolls_unless_told_not_to(tmp_path):
+    model_file = tmp_path / "loop.py"
+    model_file.write_text(
+        "import sympy as sp\nimport backpropc as bp\n"
+        "x = sp.symbols('x0:200')\n"
+        "model = bp.Model('loop', loss=sum((1 - x[k]) ** 2 + 100 * (x[k + 1] - x[k] ** 2) ** 2 "
+        "for k in range(199)), wrt=list(x))\n")
+    for flags, rerolled in (([], True), (["--no-reroll"], False)):
+        out = tmp_path / f"loop{len(flags)}_grad.py"
+        result = subprocess.run([sys.executable, "-m", "backpropc", "compile", str(model_file), "-o", str(out),
+                                 "--check", *flags], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "(ok)" in result.stdout
+        assert ("_lanes((" in out.read_text()) is rerolled
