@@ -529,10 +529,11 @@ def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
                    and graph[s.node].args == wrt_nodes), None)
     if program.inputs or vector is None or any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
         return None
+    symbols = set(wrt_nodes)
     users = [i for i in closure(graph, [program.loss, *m.backward.grads]) if i != vector.node
-             and any(a in wrt_nodes for a in graph[i].args)]
-    gradient = [s for s in statements if s.code.startswith("_unlanes(") and s.name == ", ".join(
-        f"{w}_bar" for w in m.wrt_names)]
+             and any(a in symbols for a in graph[i].args)]
+    every_gradient = ", ".join(f"{w}_bar" for w in m.wrt_names)
+    gradient = [s for s in statements if s.code.startswith("_unlanes(") and s.name == every_gradient]
     if users or len(gradient) != 1:
         return None  # a symbol is also read on its own: the generic flat form serves it
     signal = gradient[0].code[len("_unlanes("):].split(",")[0]

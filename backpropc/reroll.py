@@ -138,7 +138,29 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, i
     new: dict[int, int] = {}
 
     def rebuilt(i: int) -> int:
-        return new.get(i, i)
+        """Node i over the new graph, built on demand (family terms never are, one by one)."""
+        stack = [(i, False)]
+        while stack:
+            j, ready = stack.pop()
+            if j in new:
+                continue
+            node = graph[j]
+            family = {a for group in families.get(j, ()) for a in group}
+            args = [a for a in node.args if a not in family]
+            if j in position:  # read from the vector elsewhere too: its gradient is one entry
+                new[j] = graph.apply(lane_item, vector, graph.const(position[j]))
+            elif node.is_leaf:
+                new[j] = j
+            elif not ready:
+                stack.append((j, True))
+                stack.extend((a, False) for a in args if a not in new)
+            elif j in families:
+                new[j] = graph.add(*[new[a] for a in args], *[over_lanes(g) for g in families[j]])
+            elif any(new[a] != a for a in node.args):
+                new[j] = graph.apply(node.op, *[new[a] for a in node.args])
+            else:
+                new[j] = j
+        return new[i]
 
     def over_lanes(group: list[int]) -> int:
         count = len(group)
@@ -164,16 +186,8 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, i
                 memo[terms] = graph.apply(head.op, *[memo[c] for c in walker.children(terms)])
         return graph.apply(lane_sum, memo[tuple(group)])
 
-    for i in nodes:
-        node = graph[i]
-        if i in position:  # read from the vector elsewhere too: its signal is the symbol's gradient
-            new[i] = graph.apply(lane_item, vector, graph.const(position[i]))
-        elif i in families:
-            in_family = {a for group in families[i] for a in group}
-            rest = [rebuilt(a) for a in node.args if a not in in_family]
-            new[i] = graph.add(*rest, *[over_lanes(group) for group in families[i]])
-        elif not node.is_leaf and any(a in new for a in node.args):
-            new[i] = graph.apply(node.op, *[rebuilt(a) for a in node.args])
+    for root in roots:
+        rebuilt(root)
     return {i: j for i, j in new.items() if i != j}
 
 
