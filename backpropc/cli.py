@@ -117,7 +117,7 @@ def compile_file(args) -> tuple[Compiled, dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UnusedWrtWarning)
             return compile(chosen, reduction=getattr(args, "reduction", "sum"),
-                           rewrite=not args.no_rewrite, reroll=not args.no_reroll,
+                           rewrite=not args.no_rewrite, reroll=not getattr(args, "no_reroll", False),
                            derivatives=getattr(args, "derivatives", "grad")), domains
     except UnusedWrtWarning as exc:
         raise UserError(f"{args.model_file}: {exc}; remove it from wrt") from exc
@@ -298,8 +298,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         p.add_argument("--no-rewrite", action="store_true",
                        help="keep unstable forms as written (no log(1 + exp(x)) -> softplus(x), ...)")
-        p.add_argument("--no-reroll", action="store_true",
-                       help="write every term of a loop-built model out (no array code for families of alike terms)")
         p.set_defaults(run=run)
         return p
 
@@ -313,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--derivatives", metavar="LIST", default="grad",
                    help="what the module computes, comma-separated from grad, hvp, hessian, jacobian "
                         "(default grad; the flat forms for SciPy come with each)")
+    p.add_argument("--no-reroll", action="store_true",
+                   help="write every term of a loop-built model out (no array code for families of alike terms)")
 
     p = command("check", "check the gradient against finite differences and sympy.diff",
                 "Compile, then compare the gradient with central finite differences and with "

@@ -48,6 +48,7 @@ class Compiled(DisplayMixin):
 
     def write(self, path) -> Path:
         """Write the module to `path` atomically: an error leaves an existing file untouched."""
+        ast.parse(self.source)  # never a file that is not valid Python, whatever the names
         return write_atomic(path, self.source.encode("utf-8"))
 
     def load(self) -> types.ModuleType:
@@ -148,7 +149,6 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
         broadcast=bool(broadcast),
         helpers=runtime.source(helpers),
     )
-    ast.parse(source)  # the generated module must be valid Python, whatever the names
     return Compiled(program.name, source, builder.ops, tuple(builder.wrt_names), tuple(args),
                     program, builder.listing, builder.reduction)
 

@@ -485,7 +485,7 @@ def value_and_grad_output(m: ModuleBuilder) -> None:
     m.ops["value_and_grad"] = schedule.ops + len(grads) + 1 + (m.reduction == "mean")
     m.listing = Listing(m.forward_statements, statements, grads,
                         (m.leaf_names[m.seed], "1/N") if m.reduction == "mean" else None)
-    combine = f'("total", {tuple_source(python_string(a) for a in m.wrt_names)})'
+    combine = '("total", WRT)'  # the gradients are named like WRT
     m.functions.append(Function(
         "value_and_grad", "(objective, (gradient of each of WRT)): the forward pass, then the backward pass.",
         m.arg_names, sections, f"{value}, {tuple_source(g.name for g in grads)}", combine, scalar))
@@ -508,13 +508,12 @@ def hvp_output(m: ModuleBuilder) -> None:
         [s for s in statements if s.section == "tangent"] + hvps
     m.ops["hvp"] = schedule.ops + 2 * len(grads) + 1 + (m.reduction == "mean")
     directions = [m.leaf_names[m.directions[w]] for w in m.program.wrt]
-    wrt = tuple_source(python_string(a) for a in m.wrt_names)
     m.functions.append(Function(
         "hvp", "(objective, (gradient of each of WRT), (Hessian times the direction, for each of WRT)): "
         "the directions are one array per WRT, shaped like it.",
         m.arg_names + directions, sections,
         f"{value}, {tuple_source(g.name for g in grads)}, {tuple_source(h.name for h in hvps)}",
-        f'("total", {wrt}, {wrt})', scalar))
+        '("total", WRT, WRT)', scalar))
 
 
 def _lane_vector_flat(m: ModuleBuilder) -> Function | None:

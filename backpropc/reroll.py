@@ -25,7 +25,15 @@ import sympy as sp
 
 from .graph import CONST, SYMBOL, Graph, closure
 from .ops import RECORDS
-from .ops.lanes import lane_gather, lane_item, lane_lift, lane_slice, lane_sum, lane_values, lanes
+from .ops.lanes import (
+    lane_gather,
+    lane_item,
+    lane_lift,
+    lane_slice,
+    lane_sum,
+    lane_values,
+    lanes,
+)
 
 # Fewer terms are faster as straight-line code on Python floats than as NumPy calls on short
 # arrays (docs/arrays.md, "Re-rolled scalar models").

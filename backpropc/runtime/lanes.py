@@ -7,6 +7,8 @@ the symbols' gradients.
 
 import numpy as np
 
+from .core import _sum_like
+
 NEEDS = {"_unlanes": ("_sum_like",), "_lane_accumulate": ("_lane_scatter",)}
 
 

@@ -388,7 +388,7 @@ def _logsumexp(*args):
 # A large batch is evaluated in chunks; the public functions check their arguments, and call
 # each other through the unchecked _ names.
 _forward = _in_chunks(forward, "example")
-_value_and_grad = _in_chunks(value_and_grad, ("total", ("a1", "a2", "a3", "mu1", "mu2", "mu3", "s1", "s2", "s3")))
+_value_and_grad = _in_chunks(value_and_grad, ("total", WRT))
 forward = _checked(_forward)
 value_and_grad = _checked(_value_and_grad)
 grad = _checked(grad)

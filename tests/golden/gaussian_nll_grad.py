@@ -397,7 +397,7 @@ def _logdet(x):
 # A large batch is evaluated in chunks; the public functions check their arguments, and call
 # each other through the unchecked _ names.
 _forward = _in_chunks(forward, "example")
-_value_and_grad = _in_chunks(value_and_grad, ("total", ("mu", "C")))
+_value_and_grad = _in_chunks(value_and_grad, ("total", WRT))
 forward = _checked(_forward)
 value_and_grad = _checked(_value_and_grad)
 grad = _checked(grad)

@@ -454,7 +454,7 @@ def _sigmoid(z):
 # A large batch is evaluated in chunks; the public functions check their arguments, and call
 # each other through the unchecked _ names.
 _forward = _in_chunks(forward, "example", _forward_scalar)
-_value_and_grad = _in_chunks(value_and_grad, ("total", ("w1_1_1", "w1_1_2", "w1_1_3", "w1_2_1", "w1_2_2", "w1_2_3", "w1_3_1", "w1_3_2", "w1_3_3", "w1_4_1", "w1_4_2", "w1_4_3", "b1_1", "b1_2", "b1_3", "b1_4", "w2_1_1", "w2_1_2", "w2_1_3", "w2_1_4", "w2_2_1", "w2_2_2", "w2_2_3", "w2_2_4", "b2_1", "b2_2")), _value_and_grad_scalar)
+_value_and_grad = _in_chunks(value_and_grad, ("total", WRT), _value_and_grad_scalar)
 forward = _checked(_forward)
 value_and_grad = _checked(_value_and_grad)
 grad = _checked(grad)

@@ -464,7 +464,7 @@ def _polygamma(k, x):
 # A large batch is evaluated in chunks; the public functions check their arguments, and call
 # each other through the unchecked _ names.
 _forward = _in_chunks(forward, "example", _forward_scalar)
-_value_and_grad = _in_chunks(value_and_grad, ("total", ("a", "b", "r")))
+_value_and_grad = _in_chunks(value_and_grad, ("total", WRT))
 forward = _checked(_forward)
 value_and_grad = _checked(_value_and_grad)
 grad = _checked(grad)

@@ -377,7 +377,7 @@ def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
 # A large batch is evaluated in chunks; the public functions check their arguments, and call
 # each other through the unchecked _ names.
 _forward = _in_chunks(forward, "example", _forward_scalar)
-_value_and_grad = _in_chunks(value_and_grad, ("total", ("q1", "q2")), _value_and_grad_scalar)
+_value_and_grad = _in_chunks(value_and_grad, ("total", WRT), _value_and_grad_scalar)
 forward = _checked(_forward)
 value_and_grad = _checked(_value_and_grad)
 grad = _checked(grad)
