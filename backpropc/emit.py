@@ -358,7 +358,7 @@ class Schedule:
             if self._is_view_of_name(i, own) and i not in wanted and i not in roots:
                 depth[i] = 0  # `-v` and `_T(v)` are written where they are used: no work of their own
                 continue
-            if i in wanted or uses[i] > 1 or i in roots or d > MAX_INLINE_DEPTH:
+            if i in wanted or uses[i] > 1 or i in roots or d > MAX_INLINE_DEPTH or i in graph.families:
                 own.add(i)
                 d = 0
             depth[i] = d

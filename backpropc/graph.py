@@ -104,6 +104,8 @@ class Graph:
         # values (dimensions and Sum indices) as (symbol, node), for readable statements.
         self.array_dimensions: dict[sp.Symbol, tuple[sp.IndexedBase, int]] = {}
         self.array_names: list[tuple[sp.Symbol, int]] = []
+        # Re-rolled families: the node of each one's sum -> (number of terms, its first term).
+        self.families: dict[int, tuple[int, int]] = {}
         # Numeric tables of re-rolled families (lane indices, per-term numbers), module constants.
         self.tables: list[tuple] = []
         self._tables: dict[tuple, int] = {}

@@ -269,7 +269,8 @@ class ModuleBuilder:
         owner = schedule.inlined_into()
         forward_by_node = {s.node: s for s in statements if s.section == "forward"}
         for statement in statements:  # comments may point at later forward statements
-            statement.comment = self.provenance(statement.origins, owner, forward_by_node)
+            statement.comment = self.provenance(statement.origins, owner, forward_by_node) or \
+                self.family_comment(statement.node)
         self._owner, self._forward_by_node = owner, forward_by_node
         return statements
 
@@ -295,6 +296,14 @@ class ModuleBuilder:
             if len(text) <= COMMENT_WIDTH:
                 return f"from {text}"
         return "from " + ", ".join(s.name for s in sources) if sources else ""
+
+    def family_comment(self, node: int) -> str:
+        """What the sum of a re-rolled family adds up: `999 terms like (1 - x0)**2`."""
+        if node not in self.graph.families:
+            return ""
+        count, first = self.graph.families[node]
+        text = comment_text(f"{count} terms like {self.notation.print(first, self.leaf_names)}")
+        return text if len(text) <= COMMENT_WIDTH else f"{count} terms"
 
     def step_equations(self) -> list[tuple[str, str]]:
         """(name, expression) of each statement of forward(), for the module docstring."""

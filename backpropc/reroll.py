@@ -192,7 +192,9 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, i
                 stack.extend((c, False) for c in walker.children(terms) if c not in memo)
             else:
                 memo[terms] = graph.apply(head.op, *[memo[c] for c in walker.children(terms)])
-        return graph.apply(lane_sum, memo[tuple(group)])
+        total = graph.apply(lane_sum, memo[tuple(group)])
+        graph.families.setdefault(total, (count, group[0]))  # a statement of its own, named in a comment
+        return total
 
     for root in roots:
         rebuilt(root)
