@@ -94,13 +94,30 @@ class Converter:
                 if note not in graph.rewrites:
                     graph.rewrites.append(note)
                 return node
-        node = graph.apply(e.func, *args)
+        node = factored_sum(graph, args) if e.func is sp.Add else graph.apply(e.func, *args)
         if all(graph[a].op == CONST for a in args) and constant_value(graph, node) is None \
                 and isinstance(e, sp.Expr) and e.is_number and e.is_real is not False:
             raise NonRealConstantError(  # exp(1000): a constant that overflows a float64
                 f"constant {e} does not fit in a float64 (it is about {sp.Float(e.evalf(5), 3)}); "
                 f"rescale the model so its constants stay below 1.8e308")
         return node
+
+
+def factored_sum(graph, args: list[int]) -> int:
+    """A sum whose terms share an integer factor, with the factor taken out: 3*x0 + 6*x1 - 1 is
+    3*(x0 + 2*x1) - 1. SymPy distributes a number over a sum as it builds (2*(a + b) becomes
+    2*a + 2*b), so a sum the user wrote once (s in f_i = i*s - 1) comes back as a new sum in every
+    place it is scaled; with its content taken out it is one shared node again."""
+    split = [graph.split_coeff(a) for a in args if graph.number(a) is None]
+    if len(split) < 2 or not all(c.is_Integer for c, _ in split):
+        return graph.add(*args)  # a fraction taken out (a/2 + b) would only scatter halves around
+    content = math.gcd(*[int(c) for c, _ in split])
+    if content == 1:
+        return graph.add(*args)
+    if all(c < 0 for c, _ in split):
+        content = -content
+    inner = graph.add(*[graph.mul(graph.const(int(c) // content), rest) for c, rest in split])
+    return graph.add(graph.mul(graph.const(content), inner), *[a for a in args if graph.number(a) is not None])
 
 
 def _fits_float(value: sp.Number) -> bool:

@@ -7,7 +7,7 @@ Forward steps:
     s_13 = 1/r2_13**3
     r2_23 = (x2 - x3)**2 + (y2 - y3)**2
     s_23 = 1/r2_23**3
-    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
+    E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
 
 Differentiated with respect to: x1, y1, x2, y2, x3, y3.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -41,7 +41,7 @@ def forward(x1, y1, x2, y2, x3, y3):
     s_13 = 1/r2_13**3
     r2_23 = (x2 - x3)**2 + (y2 - y3)**2
     s_23 = 1/r2_23**3
-    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
+    E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     return E
 
 
@@ -53,7 +53,7 @@ def _forward_scalar(x1, y1, x2, y2, x3, y3):
     s_13 = 1/r2_13**3
     r2_23 = (x2 - x3)**2 + (y2 - y3)**2
     s_23 = 1/r2_23**3
-    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
+    E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     return E
 
 
@@ -72,18 +72,18 @@ def value_and_grad(x1, y1, x2, y2, x3, y3):
     c5 = y2 - y3
     r2_23 = c4**2 + c5**2
     s_23 = 1/r2_23**3
-    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
+    E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(E)
-    s_23_bar = 8*s_23 - 4                              # from E
+    s_23_bar = 8*s_23 - 4                              # from E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     r2_23_bar = -3*s_23_bar/r2_23**4                   # from s_23 = 1/r2_23**3
     c5_bar = 2*c5*r2_23_bar                            # from r2_23 = c4**2 + c5**2
     c4_bar = 2*c4*r2_23_bar                            # from r2_23 = c4**2 + c5**2
-    s_13_bar = 8*s_13 - 4                              # from E
+    s_13_bar = 8*s_13 - 4                              # from E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     r2_13_bar = -3*s_13_bar/r2_13**4                   # from s_13 = 1/r2_13**3
     c3_bar = 2*c3*r2_13_bar                            # from r2_13 = c2**2 + c3**2
     c2_bar = 2*c2*r2_13_bar                            # from r2_13 = c2**2 + c3**2
-    s_12_bar = 8*s_12 - 4                              # from E
+    s_12_bar = 8*s_12 - 4                              # from E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     r2_12_bar = -3*s_12_bar/r2_12**4                   # from s_12 = 1/r2_12**3
     c1_bar = 2*c1*r2_12_bar                            # from r2_12 = c0**2 + c1**2
     c0_bar = 2*c0*r2_12_bar                            # from r2_12 = c0**2 + c1**2
@@ -110,7 +110,7 @@ def _value_and_grad_scalar(x1, y1, x2, y2, x3, y3):
     c5 = y2 - y3
     r2_23 = c4**2 + c5**2
     s_23 = 1/r2_23**3
-    E = 4*s_12**2 - 4*s_12 - 4*s_13 - 4*s_23 + 4*s_13**2 + 4*s_23**2
+    E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     s_23_bar = 8*s_23 - 4
     r2_23_bar = -3*s_23_bar/r2_23**4
     c5_bar = 2*c5*r2_23_bar
