@@ -27,7 +27,7 @@ from .emit import SympyPrinter
 from .errors import ModelError, UnusedWrtWarning
 from .functions import EntrySum
 from .graph import CONST, SYMBOL
-from .model import Model
+from .model import Model, lower
 from .naming import printable
 from .opcount import node_cost
 from .runtime.core import _finite_difference_errors as finite_differences
@@ -253,9 +253,19 @@ def _finite_difference_errors(module, point, grads, rng, tolerance):
                      for _, _, _, error, own in rows])
 
 
+def term_by_term(compiled: Compiled):
+    """The compiled program with every family of terms written out, term by term: what the
+    oracle differentiates (a re-rolled family's lane ops mean nothing to sympy.diff)."""
+    if not compiled.program.graph.families:
+        return compiled.program
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedWrtWarning)  # compiling said so already
+        return lower(compiled.model, reroll=False)
+
+
 def printed_size(compiled: Compiled) -> int:
     """Operations of the fully substituted loss as a printed tree (memoised over the graph)."""
-    program = compiled.program
+    program = term_by_term(compiled)
     size = [0] * program.n_forward
     for i in range(program.n_forward):
         size[i] = node_cost(program.graph, i) + sum(size[a] for a in program.graph[i].args)
@@ -268,7 +278,7 @@ def _sympy_oracle(compiled: Compiled, limit: int):
     if size > limit:
         return None, (f"sympy.diff skipped: the substituted loss has {size:,} operations when "
                       f"printed (limit {limit:,})")
-    program = compiled.program
+    program = term_by_term(compiled)
     loss = to_sympy(program)
     wrt_symbols = list(program.wrt)
     # Away from jumps, the derivatives SymPy leaves unevaluated (floor) or as deltas are zero.

@@ -27,6 +27,7 @@ from .check import (
     by_symbol_name,
     finite_point,
     numpy_function,
+    term_by_term,
     to_sympy,
     written_out,
 )
@@ -140,7 +141,7 @@ def median_time(f, repeats: int = REPEATS) -> float:
 
 def naive_gradient(compiled: Compiled, cse: bool):
     """The calculus-class way: (function of the arguments -> [loss, d/dw...], ops)."""
-    program = compiled.program
+    program = term_by_term(compiled)
     loss = to_sympy(program)
     derivatives = [sp.diff(loss, w) for w in program.wrt]
     exprs = [loss] + derivatives

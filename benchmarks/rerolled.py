@@ -112,7 +112,7 @@ def run(quick: bool, repeats: int) -> dict:
             if not quick:
                 inner = 200 if n <= 100 else 50
                 row.update(arrays.interleaved_medians({"backpropc_s": module.value_and_grad_flat,
-                                                       "numpy_s": lambda t, s=v.shape: hand(t.reshape(s))},
+                                                       "numpy_s": lambda t, s=v.shape, h=hand: h(t.reshape(s))},
                                                       theta, repeats, inner))
             rows.append(row)
             print(format_row(row), flush=True)
@@ -133,6 +133,20 @@ def format_row(r: dict) -> str:
             f"{ratio:>6}")
 
 
+def markdown(rows: list[dict]) -> str:
+    """The table of docs/arrays.md ("Re-rolled scalar models")."""
+    lines = ["| problem | n | re-rolled | compile | compile, reroll=False | lines (own) | backpropc | NumPy by hand | ratio |",
+             "| --- | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        bp_s, np_s = r.get("backpropc_s"), r.get("numpy_s")
+        unrolled = f"{r['compile_unrolled_s']:.2f} s" if r["compile_unrolled_s"] is not None else "-"
+        ratio = f"{bp_s / np_s:.2f}" if bp_s and np_s else "-"
+        lines.append(f"| {r['problem']} | {r['n']:,} | {'yes' if r['rerolled'] else 'no'} | {r['compile_s']:.2f} s | "
+                     f"{unrolled} | {r['lines']} ({r['own_lines']}) | {arrays._time(bp_s).replace('us', 'µs')} | "
+                     f"{arrays._time(np_s).replace('us', 'µs')} | {ratio} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small n, no timing: a smoke test of the structure")
@@ -144,7 +158,8 @@ def main(argv=None) -> int:
     if not args.quick:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "rerolled.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.out / 'rerolled.json'}")
+        print(f"wrote {args.out / 'rerolled.json'}\n")
+        print(markdown(results["rows"]))
     return 0
 
 
