@@ -572,7 +572,7 @@ def flat_output(m: ModuleBuilder) -> None:
     if direct is not None:
         m.functions.append(direct)
         return
-    call = ", ".join([f"*_unpack(theta, {shapes})"] + data)
+    call = ", ".join([_unpacked(m, "theta")] + data)
     m.functions.append(Function(
         "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = pack(*WRT), "
         "as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it.",
@@ -582,7 +582,7 @@ def flat_output(m: ModuleBuilder) -> None:
 def hvp_flat_output(m: ModuleBuilder) -> None:
     data = [a for a in m.arg_names if a not in m.wrt_names]
     shapes = _wrt_shapes(m)
-    call = ", ".join([f"*_unpack(theta, {shapes})"] + data + [f'*_unpack(p, {shapes}, "p")'])
+    call = ", ".join([_unpacked(m, "theta")] + data + [f'*_unpack(p, {shapes}, "p")'])
     m.functions.append(Function(
         "hvp_flat", "The Hessian of the objective at theta times the flat vector p, as a flat vector "
         "(scipy.optimize.minimize's hessp(theta, p, *DATA)).",
@@ -626,7 +626,7 @@ def hessian_output(m: ModuleBuilder) -> None:
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
         m.arg_names, [], f"_dense(hessian_coo({args}), {len(colours)})", None))
     m.helpers.add("_dense")
-    call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
+    call = ", ".join([_unpacked(m, "theta")] + data)
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
         ["theta"] + data, [], f"hessian({call})", None))
@@ -652,7 +652,7 @@ def residuals_output(m: ModuleBuilder) -> None:
         "residuals", "The residuals of each example, shape batch + (number of residuals,).",
         m.arg_names, [("", statements)], f"_stack(({', '.join(values)},), {shape})", '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
+    call = ", ".join([_unpacked(m, "theta")] + data)
     m.functions.append(Function(
         "residuals_flat", "Every example's residuals in one flat vector, at theta = pack(*WRT) "
         "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA)).",
@@ -698,12 +698,21 @@ def jacobian_output(m: ModuleBuilder) -> None:
         m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}))",
         '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join([f"*_unpack(theta, {_wrt_shapes(m)})"] + data)
+    call = ", ".join([_unpacked(m, "theta")] + data)
     m.functions.append(Function(
         "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
         "of each example, one column per entry of theta.",
         ["theta"] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
     m.helpers.add("_flat_jacobian")
+
+
+def _unpacked(m: ModuleBuilder, vector: str) -> str:
+    """The WRT values from a flat vector, as call arguments: Python floats straight from the
+    vector when every WRT is a scalar."""
+    if not any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in m.program.wrt):
+        m.helpers.add("_unpack_floats")
+        return f"*_unpack_floats({vector}, {len(m.program.wrt)})"
+    return f"*_unpack({vector}, {_wrt_shapes(m)})"
 
 
 def _wrt_shapes(m: ModuleBuilder) -> str:

@@ -16,6 +16,7 @@ BROADCAST = False    # whether data may broadcast into a batch larger than each 
 HESSIAN_ROWS = HESSIAN_COLS = HESSIAN_COLOURS = ()  # the Hessian's structure (backpropc.sparsity)
 
 NEEDS = {
+    "_unpack_floats": ("_unpack",),
     "_checked": ("_params", "_as_float", "_check_matrices", "_check_batch"),
     "_in_chunks": ("_params", "_combine"),
     "_flat_value_and_grad": ("_pack",),
@@ -198,6 +199,13 @@ def _pack(values):
     return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
 
 
+def _unpack_floats(theta, size):
+    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path)."""
+    if type(theta) is np.ndarray and theta.shape == (size,) and theta.dtype.kind == "f":
+        return theta.tolist()
+    return _unpack(theta, ((),) * size)
+
+
 def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
@@ -265,6 +273,8 @@ def _flat_jacobian(jacobian):
 def _flat_value_and_grad(result):
     """(objective, gradients) as (float, one flat vector)."""
     value, grads = result
+    if type(value) is float:  # computed on Python floats: so is every gradient
+        return value, np.array(grads)
     return float(value), _pack(grads)
 
 

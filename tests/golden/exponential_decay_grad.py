@@ -80,7 +80,7 @@ def unpack(theta):
 
 def value_and_grad_flat(theta, t, y):
     """(objective as a float, gradient as one flat vector) at theta = pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it."""
-    return _flat_value_and_grad(_value_and_grad(*_unpack(theta, ((), (), ())), t, y))
+    return _flat_value_and_grad(_value_and_grad(*_unpack_floats(theta, 3), t, y))
 
 
 def residuals(A, k, c, t, y):
@@ -91,7 +91,7 @@ def residuals(A, k, c, t, y):
 
 def residuals_flat(theta, t, y):
     """Every example's residuals in one flat vector, at theta = pack(*WRT) (scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA))."""
-    return np.ravel(_residuals(*_unpack(theta, ((), (), ())), t, y))
+    return np.ravel(_residuals(*_unpack_floats(theta, 3), t, y))
 
 
 
@@ -260,6 +260,13 @@ def _pack(values):
     return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
 
 
+def _unpack_floats(theta, size):
+    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path)."""
+    if type(theta) is np.ndarray and theta.shape == (size,) and theta.dtype.kind == "f":
+        return theta.tolist()
+    return _unpack(theta, ((),) * size)
+
+
 def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
@@ -287,6 +294,8 @@ def _stack(values, shape):
 def _flat_value_and_grad(result):
     """(objective, gradients) as (float, one flat vector)."""
     value, grads = result
+    if type(value) is float:  # computed on Python floats: so is every gradient
+        return value, np.array(grads)
     return float(value), _pack(grads)
 
 

@@ -265,6 +265,8 @@ def _unpack(theta, shapes, what="theta"):
 def _flat_value_and_grad(result):
     """(objective, gradients) as (float, one flat vector)."""
     value, grads = result
+    if type(value) is float:  # computed on Python floats: so is every gradient
+        return value, np.array(grads)
     return float(value), _pack(grads)
 
 

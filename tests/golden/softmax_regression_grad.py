@@ -87,7 +87,7 @@ def unpack(theta):
 
 def value_and_grad_flat(theta, x1, x2, t1, t2, t3):
     """(objective as a float, gradient as one flat vector) at theta = pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it."""
-    return _flat_value_and_grad(_value_and_grad(*_unpack(theta, ((), (), (), (), (), (), (), (), ())), x1, x2, t1, t2, t3))
+    return _flat_value_and_grad(_value_and_grad(*_unpack_floats(theta, 9), x1, x2, t1, t2, t3))
 
 
 
@@ -256,6 +256,13 @@ def _pack(values):
     return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
 
 
+def _unpack_floats(theta, size):
+    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path)."""
+    if type(theta) is np.ndarray and theta.shape == (size,) and theta.dtype.kind == "f":
+        return theta.tolist()
+    return _unpack(theta, ((),) * size)
+
+
 def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
@@ -278,6 +285,8 @@ def _unpack(theta, shapes, what="theta"):
 def _flat_value_and_grad(result):
     """(objective, gradients) as (float, one flat vector)."""
     value, grads = result
+    if type(value) is float:  # computed on Python floats: so is every gradient
+        return value, np.array(grads)
     return float(value), _pack(grads)
 
 
