@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .graph import CONST, SYMBOL, Domain, Graph, closure
+from .graph import CONST, SYMBOL, Domain, Graph, Lanes, closure
 from .naming import Namer
 from .opcount import node_cost
 from .ops import RECORDS, NumPyNamesPrinter, constant_value, record_for
@@ -250,10 +250,11 @@ class IRPrinter:
         return self._power(base, base_prec, exponent, exponent_prec)
 
     def _products(self, base_id, base, base_prec, e):
-        """x**6 over a Sum's range as (x*x*x)**2: NumPy squares fast, but its general power is
-        some 20 times slower than a product. None for anything else (scalars, names only)."""
+        """x**6 over a Sum's range or a family's lanes as (x*x*x)**2: NumPy squares fast, but its
+        general power is some 20 times slower than a product. None for anything else (scalars,
+        names only)."""
         if self.math or e is None or not e.is_Integer or not 3 <= abs(e) <= 8 or base_prec < ATOM \
-                or not isinstance(self.graph.shapes[base_id], Domain):
+                or not isinstance(self.graph.shapes[base_id], (Domain, Lanes)):
             return None
         half, odd = divmod(int(abs(e)), 2)
         text = "*".join([base] * half)
