@@ -234,6 +234,9 @@ class Graph:
         if coeff == 0:
             return self.const(0)
         factors.sort()
+        if coeff != 1 and len(factors) > 1:
+            # k*(a*b): the product itself is one node, shared by a*b, a*b/8 and -a*b
+            factors = [self._intern(Node(sp.Mul, tuple(factors)))]
         if coeff != 1:
             factors.insert(0, self.const(coeff))
         if not factors:
