@@ -123,6 +123,8 @@ class ModuleBuilder:
         self.added: list = []
         self.uses_math = False           # a scalar body calls the math module
         self.constants: dict[str, str] = {}  # module-level constants: name -> source
+        self.objective = ""                  # value_and_grad's objective, as code
+        self.lane_signals: dict[int, str] = {}  # a lane vector's signal node -> its code
         # matrix arguments of the module's functions -> their shape per example
         self.matrix_shapes = {a: tuple(s.shape) for a, s in zip(self.arg_names, program.args)
                               if isinstance(s, (sp.MatrixSymbol, sp.IndexedBase))}
@@ -485,12 +487,14 @@ def _lane_runs(m: ModuleBuilder, statements: list[Statement], shape: str, names)
             signal = f"{signal}[..., {first}:{stop}]"
         code = f"_unlanes({signal}, {tuple_source(s.arg for s in run)}, {shape})"
         result.append(Statement(", ".join(s.name for s in run), vector, run[0].section, code=code))
+        m.lane_signals[vector] = signal
     return result
 
 
 def value_and_grad_output(m: ModuleBuilder) -> None:
     """value_and_grad(): the forward pass, then the backward pass (the lecture's slide 10)."""
     sections, value, grads, _, schedule, statements, scalar = _reverse_function(m, second_order=False)
+    m.objective = value
     m.ops["value_and_grad"] = schedule.ops + len(grads) + 1 + (m.reduction == "mean")
     m.listing = Listing(m.forward_statements, statements, grads,
                         (m.leaf_names[m.seed], "1/N") if m.reduction == "mean" else None)
@@ -540,21 +544,20 @@ def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
     symbols = set(wrt_nodes)
     users = [i for i in closure(graph, [program.loss, *m.backward.grads]) if i != vector.node
              and any(a in symbols for a in graph[i].args)]
-    every_gradient = ", ".join(f"{w}_bar" for w in m.wrt_names)
-    gradient = [s for s in statements if s.code.startswith("_unlanes(") and s.name == every_gradient]
+    every_gradient = ", ".join(g.name for g in m.listing.gradients)  # one statement for all of them
+    gradient = [s for s in statements if s.node in m.lane_signals and s.name == every_gradient]
     if users or len(gradient) != 1:
         return None  # a symbol is also read on its own: the generic flat form serves it
-    signal = gradient[0].code[len("_unlanes("):].split(",")[0]
+    signal = m.lane_signals[gradient[0].node]
     m.helpers.add("_flat_theta")
     sections = []
     for header, block in vg.sections:
         block = [Statement(s.name, s.node, s.section, s.origins, f"_flat_theta(theta, {len(wrt_nodes)})",
                            s.comment) if s is vector else s for s in block if s is not gradient[0]]
         sections.append((header, block))
-    value = vg.returns.split(", (")[0]
     return Function("value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = "
                     "pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True) calls it.",
-                    ["theta"], sections, f"float({value}), {signal}", None)
+                    ["theta"], sections, f"float({m.objective}), {signal}", None)
 
 
 def flat_output(m: ModuleBuilder) -> None:

@@ -108,6 +108,7 @@ def test_extended_rosenbrock_is_one_array_computation(small_families):
     source = bp.compile(extended_rosenbrock(16)).source
     assert "_lanes((x0, x1," in source and "np.sum(" in source
     assert "x3_bar = " not in source  # no statement per symbol: one for all of them
+    assert "c0 = _flat_theta(theta, 16)" in source  # the flat form computes on theta itself
     assert module.value_and_grad(*[1.0] * 16)[0] == 0.0
 
 
