@@ -9,6 +9,7 @@ backward pass, and the forward pass shows its expression in place.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import sympy as sp
@@ -61,7 +62,30 @@ def equations(compiled: Compiled, unicode: bool = False) -> tuple[list[str], lis
     if unicode:  # matrix notation: W^T as Wᵀ, S^-1 as S⁻¹
         forward, backward = ([line.replace("^T", "ᵀ").replace("^-1", "⁻¹") for line in lines]
                              for lines in (forward, backward))
-    return forward, backward
+    return forward, _entries_shown_by_their_ends(backward)
+
+
+ENTRY = re.compile(r"^(.+) = (\S+)\[(\d+)\]$")
+
+
+def _entries_shown_by_their_ends(lines: list[str]) -> list[str]:
+    """The gradients of a re-rolled model, the entries of one lane vector's signal, as one line:
+    `x0_bar, ..., x999_bar = c0_bar[0], ..., c0_bar[999]`, not a thousand."""
+    result, k = [], 0
+    while k < len(lines):
+        run = [ENTRY.match(lines[k])]
+        while run[-1] and k + len(run) < len(lines):
+            nxt = ENTRY.match(lines[k + len(run)])
+            if not nxt or nxt[2] != run[0][2] or int(nxt[3]) != int(run[-1][3]) + 1:
+                break
+            run.append(nxt)
+        if run[-1] and len(run) >= 4:
+            first, last = run[0], run[-1]
+            result.append(f"{first[1]}, ..., {last[1]} = {first[2]}[{first[3]}], ..., {last[2]}[{last[3]}]")
+        else:
+            result += lines[k:k + len(run)]
+        k += len(run)
+    return result
 
 
 def explain(compiled: Compiled, unicode: bool = False, format: str = "text") -> str:
@@ -75,7 +99,9 @@ def explain(compiled: Compiled, unicode: bool = False, format: str = "text") -> 
     forward, backward = equations(compiled, unicode)
     reduction = "mean" if compiled.listing.seed is not None else "sum"
     signal = "v̄" if unicode else "v_bar"
-    text = [f"{compiled.name}: differentiated with respect to {', '.join(compiled.wrt)}", "",
+    wrt = compiled.wrt if len(compiled.wrt) <= 12 else \
+        [*compiled.wrt[:3], "...", *compiled.wrt[-2:], f"({len(compiled.wrt)} symbols)"]
+    text = [f"{compiled.name}: differentiated with respect to {', '.join(wrt)}".replace(", (", " ("), "",
             "Forward pass:"]
     text += [f"    {eq}" for eq in forward]
     shapes = [f"{a} {'x'.join(map(str, s.shape))}" for a, s in zip(compiled.args, compiled.program.args)

@@ -205,6 +205,7 @@ def test_explain_shows_the_family_as_one_statement(small_families):
     assert "[x0, x1, x2, ..., x10, x11]" in forward and "sum(" in forward
     assert "x5" not in forward and len(forward.strip().splitlines()) <= 8  # not term by term
     assert "at c0[1:12:2]" in text  # the signal added into the slice the family read
+    assert "x0_bar, ..., x11_bar = c0_bar[0], ..., c0_bar[11]" in text  # one line for the gradients
 
 
 # ---- random families: Hypothesis -----------------------------------------------------------------

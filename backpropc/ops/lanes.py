@@ -45,7 +45,16 @@ class lane_item(LaneOp):
 class lane_slice(LaneOp):
     """x[..., start:stop:step]: the lanes of a family that read one position of its terms."""
 
-    nargs, math = 4, "{0}[{1}:{2}:{3}]"
+    nargs = 4
+
+    def _sympystr(self, printer):
+        return _slice_math([printer._print(a) for a in self.args])
+
+
+def _slice_math(texts) -> str:
+    """x[1:1000], or x[0:999:2] when the lanes step over the vector."""
+    x, start, stop, step = texts
+    return f"{x}[{start}:{stop}]" if step == "1" else f"{x}[{start}:{stop}:{step}]"
 
 
 class lane_unslice(LaneOp):
@@ -77,7 +86,7 @@ class lane_accumulate(LaneOp):
     def _sympystr(self, printer):
         texts = [printer._print(a) for a in self.args]
         slices, gathers = _accumulated(texts[2:], int(self.args[1]))
-        parts = [f"({g} at {texts[0]}[{a}:{b}:{c}])" for g, a, b, c in slices]
+        parts = [f"({g} at {_slice_math([texts[0], a, b, c])})" for g, a, b, c in slices]
         return " + ".join(parts + [f"({g} at {texts[0]}[table {k}])" for g, k in gathers])
 
 
@@ -286,7 +295,8 @@ def _record(op, vjp, jvp, code, shape, helpers=(), fold=None, math=None, cost=_f
 RECORDS = [
     _record(lanes, lanes_vjp, lanes_jvp, _lanes_code, _lanes_shape, ("_lanes",), math=_listed),
     _record(lane_item, lane_item_vjp, linear_jvp(lane_item), "{p0}[..., {1}]", _scalar),
-    _record(lane_slice, lane_slice_vjp, linear_jvp(lane_slice), _slice_code, _slice_shape, indexes=True),
+    _record(lane_slice, lane_slice_vjp, linear_jvp(lane_slice), _slice_code, _slice_shape, indexes=True,
+            math=_slice_math),
     _record(lane_unslice, lane_unslice_vjp, linear_jvp(lane_unslice),
             "_lane_unslice({0}, {1}, {2}, {3}, {4})", _like(1), ("_lane_unslice",), fold=_fold_zero_first,
             cost=unit_cost),
