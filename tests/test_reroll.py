@@ -274,3 +274,26 @@ def test_check_and_compare_differentiate_the_terms_not_the_lanes(small_families)
     result = bp.compare(model, batch=20, budget=30)
     naive = next(r for r in result.rows if r.method == "naive")
     assert naive.status == "ok" and naive.max_rel_diff < 1e-9
+
+
+def test_dask_data_and_float32_through_a_rerolled_model(small_families):
+    """Lazy Dask data stays lazy through lanes (slices and gathers), and float32 stays float32."""
+    import dask.array as da
+
+    x = sp.symbols("x0:6")
+    t = sp.Symbol("t")
+    pairs = list(combinations(range(6), 2))
+    model = bp.Model("pairs", loss=sp.Add(*[sp.sin(x[i] * t) * (x[j] - t) ** 2 for i, j in pairs]),
+                     wrt=list(x), inputs=[t])
+    rolled = bp.compile(model)
+    assert "TABLE_" in rolled.source  # the pairs read the vector through gathers
+    module, unrolled = rolled.load(), bp.compile(model, reroll=False).load()
+    values = [float(v) for v in np.random.default_rng(8).uniform(-1, 1, 6)]
+    data = np.random.default_rng(9).uniform(-1, 1, 50)
+    lazy_value, lazy_grads = module.value_and_grad(*values, da.from_array(data, chunks=20))
+    assert isinstance(lazy_value, da.Array)
+    value, grads = unrolled.value_and_grad(*values, data)
+    assert_close(lazy_value.compute(), value, 1e-12)
+    assert_close([np.asarray(g) for g in da.compute(*lazy_grads)], grads, 1e-12)
+    grads32 = module.value_and_grad(*[np.float32(v) for v in values], data.astype(np.float32))[1]
+    assert all(np.asarray(g).dtype == np.float32 for g in grads32)

@@ -9,12 +9,15 @@ import numpy as np
 
 from .core import _sum_like
 
-NEEDS = {"_unlanes": ("_sum_like",), "_lane_accumulate": ("_lane_scatter",)}
+NEEDS = {"_unlanes": ("_sum_like",), "_lane_accumulate": ("_lane_scatter", "_lane_placed"),
+         "_lane_unslice": ("_lane_accumulate",)}
 
 
 def _lanes(values):
     """The values side by side along a last axis: numbers give a vector; arrays (a batch) are
-    broadcast to one shape first."""
+    broadcast to one shape first, and other arrays (Dask) stay what they are."""
+    if not set(map(type, values)) <= {float, np.float64, np.float32, np.ndarray}:
+        return np.stack(np.broadcast_arrays(*values), axis=-1)
     try:
         stacked = np.array(values)
     except ValueError:  # arrays of different shapes
@@ -34,14 +37,26 @@ def _flat_theta(theta, size):
 
 def _lane_lift(v):
     """A value the terms share, with a last axis to broadcast over the lanes (numbers need none)."""
-    return v[..., None] if isinstance(v, np.ndarray) else v
+    return v[..., None] if getattr(v, "ndim", 0) else v
 
 
 def _lane_unslice(g, x, start, stop, step):
     """Zeros with x's number of lanes, g added into lanes start:stop:step (the adjoint of a slice)."""
-    out = np.zeros(np.shape(g)[:-1] + np.shape(x)[-1:], dtype=np.result_type(g, x, 1.0))
-    out[..., start:stop:step] += g
-    return out
+    return _lane_accumulate(x, ((g, start, stop, step),), ())
+
+
+def _lane_placed(g, start, stop, step, size):
+    """Zeros of `size` lanes with g in lanes start:stop:step, built from whole arrays with NumPy
+    functions (so that a Dask array stays a lazy one): g's lanes interleaved with step - 1 lanes
+    of zeros, then zeros before and after."""
+    count = len(range(start, stop, step))
+    g = np.broadcast_to(g, np.shape(g)[:-1] + (count,))
+    lead = g.shape[:-1]
+    if step > 1:
+        g = np.stack([g] + [np.zeros_like(g)] * (step - 1), axis=-1).reshape(lead + (count * step,))
+        g = g[..., :stop - start]
+    zeros = np.zeros_like(g[..., :1])
+    return np.concatenate([zeros[..., :0]] + [zeros] * start + [g] + [zeros] * (size - start - g.shape[-1]), axis=-1)
 
 
 def _lane_scatter(g, x, index):
@@ -60,8 +75,17 @@ def _lane_scatter(g, x, index):
 def _lane_accumulate(x, slices, gathers):
     """Zeros with x's number of lanes, every (g, start, stop, step) slice signal and (g, index)
     gather signal added in: the signal of a lane vector, in one array."""
-    lead = np.broadcast_shapes(*[np.shape(g)[:-1] for g, *_ in slices + gathers])
-    out = np.zeros(lead + np.shape(x)[-1:], dtype=np.result_type(x, 1.0, *[g for g, *_ in slices + gathers]))
+    signals = [g for g, *_ in slices + gathers]
+    if not set(map(type, signals)) <= {float, int, np.float64, np.float32, np.ndarray}:  # Dask
+        size = np.shape(x)[-1]
+        parts = [_lane_placed(g, start, stop, step, size) for g, start, stop, step in slices]
+        for g, index in gathers:  # repeated lanes add up: a product with a 0/1 matrix
+            choose = np.zeros((len(index), size))
+            choose[np.arange(len(index)), index] = 1.0
+            parts.append(np.broadcast_to(g, np.shape(g)[:-1] + (len(index),)) @ choose)
+        return sum(parts[1:], parts[0])
+    lead = np.broadcast_shapes(*[np.shape(g)[:-1] for g in signals])
+    out = np.zeros(lead + np.shape(x)[-1:], dtype=np.result_type(x, 1.0, *signals))
     for g, start, stop, step in slices:
         out[..., start:stop:step] += g
     if gathers and out.ndim == 1:  # no batch: every gather's signal in one np.bincount
@@ -77,6 +101,6 @@ def _lane_accumulate(x, slices, gathers):
 def _unlanes(signal, values, shape):
     """The gradients of the symbols stacked in a lane vector, from its signal: each summed over
     the batch down to its own symbol's shape."""
-    if np.ndim(signal) == 1 and shape == ():  # no batch: the entries are the gradients
+    if np.ndim(signal) == 1 and shape == () and signal.dtype == np.float64:  # no batch, floats
         return tuple(signal.tolist())
     return tuple(_sum_like(signal[..., k], v, shape) for k, v in enumerate(values))
