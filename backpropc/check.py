@@ -263,9 +263,8 @@ def term_by_term(compiled: Compiled):
         return lower(compiled.model, reroll=False)
 
 
-def printed_size(compiled: Compiled) -> int:
+def printed_size(program) -> int:
     """Operations of the fully substituted loss as a printed tree (memoised over the graph)."""
-    program = term_by_term(compiled)
     size = [0] * program.n_forward
     for i in range(program.n_forward):
         size[i] = node_cost(program.graph, i) + sum(size[a] for a in program.graph[i].args)
@@ -274,11 +273,11 @@ def printed_size(compiled: Compiled) -> int:
 
 def _sympy_oracle(compiled: Compiled, limit: int):
     """A function point -> exact gradient by sympy.diff, or (None, why not)."""
-    size = printed_size(compiled)
+    program = term_by_term(compiled)
+    size = printed_size(program)
     if size > limit:
         return None, (f"sympy.diff skipped: the substituted loss has {size:,} operations when "
                       f"printed (limit {limit:,})")
-    program = term_by_term(compiled)
     loss = to_sympy(program)
     wrt_symbols = list(program.wrt)
     # Away from jumps, the derivatives SymPy leaves unevaluated (floor) or as deltas are zero.

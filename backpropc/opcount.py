@@ -30,10 +30,10 @@ def node_cost(graph, i: int) -> int:
     """A node's operations; a statement over a re-rolled family's lanes counts once per lane,
     as the terms it stands for would (a sum over the lanes, once per term it adds)."""
     node = graph[i]
-    ends_with_true = node.op is sp.Piecewise and graph[node.args[-1]].value is sp.true
-    cost = op_cost(node.op, len(node.args), ends_with_true)
     if node.op is lane_accumulate:
         return accumulated_lanes(graph, node)
+    ends_with_true = node.op is sp.Piecewise and graph[node.args[-1]].value is sp.true
+    cost = op_cost(node.op, len(node.args), ends_with_true)
     lanes = next((graph.shapes[a] for a in node.args if isinstance(graph.shapes[a], Lanes)), graph.shapes[i])
     return cost * lanes.count if isinstance(lanes, Lanes) else cost
 

@@ -541,13 +541,11 @@ def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
                    and graph[s.node].args == wrt_nodes), None)
     if program.inputs or vector is None or any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
         return None
-    symbols = set(wrt_nodes)
-    users = [i for i in closure(graph, [program.loss, *m.backward.grads]) if i != vector.node
-             and any(a in symbols for a in graph[i].args)]
-    every_gradient = ", ".join(g.name for g in m.listing.gradients)  # one statement for all of them
+    # re-rolling reads every packed symbol from the vector, so one statement gives all gradients
+    every_gradient = ", ".join(g.name for g in m.listing.gradients)
     gradient = [s for s in statements if s.node in m.lane_signals and s.name == every_gradient]
-    if users or len(gradient) != 1:
-        return None  # a symbol is also read on its own: the generic flat form serves it
+    if len(gradient) != 1:
+        return None
     signal = m.lane_signals[gradient[0].node]
     m.helpers.add("_flat_theta")
     sections = []

@@ -153,8 +153,10 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, i
             if j in new:
                 continue
             node = graph[j]
-            family = {a for group in families.get(j, ()) for a in group}
-            args = [a for a in node.args if a not in family]
+            args = node.args
+            if j in families:  # its terms in families are rebuilt over lanes, not one by one
+                family = {a for group in families[j] for a in group}
+                args = [a for a in node.args if a not in family]
             if j in position:  # read from the vector elsewhere too: its gradient is one entry
                 new[j] = graph.apply(lane_item, vector, graph.const(position[j]))
             elif node.is_leaf:

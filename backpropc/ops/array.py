@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..errors import ModelError
 from ..graph import Domain, Lanes, Whole
 from .base import Op, Ref, call
-from .lanes import accumulate_lanes, lane_sum
+from .lanes import accumulate_lanes
 from .matrix import MatrixOp, linear_jvp
 
 
@@ -357,8 +357,6 @@ def fit_contribution(graph, part: Ref, target: int) -> Ref:
     """A contribution over a Sum's range sent to a value that has none (a scalar) is summed."""
     if isinstance(graph.shapes[part.id], Domain) and graph.shapes[target] is None:
         return call(total, part)
-    if isinstance(graph.shapes[part.id], Lanes) and not isinstance(graph.shapes[target], Lanes):
-        return call(lane_sum, part)  # a re-rolled family's signal sent to a value it shares
     return part
 
 

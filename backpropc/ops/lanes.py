@@ -12,7 +12,7 @@ into the vector's signal, whose entries are the symbols' signals (`lane_item`).
 from __future__ import annotations
 
 from ..graph import Lanes
-from .base import Op, Ref, call, unit_cost
+from .base import Op, call, unit_cost
 from .matrix import MatrixOp, linear_jvp
 
 
@@ -315,9 +315,3 @@ RECORDS = [
             fold=_fold_zero_first, cost=unit_cost),
 ]
 
-
-def fit_lanes(graph, part: Ref, target: int) -> Ref:
-    """A contribution over lanes sent to a value without them is summed over the lanes."""
-    if isinstance(graph.shapes[part.id], Lanes) and not isinstance(graph.shapes[target], Lanes):
-        return call(lane_sum, part)
-    return part
