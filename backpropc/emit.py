@@ -18,6 +18,7 @@ from .graph import CONST, SYMBOL, Domain, Graph, Lanes, closure
 from .naming import Namer
 from .opcount import node_cost
 from .ops import RECORDS, NumPyNamesPrinter, constant_value, record_for
+from .ops.array import BATCH_FREE, spread_positions
 from .ops.matrix import transpose
 
 # Deeper single-use chains are split into temporaries: readable, and far from the parser's limit.
@@ -64,12 +65,16 @@ class IRPrinter:
     `math`, in the lecture's notation; with `scalar`, for Python floats with the math module).
     The runtime helpers the code calls are collected in `helpers`."""
 
-    def __init__(self, graph: Graph, math: bool = False, scalar: bool = False) -> None:
+    def __init__(self, graph: Graph, math: bool = False, scalar: bool = False,
+                 data: frozenset = frozenset()) -> None:
         self.graph = graph
         self.math = math
         self.scalar = scalar
         self.uses_math = False
         self.helpers: set[str] = set()
+        # Leaves that may carry a batch (the data of an indexed model), and whether each node does.
+        self.data = data
+        self._per_example: list[bool] = []
 
     def print(self, root: int, names: dict[int, str]) -> str:
         graph = self.graph
@@ -133,6 +138,8 @@ class IRPrinter:
         record = record_for(op)
         if not self.math and graph.is_matrix(i) and "matrix" not in record.tags:
             args = self._broadcast(ids, args)
+        if self.data and not self.math:
+            args = self._spread(i, ids, args)
         if op is sp.Add:
             return self._add(ids, args)
         if op is sp.Mul:
@@ -169,6 +176,31 @@ class IRPrinter:
         if wrapped != args:
             self.helpers.add("_as_matrix")
         return wrapped
+
+    def _spread(self, i, ids, args):
+        """A per-example scalar of an indexed model beside values over a Sum's range gets a
+        trailing axis, so that a batch of them broadcasts (batch axes lead, the range is last)."""
+        positions = spread_positions(self.graph, i, len(ids))
+        if not positions:
+            return args
+        shapes = self.graph.shapes
+        wrapped = [(f"_spread({t})", ATOM) if k in positions and shapes[a] is None and self.per_example(a)
+                   else (t, p)
+                   for k, (a, (t, p)) in enumerate(zip(ids, args))]
+        if wrapped != args:
+            self.helpers.add("_spread")
+        return wrapped
+
+    def per_example(self, i: int) -> bool:
+        """Whether node i may vary over a batch: it depends on data (a shape read from data,
+        like n = len(t), does not)."""
+        graph, known = self.graph, self._per_example
+        while len(known) <= i:
+            k = len(known)
+            node = graph[k]
+            known.append(k in self.data if node.is_leaf else
+                         node.op not in BATCH_FREE and any(known[a] for a in node.args))
+        return known[i]
 
     def _math_call(self, record, args) -> tuple[str, int]:
         texts = [t for t, _ in args]

@@ -117,7 +117,13 @@ class ModuleBuilder:
             self.step_names[program.loss] = "L"
         for node, wanted in self.step_names.items():
             namer.name(("node", node), wanted)
-        self.printer = IRPrinter(graph)
+        # The data of an indexed model may carry a batch: its scalars get a trailing axis beside
+        # values over a Sum's range, and its indexed arrays' gradients sum over the batch.
+        self.indexed = any(isinstance(s, sp.IndexedBase) for s in program.args)
+        self.has_data = len(program.args) > len(program.wrt)
+        data = frozenset(self.arg_nodes[s] for s in program.args[len(program.wrt):]
+                         if self.arg_nodes[s] is not None) if self.indexed else frozenset()
+        self.printer = IRPrinter(graph, data=data)
         self.notation = IRPrinter(graph, math=True)  # the lecture's notation, for comments
         self._statements = 0
         self.added: list = []
@@ -146,9 +152,13 @@ class ModuleBuilder:
     # ---- the batch and the objective ----------------------------------------------------------
     def batch_args(self) -> str:
         """The arguments whose broadcast shape is the batch (a matrix's trailing axes are its own)."""
-        return ", ".join(f"{a}[..., 0, 0]" if isinstance(s, sp.MatrixSymbol) else a
-                         for a, s in zip(self.arg_names, self.program.args)
-                         if not isinstance(s, sp.IndexedBase))  # per-index data is not a batch
+        program = self.program
+        return ", ".join(f"{a}[..., 0, 0]" if isinstance(s, sp.MatrixSymbol) or
+                         isinstance(s, sp.IndexedBase) and len(s.shape) == 2 else
+                         f"{a}[..., 0]" if isinstance(s, sp.IndexedBase) else a
+                         for a, s in zip(self.arg_names, program.args)
+                         # an indexed parameter has no batch; per-index data's last axes are its own
+                         if not (isinstance(s, sp.IndexedBase) and s in program.wrt))
 
     @cached_property
     def seed(self) -> int:
@@ -317,7 +327,7 @@ class ModuleBuilder:
         down to the argument's shape. A matrix parameter's sum over the batch happens inside the
         matrix products that form its signal (W1_bar = z_bar x^T, summed over the examples)."""
         if indexed:
-            return self.array_gradient_code(g, arg, names)
+            return self.array_gradient_code(g, arg, shape, names)
         self.helpers.add("_sum_like")
         if not matrix:
             return f"_sum_like({self.ref(g, names)}, {arg}, {shape})"
@@ -343,12 +353,16 @@ class ModuleBuilder:
         text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
         return text + "".join(f" {sign} {code}" for sign, code in parts[1:])
 
-    def array_gradient_code(self, g: int, arg: str, names: dict[int, str]) -> str:
-        """The gradient of an indexed argument: its signal is already an array of its shape (an
-        indexed model has no batch to sum over); a constant one is spread over that shape."""
-        if isinstance(self.graph.shapes[g], Whole):
+    def array_gradient_code(self, g: int, arg: str, shape: str, names: dict[int, str]) -> str:
+        """The gradient of an indexed argument: its signal is an array of its shape, after the
+        batch axes of the data it met (summed here); a constant one is spread over that shape.
+        Without data there is no batch to sum over."""
+        if not isinstance(self.graph.shapes[g], Whole):
+            return f"np.full(np.shape({arg}), {self.ref(g, names)}, dtype=float)"
+        if not self.has_data:
             return self.ref(g, names)
-        return f"np.full(np.shape({arg}), {self.ref(g, names)}, dtype=float)"
+        self.helpers.add("_sum_like")
+        return f"_sum_like({self.ref(g, names)}, {arg}, {shape} + np.shape({arg}))"
 
     def _transposed(self, i: int, names) -> str:
         graph = self.graph
@@ -440,8 +454,8 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
                                                   isinstance(w, sp.IndexedBase)), arg=w_name,
                                   _rhs=_rhs(schedule, hv[g], names) if hv[g] not in names
                                   else _symbol(names[hv[g]])))
-    if any(isinstance(s, sp.IndexedBase) for s in program.args):
-        value = loss  # an indexed model's loss is one number: it has no batch
+    if m.indexed and not m.has_data:
+        value = loss  # an indexed model without data: its loss is one number
         if not any(re.search(rf"\b{shape}\b", g.code) for g in grads + hvps + first[1:]):
             first = first[1:]  # and nothing to sum over it
     elif m.reduction == "mean":

@@ -272,14 +272,16 @@ def test_index_out_of_range_at_call_time_names_the_array_and_bounds():
         nested.value_and_grad(np.ones(4))
 
 
-def test_batches_and_wrong_shapes_are_refused():
+def test_batched_parameters_and_wrong_shapes_are_refused():
     module = bp.compile(sp.Sum((a * t[i] - y[i]) ** 2, (i, 0, n - 1)), wrt=[a]).load()
     with pytest.raises(ValueError, match="must be one number"):
         module.value_and_grad(np.ones(3), np.ones(4), np.ones(4))
     with pytest.raises(ValueError, match=r"y must have shape \(4,\)"):
         module.value_and_grad(1.0, np.ones(4), np.ones(5))
-    with pytest.raises(ValueError, match=r"must have shape \(n,\)"):
-        module.value_and_grad(1.0, np.ones((2, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"t must have shape \(n,\), or \(\.\.\., n,\) for a batch; got \(\)"):
+        module.value_and_grad(1.0, 2.0, np.ones(4))
+    # data may lead with a batch (tests/test_indexed_batches.py): one loss per example
+    assert module.forward(1.0, np.ones((2, 4)), np.ones((2, 4))).shape == (2,)
 
 
 # ---- matrix slices ----------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def dimension(converter, sym: sp.Symbol) -> int | None:
     if source is None:
         return None
     base, axis = source
-    node = graph.apply(array_dim, graph.symbol(base), graph.const(axis))
+    # counted from the end: a batch of data leads
+    node = graph.apply(array_dim, graph.symbol(base), graph.const(axis - len(base.shape)))
     if all(node != n for _, n in graph.array_names):
         graph.array_names.append((sp.Symbol(str(sym)), node))
     return node

@@ -338,7 +338,7 @@ RECORDS = [
             ("_lift",), fold=_fold_lift),
     _record(segment_sum, segment_sum_vjp, linear_jvp(segment_sum), "_segment_sum({0}, {1}, {2})",
             _like_third, ("_segment_sum",), fold=_fold_zero_first),
-    _record(total, total_vjp, linear_jvp(total), "np.sum({0})", _scalar, fold=_fold_total),
+    _record(total, total_vjp, linear_jvp(total), "np.sum({0}, axis=-1)", _scalar, fold=_fold_total),
     _record(window, window_vjp, linear_jvp(window), _window_code, _window_shape, ("_window",),
             math="{0}[{2}:{3}]"),
     _record(unwindow, unwindow_vjp, linear_jvp(unwindow), _unwindow_code, _like_second, ("_unwindow",),
@@ -351,6 +351,34 @@ RECORDS = [
             ("_accumulate",), math="accumulate"),
     _record(array_dim, _zero_rule, _no_tangent, "np.shape({0})[{1}]", _scalar, zero_derivative=True),
 ]
+
+
+# Ops whose value is the same for every example of a batch (index ranges, shapes read from data).
+BATCH_FREE = frozenset({span, nest, outer_of, inner_of, array_dim})
+
+
+def spread_positions(graph, i: int, count: int) -> range | tuple:
+    """The arguments of node i that take a per-example scalar with a trailing axis (`_spread`):
+    every argument of an elementwise op over a Sum's range, and the signal of a window adjoint
+    that is sliced (one whose every axis is fixed takes the scalar as it is) or of a gather's."""
+    node = graph[i]
+    if node.op in (unwindow, scatter):
+        return (0,) if node.op is scatter or _sliced(graph, node.args[2:]) else ()
+    if node.op is accumulate:
+        rank, windows = int(graph.number(node.args[1])), int(graph.number(node.args[2]))
+        positions, k = [], 3
+        for _ in range(windows):
+            if _sliced(graph, node.args[k + 1:k + 1 + 3 * rank]):
+                positions.append(k)
+            k += 1 + 3 * rank
+        return tuple(positions) + tuple(range(k, len(node.args), 1 + rank))
+    if isinstance(graph.shapes[i], Domain) and not (isinstance(node.op, type) and issubclass(node.op, ArrayOp)):
+        return range(count)
+    return ()
+
+
+def _sliced(graph, axes) -> bool:
+    return any(graph.number(step) != 0 for step in axes[2::3])
 
 
 def fit_contribution(graph, part: Ref, target: int) -> Ref:

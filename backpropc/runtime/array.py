@@ -1,15 +1,19 @@
 """Helpers of indexed models (Sum over IndexedBase), copied into modules that use them.
 
-A value over a Sum's index range is a 1-D array; a slice of an indexed argument is a view, its
-adjoint a slice assignment into zeros; a nested Sum lists its index tuples flat, so its indexing
-is a gather whose adjoint adds repeated indices (np.bincount). Every access checks its range:
-Python's slices would silently wrap a negative index or stop short at the end.
+A value over a Sum's index range is an array with one entry per index along its last axis (a
+batch of data, if any, leads); a slice of an indexed argument is a view, its adjoint a slice
+assignment into zeros; a nested Sum lists its index tuples flat, so its indexing is a gather
+whose adjoint adds repeated indices (np.bincount). Every access checks its range: Python's slices
+would silently wrap a negative index or stop short at the end. A signal sent to an indexed
+argument keeps the batch it has (zeros shaped batch + the argument's shape); the gradient sums
+it over the batch (`_sum_like`).
 """
 
 import numpy as np
 
 NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
-         "_gather": ("_out_of_range", "_extremes")}
+         "_gather": ("_out_of_range", "_extremes"), "_unwindow": ("_lead", "_key"),
+         "_scatter": ("_lead",), "_accumulate": ("_lead", "_key", "_scatter")}
 
 
 def _out_of_range(name, axis, low, high, size):
@@ -18,9 +22,14 @@ def _out_of_range(name, axis, low, high, size):
                       f"larger or the Sum's range smaller")
 
 
+def _spread(s):
+    """A per-example scalar with a trailing axis, to broadcast against values over a Sum's range."""
+    return s if type(s) is float or np.ndim(s) == 0 else s[..., None]
+
+
 def _window(x, name, start, stop, step, *axes):
-    """x[start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked (the
-    last index of a window is stop - 1)."""
+    """x[..., start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked
+    (the last index of a window is stop - 1)."""
     if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
         if step and 0 <= start and stop <= len(x):
             return x[start:stop:step]
@@ -30,12 +39,13 @@ def _window(x, name, start, stop, step, *axes):
 
 
 def _window_checked(x, name, *axes):
-    if np.ndim(x) != len(axes) // 3:
-        raise ValueError(f"{name} must be a {len(axes) // 3}-D array (an indexed model takes no batch "
-                         f"axes); got shape {np.shape(x)}")
-    key = []
+    rank = len(axes) // 3
+    if np.ndim(x) < rank:
+        raise ValueError(f"{name} must be a {rank}-D array, or (..., {rank}-D) for a batch; got shape "
+                         f"{np.shape(x)}")
+    key = [...]
     for axis, (start, stop, step) in enumerate(zip(axes[::3], axes[1::3], axes[2::3])):
-        size = x.shape[axis]
+        size = x.shape[axis - rank]
         if step == 0:
             if not 0 <= start < size:
                 raise _out_of_range(name, axis, start, start, size)
@@ -48,11 +58,23 @@ def _window_checked(x, name, *axes):
     return x[tuple(key)]
 
 
+def _key(axes):
+    """The index of a window: (..., slice or fixed index per axis)."""
+    return (...,) + tuple(start if step == 0 else slice(start, max(stop, start), step)
+                          for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))
+
+
+def _lead(x, *parts):
+    """The shape of zeros that take each (g, k) of `parts`, a signal whose last k axes fall on x's
+    entries: the batch axes that any g has before those, then x's shape."""
+    lead = [np.shape(g)[:max(np.ndim(g) - k, 0)] for g, k in parts]
+    return (np.broadcast_shapes(*lead) if any(lead) else ()) + np.shape(x)
+
+
 def _unwindow(g, x, *axes):
-    """Zeros shaped like x with g in the window (the adjoint of _window)."""
-    out = np.zeros(np.shape(x), dtype=np.result_type(g, x, 1.0))
-    out[tuple(start if step == 0 else slice(start, max(stop, start), step)
-              for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))] = g
+    """Zeros shaped like x (after g's batch) with g in the window (the adjoint of _window)."""
+    out = np.zeros(_lead(x, (g, sum(1 for step in axes[2::3] if step))), dtype=np.result_type(g, x, 1.0))
+    out[_key(axes)] = g
     return out
 
 
@@ -69,32 +91,33 @@ def _nest(lo, stop, outer):
 
 def _lift(a, parent):
     """An outer value repeated to each of its inner tuples."""
-    return a[parent] if np.ndim(a) else a
+    return a[..., parent] if np.ndim(a) else a
 
 
 def _segment_sum(w, parent, like):
     """The values of the inner tuples added up per outer tuple (the inner Sum). The tuples are
     listed outer tuple by outer tuple, so each sum is over a contiguous run (np.add.reduceat)."""
-    size = np.shape(like)[0]
-    w = np.broadcast_to(w, np.shape(parent))
+    size = np.shape(like)[-1]
+    w = np.broadcast_to(w, np.broadcast_shapes(np.shape(w), np.shape(parent)))
     starts = np.searchsorted(parent, np.arange(size + 1))
-    out = np.zeros(size, dtype=np.result_type(w, 1.0))
+    out = np.zeros(w.shape[:-1] + (size,), dtype=np.result_type(w, 1.0))
     runs = starts[:-1] < starts[1:]  # reduceat would give an empty run the next value
     if np.any(runs):
-        out[runs] = np.add.reduceat(w, starts[:-1][runs])
+        out[..., runs] = np.add.reduceat(w, starts[:-1][runs], axis=-1)
     return out
 
 
 def _gather(x, name, *index):
     """x at integer index arrays (one per axis, or a fixed integer), the range checked."""
-    if np.ndim(x) != len(index):
-        raise ValueError(f"{name} must be a {len(index)}-D array (an indexed model takes no batch "
-                         f"axes); got shape {np.shape(x)}")
+    if np.ndim(x) < len(index):
+        raise ValueError(f"{name} must be a {len(index)}-D array, or (..., {len(index)}-D) for a batch; "
+                         f"got shape {np.shape(x)}")
     for axis, k in enumerate(index):
+        size = x.shape[axis - len(index)]
         low, high = (k, k) if type(k) is int else _extremes(k)
-        if (low < 0 or high >= x.shape[axis]) and np.size(k):
-            raise _out_of_range(name, axis, int(low), int(high), x.shape[axis])
-    return x[index]
+        if (low < 0 or high >= size) and np.size(k):
+            raise _out_of_range(name, axis, int(low), int(high), size)
+    return x[(...,) + index]
 
 
 def _extremes(k):
@@ -109,36 +132,46 @@ def _extremes(k):
     return low, high
 
 
-def _scatter(g, x, *index):
-    """Zeros shaped like x with g added at the indices, repeated ones adding up (one bincount)."""
+def _scatter(g, x, *index, out=None):
+    """Zeros shaped like x (after g's batch) with g added at the indices, repeated ones adding up
+    (one bincount); with `out`, added into it."""
     shape = np.shape(x)
     index = np.broadcast_arrays(*index)
     flat = np.ravel_multi_index(index, shape) if len(shape) > 1 else index[0]
-    weights = np.broadcast_to(g, flat.shape).ravel()
-    return np.bincount(flat.ravel(), weights, minlength=int(np.prod(shape))).reshape(shape)
+    lead = _lead(x, (g, flat.ndim))[:-len(shape)]
+    weights = np.broadcast_to(g, lead + flat.shape).reshape(-1)
+    size = int(np.prod(shape))
+    if lead:  # each example's entries in a block of its own
+        flat = (np.arange(int(np.prod(lead)))[:, None] * size + flat.reshape(1, -1)).reshape(-1)
+    total = np.bincount(flat.ravel(), weights, minlength=size * int(np.prod(lead))).reshape(lead + shape)
+    if out is None:
+        return total
+    out += total
+    return out
 
 
 def _accumulate(x, windows, gathers):
-    """Zeros shaped like x with each (g, start, stop, step, ...) of `windows` added into its
-    slice and each (g, index, ...) of `gathers` added at its indices (repeated ones adding up:
-    one bincount per gather)."""
-    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    """Zeros shaped like x (after any batch of the signals) with each (g, start, stop, step, ...)
+    of `windows` added into its slice and each (g, index, ...) of `gathers` added at its indices
+    (repeated ones adding up: one bincount per gather)."""
+    parts = [(g, sum(1 for step in axes[2::3] if step)) for g, *axes in windows]
+    parts += [(g, np.ndim(index[0])) for g, *index in gathers]
+    shape = _lead(x, *parts)
+    out = np.zeros(shape, dtype=x.dtype if x.dtype.kind == "f" else float)
     for g, *axes in windows:
-        if len(axes) == 3:  # a 1-D window or entry (already checked by _window)
+        if len(axes) == 3 and out.ndim == 1:  # a 1-D window or entry (already checked by _window)
             if axes[2]:
                 out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
             else:
                 out[axes[0]] += g
         else:
-            out[tuple(start if step == 0 else slice(start, max(stop, start), step)
-                      for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))] += g
+            out[_key(axes)] += g
     for g, *index in gathers:
-        if np.ndim(g) < np.ndim(index[0]):
-            g = np.full(np.shape(index[0]), g)
         if out.ndim == 1:
-            out += np.bincount(index[0], g, minlength=out.shape[0])
-        elif type(index[1]) is int:  # a column at the gathered rows: one bincount
-            out[:, index[1]] += np.bincount(index[0], g, minlength=out.shape[0])
+            out += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
+        elif out.ndim == 2 and x.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows
+            out[:, index[1]] += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])),
+                                            minlength=out.shape[0])
         else:
-            np.add.at(out, tuple(index), g)
+            _scatter(g, x, *index, out=out)
     return out

@@ -18,7 +18,7 @@ ARGS = ("x", "A", "b")
 WRT = ("x",)
 # Matrix arguments: their shape per example (a batch adds leading axes); strings name dimensions.
 SHAPES = {"x": ("n", 1), "A": ("m", "n"), "b": ("m", 1)}
-# Indexed arguments (sympy.IndexedBase) have exactly their shape: an indexed model has no batch.
+# Indexed arguments (sympy.IndexedBase): parameters have exactly their shape, data may lead with a batch.
 INDEXED = ()
 # A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
 # that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
@@ -135,7 +135,8 @@ def _checked(f):
 def _check_batch(names, values):
     """Data whose shapes broadcast to a batch larger than each of them (targets (N, 1) beside
     inputs (N,) give N x N pairs) is almost never meant: refuse it, naming the shapes."""
-    shapes = [np.shape(v)[:-2] if n in SHAPES else np.shape(v) for n, v in zip(names, values)]
+    shapes = [np.shape(v)[:np.ndim(v) - len(SHAPES[n])] if n in SHAPES else np.shape(v)
+              for n, v in zip(names, values)]
     if sum(1 for s in shapes if s) < 2:
         return
     try:
@@ -159,20 +160,21 @@ def _check_matrices(names, values):
     values = list(values)
     for i, (name, v) in enumerate(zip(names, values)):
         want = SHAPES.get(name)
+        exact = INDEXED and name in WRT  # a parameter of an indexed model has no batch
         if want is None:
-            if INDEXED and np.ndim(v):
-                raise ValueError(f"{name} must be one number: a model over indexed arrays takes no "
-                                 f"batch; got shape {np.shape(v)}")
+            if exact and np.ndim(v):
+                raise ValueError(f"{name} must be one number: a parameter of a model over indexed arrays "
+                                 f"takes no batch (its data may); got shape {np.shape(v)}")
             continue
         if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
             v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
         got = np.shape(v)[-len(want):]
-        if np.ndim(v) < len(want) or name in INDEXED and np.ndim(v) != len(want) or not all(
+        if np.ndim(v) < len(want) or exact and np.ndim(v) != len(want) or not all(
                 fits(w, g) for w, g in zip(want, got)):
             dims = ", ".join(str(sizes.get(w, w)) for w in want) + ("," if len(want) == 1 else "")
-            batch = "" if name in INDEXED else f", or (..., {dims}) for a batch"
+            batch = "" if exact else f", or (..., {dims}) for a batch"
             raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
     return values
 
@@ -186,7 +188,7 @@ def _in_chunks(f, combine, scalar=None):
     argument (its gradient: concatenated when the argument is split, else summed), or a tuple
     of these for a tuple result."""
     names = _params(f)
-    if INDEXED:  # an indexed model has no batch to split
+    if INDEXED:  # an indexed model's batch is evaluated at once
         return f
 
     def chunked(*args):
@@ -319,7 +321,7 @@ def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
     value_and_grad = value_and_grad or globals()["value_and_grad"]
     rng = np.random.default_rng(seed)
     # a parameter has its own shape, data a batch of them; a named dimension is 3
-    shape = {a: (() if a in WRT or INDEXED else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
+    shape = {a: (() if a in WRT else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
              for a in ARGS}
     for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
         point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}

@@ -23,7 +23,7 @@ ARGS = ("X",)
 WRT = ("X",)
 # Matrix arguments: their shape per example (a batch adds leading axes); strings name dimensions.
 SHAPES = {"X": ("n", 3)}
-# Indexed arguments (sympy.IndexedBase) have exactly their shape: an indexed model has no batch.
+# Indexed arguments (sympy.IndexedBase): parameters have exactly their shape, data may lead with a batch.
 INDEXED = ("X",)
 # A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
 # that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
@@ -35,20 +35,20 @@ BROADCAST = False
 
 def forward(X):
     """The per-example loss (the broadcast shape of the arguments)."""
-    n = np.shape(X)[0]
+    n = np.shape(X)[-2]
     i = np.arange(0, n)
     c0 = _nest(i + 1, n, i)
     c1 = c0[0]
     j = c0[1]
     c2 = (_lift(_window(X, "X", 0, n, 1, 0, 0, 0), c1) - _gather(X, "X", j, 0))**2 + (_lift(_window(X, "X", 0, n, 1, 1, 0, 0), c1) - _gather(X, "X", j, 1))**2 + (_lift(_window(X, "X", 0, n, 1, 2, 0, 0), c1) - _gather(X, "X", j, 2))**2
-    L = np.sum(4*(1/((c2*c2*c2)**2) - 1/(c2**2*c2)))
+    L = np.sum(4*(1/((c2*c2*c2)**2) - 1/(c2**2*c2)), axis=-1)
     return L
 
 
 def value_and_grad(X):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
-    n = np.shape(X)[0]
+    n = np.shape(X)[-2]
     i = np.arange(0, n)
     c0 = _nest(i + 1, n, i)
     c1 = c0[0]
@@ -60,7 +60,7 @@ def value_and_grad(X):
     c7 = _window(X, "X", 0, n, 1, 2, 0, 0)
     c8 = _lift(c7, c1) - _gather(X, "X", j, 2)
     c2 = c4**2 + c6**2 + c8**2
-    L = np.sum(4*(1/((c2*c2*c2)**2) - 1/(c2**2*c2)))
+    L = np.sum(4*(1/((c2*c2*c2)**2) - 1/(c2**2*c2)), axis=-1)
     # backward pass: v_bar is the error signal d(objective)/dv
     c2_bar = 12/((c2*c2)**2) - 24/((c2*c2*c2)**2*c2)          # from L = sum(4*(1/c2**6 - 1/c2**3))
     c8_bar = 2*c2_bar*c8                                      # from c2 = c4**2 + c6**2 + c8**2
@@ -156,7 +156,8 @@ def _checked(f):
 def _check_batch(names, values):
     """Data whose shapes broadcast to a batch larger than each of them (targets (N, 1) beside
     inputs (N,) give N x N pairs) is almost never meant: refuse it, naming the shapes."""
-    shapes = [np.shape(v)[:-2] if n in SHAPES else np.shape(v) for n, v in zip(names, values)]
+    shapes = [np.shape(v)[:np.ndim(v) - len(SHAPES[n])] if n in SHAPES else np.shape(v)
+              for n, v in zip(names, values)]
     if sum(1 for s in shapes if s) < 2:
         return
     try:
@@ -180,20 +181,21 @@ def _check_matrices(names, values):
     values = list(values)
     for i, (name, v) in enumerate(zip(names, values)):
         want = SHAPES.get(name)
+        exact = INDEXED and name in WRT  # a parameter of an indexed model has no batch
         if want is None:
-            if INDEXED and np.ndim(v):
-                raise ValueError(f"{name} must be one number: a model over indexed arrays takes no "
-                                 f"batch; got shape {np.shape(v)}")
+            if exact and np.ndim(v):
+                raise ValueError(f"{name} must be one number: a parameter of a model over indexed arrays "
+                                 f"takes no batch (its data may); got shape {np.shape(v)}")
             continue
         if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
             v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
         got = np.shape(v)[-len(want):]
-        if np.ndim(v) < len(want) or name in INDEXED and np.ndim(v) != len(want) or not all(
+        if np.ndim(v) < len(want) or exact and np.ndim(v) != len(want) or not all(
                 fits(w, g) for w, g in zip(want, got)):
             dims = ", ".join(str(sizes.get(w, w)) for w in want) + ("," if len(want) == 1 else "")
-            batch = "" if name in INDEXED else f", or (..., {dims}) for a batch"
+            batch = "" if exact else f", or (..., {dims}) for a batch"
             raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
     return values
 
@@ -207,7 +209,7 @@ def _in_chunks(f, combine, scalar=None):
     argument (its gradient: concatenated when the argument is split, else summed), or a tuple
     of these for a tuple result."""
     names = _params(f)
-    if INDEXED:  # an indexed model has no batch to split
+    if INDEXED:  # an indexed model's batch is evaluated at once
         return f
 
     def chunked(*args):
@@ -318,7 +320,7 @@ def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
     value_and_grad = value_and_grad or globals()["value_and_grad"]
     rng = np.random.default_rng(seed)
     # a parameter has its own shape, data a batch of them; a named dimension is 3
-    shape = {a: (() if a in WRT or INDEXED else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
+    shape = {a: (() if a in WRT else (batch,)) + tuple(3 if type(n) is str else n for n in SHAPES.get(a, ()))
              for a in ARGS}
     for low, high in ((0.1, 0.9), (1.1, 2.0), (-0.9, -0.1), (-2.0, 2.0)) * 5:
         point = {a: rng.uniform(low, high, shape[a] or None) for a in ARGS}
@@ -343,8 +345,8 @@ def _out_of_range(name, axis, low, high, size):
 
 
 def _window(x, name, start, stop, step, *axes):
-    """x[start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked (the
-    last index of a window is stop - 1)."""
+    """x[..., start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked
+    (the last index of a window is stop - 1)."""
     if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
         if step and 0 <= start and stop <= len(x):
             return x[start:stop:step]
@@ -354,12 +356,13 @@ def _window(x, name, start, stop, step, *axes):
 
 
 def _window_checked(x, name, *axes):
-    if np.ndim(x) != len(axes) // 3:
-        raise ValueError(f"{name} must be a {len(axes) // 3}-D array (an indexed model takes no batch "
-                         f"axes); got shape {np.shape(x)}")
-    key = []
+    rank = len(axes) // 3
+    if np.ndim(x) < rank:
+        raise ValueError(f"{name} must be a {rank}-D array, or (..., {rank}-D) for a batch; got shape "
+                         f"{np.shape(x)}")
+    key = [...]
     for axis, (start, stop, step) in enumerate(zip(axes[::3], axes[1::3], axes[2::3])):
-        size = x.shape[axis]
+        size = x.shape[axis - rank]
         if step == 0:
             if not 0 <= start < size:
                 raise _out_of_range(name, axis, start, start, size)
@@ -370,6 +373,19 @@ def _window_checked(x, name, *axes):
             raise _out_of_range(name, axis, start, last, size)
         key.append(slice(start, max(stop, start), step))
     return x[tuple(key)]
+
+
+def _key(axes):
+    """The index of a window: (..., slice or fixed index per axis)."""
+    return (...,) + tuple(start if step == 0 else slice(start, max(stop, start), step)
+                          for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))
+
+
+def _lead(x, *parts):
+    """The shape of zeros that take each (g, k) of `parts`, a signal whose last k axes fall on x's
+    entries: the batch axes that any g has before those, then x's shape."""
+    lead = [np.shape(g)[:max(np.ndim(g) - k, 0)] for g, k in parts]
+    return (np.broadcast_shapes(*lead) if any(lead) else ()) + np.shape(x)
 
 
 def _nest(lo, stop, outer):
@@ -385,32 +401,33 @@ def _nest(lo, stop, outer):
 
 def _lift(a, parent):
     """An outer value repeated to each of its inner tuples."""
-    return a[parent] if np.ndim(a) else a
+    return a[..., parent] if np.ndim(a) else a
 
 
 def _segment_sum(w, parent, like):
     """The values of the inner tuples added up per outer tuple (the inner Sum). The tuples are
     listed outer tuple by outer tuple, so each sum is over a contiguous run (np.add.reduceat)."""
-    size = np.shape(like)[0]
-    w = np.broadcast_to(w, np.shape(parent))
+    size = np.shape(like)[-1]
+    w = np.broadcast_to(w, np.broadcast_shapes(np.shape(w), np.shape(parent)))
     starts = np.searchsorted(parent, np.arange(size + 1))
-    out = np.zeros(size, dtype=np.result_type(w, 1.0))
+    out = np.zeros(w.shape[:-1] + (size,), dtype=np.result_type(w, 1.0))
     runs = starts[:-1] < starts[1:]  # reduceat would give an empty run the next value
     if np.any(runs):
-        out[runs] = np.add.reduceat(w, starts[:-1][runs])
+        out[..., runs] = np.add.reduceat(w, starts[:-1][runs], axis=-1)
     return out
 
 
 def _gather(x, name, *index):
     """x at integer index arrays (one per axis, or a fixed integer), the range checked."""
-    if np.ndim(x) != len(index):
-        raise ValueError(f"{name} must be a {len(index)}-D array (an indexed model takes no batch "
-                         f"axes); got shape {np.shape(x)}")
+    if np.ndim(x) < len(index):
+        raise ValueError(f"{name} must be a {len(index)}-D array, or (..., {len(index)}-D) for a batch; "
+                         f"got shape {np.shape(x)}")
     for axis, k in enumerate(index):
+        size = x.shape[axis - len(index)]
         low, high = (k, k) if type(k) is int else _extremes(k)
-        if (low < 0 or high >= x.shape[axis]) and np.size(k):
-            raise _out_of_range(name, axis, int(low), int(high), x.shape[axis])
-    return x[index]
+        if (low < 0 or high >= size) and np.size(k):
+            raise _out_of_range(name, axis, int(low), int(high), size)
+    return x[(...,) + index]
 
 
 def _extremes(k):
@@ -425,29 +442,48 @@ def _extremes(k):
     return low, high
 
 
+def _scatter(g, x, *index, out=None):
+    """Zeros shaped like x (after g's batch) with g added at the indices, repeated ones adding up
+    (one bincount); with `out`, added into it."""
+    shape = np.shape(x)
+    index = np.broadcast_arrays(*index)
+    flat = np.ravel_multi_index(index, shape) if len(shape) > 1 else index[0]
+    lead = _lead(x, (g, flat.ndim))[:-len(shape)]
+    weights = np.broadcast_to(g, lead + flat.shape).reshape(-1)
+    size = int(np.prod(shape))
+    if lead:  # each example's entries in a block of its own
+        flat = (np.arange(int(np.prod(lead)))[:, None] * size + flat.reshape(1, -1)).reshape(-1)
+    total = np.bincount(flat.ravel(), weights, minlength=size * int(np.prod(lead))).reshape(lead + shape)
+    if out is None:
+        return total
+    out += total
+    return out
+
+
 def _accumulate(x, windows, gathers):
-    """Zeros shaped like x with each (g, start, stop, step, ...) of `windows` added into its
-    slice and each (g, index, ...) of `gathers` added at its indices (repeated ones adding up:
-    one bincount per gather)."""
-    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    """Zeros shaped like x (after any batch of the signals) with each (g, start, stop, step, ...)
+    of `windows` added into its slice and each (g, index, ...) of `gathers` added at its indices
+    (repeated ones adding up: one bincount per gather)."""
+    parts = [(g, sum(1 for step in axes[2::3] if step)) for g, *axes in windows]
+    parts += [(g, np.ndim(index[0])) for g, *index in gathers]
+    shape = _lead(x, *parts)
+    out = np.zeros(shape, dtype=x.dtype if x.dtype.kind == "f" else float)
     for g, *axes in windows:
-        if len(axes) == 3:  # a 1-D window or entry (already checked by _window)
+        if len(axes) == 3 and out.ndim == 1:  # a 1-D window or entry (already checked by _window)
             if axes[2]:
                 out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
             else:
                 out[axes[0]] += g
         else:
-            out[tuple(start if step == 0 else slice(start, max(stop, start), step)
-                      for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))] += g
+            out[_key(axes)] += g
     for g, *index in gathers:
-        if np.ndim(g) < np.ndim(index[0]):
-            g = np.full(np.shape(index[0]), g)
         if out.ndim == 1:
-            out += np.bincount(index[0], g, minlength=out.shape[0])
-        elif type(index[1]) is int:  # a column at the gathered rows: one bincount
-            out[:, index[1]] += np.bincount(index[0], g, minlength=out.shape[0])
+            out += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
+        elif out.ndim == 2 and x.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows
+            out[:, index[1]] += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])),
+                                            minlength=out.shape[0])
         else:
-            np.add.at(out, tuple(index), g)
+            _scatter(g, x, *index, out=out)
     return out
 
 
