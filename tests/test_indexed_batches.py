@@ -100,7 +100,7 @@ def check_batched(expr, wrt, params: dict, data: dict, sizes: dict, batch, seed=
         exact_value += weight * v
         exact = [total + weight * np.asarray(part) for total, part in zip(exact, g)]
         if e == examples[0]:  # the module on one example agrees with the oracle on it
-            one_value, one = module.value_and_grad(**example(values, batched, e))
+            one_value, _ = module.value_and_grad(**example(values, batched, e))
             np.testing.assert_allclose(one_value, v, rtol=1e-10)
     np.testing.assert_allclose(value, exact_value, rtol=1e-10)
     for target, got, want in zip(wrt, grads, exact):
@@ -129,7 +129,7 @@ def test_fixed_entries_of_batched_data():
 
 def test_a_batch_that_enters_only_additively_counts_every_example():
     loss = sp.Sum(x[i] ** 2 + x[i] * x[i + 1], (i, 0, n - 2)) + s + a ** 2 * x[1]
-    _, _, (gx, ga) = check_batched(loss, [x, a], {"x": (4,), "a": ()}, {"s": ()}, {n: 4}, (7,))
+    _, _, (gx, _) = check_batched(loss, [x, a], {"x": (4,), "a": ()}, {"s": ()}, {n: 4}, (7,))
     assert gx.shape == (4,)
 
 

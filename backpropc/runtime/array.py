@@ -11,9 +11,12 @@ it over the batch (`_sum_like`).
 
 import numpy as np
 
+ARGS = WRT = ()  # the generated module's own constants (backpropc.runtime.core)
+
 NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
          "_gather": ("_out_of_range", "_extremes"), "_unwindow": ("_lead", "_key"),
-         "_scatter": ("_lead",), "_accumulate": ("_lead", "_key", "_scatter")}
+         "_scatter": ("_lead",), "_accumulate": ("_key", "_scatter", "_accumulate_batched"),
+         "_accumulate_batched": ("_lead", "_key", "_scatter")}
 
 
 def _out_of_range(name, axis, low, high, size):
@@ -33,8 +36,11 @@ def _window(x, name, start, stop, step, *axes):
     if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
         if step and 0 <= start and stop <= len(x):
             return x[start:stop:step]
-        if not step and 0 <= start < len(x):
-            return x[start]
+        if not step and 0 <= start < len(x):  # a Python float computes faster than np.float64
+            return x.item(start) if x.dtype.char == "d" else x[start]
+    elif (len(axes) == 3 and x.ndim == 2 and step and not axes[2]  # a column of a 2-D array
+          and 0 <= start and stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
+        return x[start:stop:step, axes[0]]
     return _window_checked(x, name, start, stop, step, *axes)
 
 
@@ -73,7 +79,7 @@ def _lead(x, *parts):
 
 def _unwindow(g, x, *axes):
     """Zeros shaped like x (after g's batch) with g in the window (the adjoint of _window)."""
-    out = np.zeros(_lead(x, (g, sum(1 for step in axes[2::3] if step))), dtype=np.result_type(g, x, 1.0))
+    out = np.zeros(_lead(x, (g, len(axes) // 3 - axes[2::3].count(0))), dtype=np.result_type(g, x, 1.0))
     out[_key(axes)] = g
     return out
 
@@ -154,24 +160,38 @@ def _accumulate(x, windows, gathers):
     """Zeros shaped like x (after any batch of the signals) with each (g, start, stop, step, ...)
     of `windows` added into its slice and each (g, index, ...) of `gathers` added at its indices
     (repeated ones adding up: one bincount per gather)."""
-    parts = [(g, sum(1 for step in axes[2::3] if step)) for g, *axes in windows]
-    parts += [(g, np.ndim(index[0])) for g, *index in gathers]
-    shape = _lead(x, *parts)
-    out = np.zeros(shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    if len(ARGS) > len(WRT):  # data may carry a batch, and with it the signals
+        return _accumulate_batched(x, windows, gathers)
+    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    flat = out.ndim == 1
     for g, *axes in windows:
-        if len(axes) == 3 and out.ndim == 1:  # a 1-D window or entry (already checked by _window)
+        if flat:  # a 1-D window or entry (already checked by _window)
             if axes[2]:
                 out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
             else:
                 out[axes[0]] += g
+        elif len(axes) == 6 and axes[2] and not axes[5]:  # a column
+            out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
         else:
             out[_key(axes)] += g
     for g, *index in gathers:
-        if out.ndim == 1:
+        if flat:
             out += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
-        elif out.ndim == 2 and x.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows
+        elif out.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows: one bincount
             out[:, index[1]] += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])),
                                             minlength=out.shape[0])
         else:
             _scatter(g, x, *index, out=out)
+    return out
+
+
+def _accumulate_batched(x, windows, gathers):
+    """_accumulate when a signal has batch axes: they lead the zeros (the gradient sums them)."""
+    parts = [(g, len(axes) // 3 - axes[2::3].count(0)) for g, *axes in windows]
+    parts += [(g, np.ndim(index[0])) for g, *index in gathers]
+    out = np.zeros(_lead(x, *parts), dtype=x.dtype if x.dtype.kind == "f" else float)
+    for g, *axes in windows:
+        out[_key(axes)] += g
+    for g, *index in gathers:
+        _scatter(g, x, *index, out=out)
     return out

@@ -31,21 +31,21 @@ BROADCAST = False
 
 def forward(x):
     """The per-example loss (the broadcast shape of the arguments)."""
-    n = np.shape(x)[-1]
+    n = x.shape[-1]
     c0 = _window(x, "x", 0, n - 1, 1)
-    L = np.sum((1 - c0)**2 + 100*(_window(x, "x", 1, n, 1) - c0**2)**2, axis=-1)
+    L = np.add.reduce((1 - c0)**2 + 100*(_window(x, "x", 1, n, 1) - c0**2)**2, -1)
     return L
 
 
 def value_and_grad(x):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # forward pass
-    n = np.shape(x)[-1]
+    n = x.shape[-1]
     c1 = n - 1
     c0 = _window(x, "x", 0, c1, 1)
     c2 = 1 - c0
     c3 = _window(x, "x", 1, n, 1) - c0**2
-    L = np.sum(c2**2 + 100*c3**2, axis=-1)
+    L = np.add.reduce(c2**2 + 100*c3**2, -1)
     # backward pass: v_bar is the error signal d(objective)/dv
     c3_bar = 200*c3                                           # from L = sum(c2**2 + 100*c3**2)
     x_bar = _accumulate(x, ((c3_bar, 1, n, 1), (-2*c0*c3_bar - 2*c2, 0, c1, 1)), ())  # from c0, c3
@@ -156,10 +156,6 @@ def _check_batch(names, values):
 def _check_matrices(names, values):
     """Matrix arguments as arrays of their declared shape (per example, after any batch axes)."""
     sizes = {}
-
-    def fits(want, got):
-        return want == got if isinstance(want, int) else sizes.setdefault(want, got) == got
-
     values = list(values)
     for i, (name, v) in enumerate(zip(names, values)):
         want = SHAPES.get(name)
@@ -173,9 +169,11 @@ def _check_matrices(names, values):
             v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
-        got = np.shape(v)[-len(want):]
-        if np.ndim(v) < len(want) or exact and np.ndim(v) != len(want) or not all(
-                fits(w, g) for w, g in zip(want, got)):
+        shape = v.shape
+        fits = len(shape) == len(want) if exact else len(shape) >= len(want)
+        for w, got in zip(want, shape[len(shape) - len(want):]):
+            fits = fits and (w == got if type(w) is int else sizes.setdefault(w, got) == got)
+        if not fits:
             dims = ", ".join(str(sizes.get(w, w)) for w in want) + ("," if len(want) == 1 else "")
             batch = "" if exact else f", or (..., {dims}) for a batch"
             raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
@@ -332,8 +330,11 @@ def _window(x, name, start, stop, step, *axes):
     if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
         if step and 0 <= start and stop <= len(x):
             return x[start:stop:step]
-        if not step and 0 <= start < len(x):
-            return x[start]
+        if not step and 0 <= start < len(x):  # a Python float computes faster than np.float64
+            return x.item(start) if x.dtype.char == "d" else x[start]
+    elif (len(axes) == 3 and x.ndim == 2 and step and not axes[2]  # a column of a 2-D array
+          and 0 <= start and stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
+        return x[start:stop:step, axes[0]]
     return _window_checked(x, name, start, stop, step, *axes)
 
 
@@ -392,26 +393,40 @@ def _accumulate(x, windows, gathers):
     """Zeros shaped like x (after any batch of the signals) with each (g, start, stop, step, ...)
     of `windows` added into its slice and each (g, index, ...) of `gathers` added at its indices
     (repeated ones adding up: one bincount per gather)."""
-    parts = [(g, sum(1 for step in axes[2::3] if step)) for g, *axes in windows]
-    parts += [(g, np.ndim(index[0])) for g, *index in gathers]
-    shape = _lead(x, *parts)
-    out = np.zeros(shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    if len(ARGS) > len(WRT):  # data may carry a batch, and with it the signals
+        return _accumulate_batched(x, windows, gathers)
+    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    flat = out.ndim == 1
     for g, *axes in windows:
-        if len(axes) == 3 and out.ndim == 1:  # a 1-D window or entry (already checked by _window)
+        if flat:  # a 1-D window or entry (already checked by _window)
             if axes[2]:
                 out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
             else:
                 out[axes[0]] += g
+        elif len(axes) == 6 and axes[2] and not axes[5]:  # a column
+            out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
         else:
             out[_key(axes)] += g
     for g, *index in gathers:
-        if out.ndim == 1:
+        if flat:
             out += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
-        elif out.ndim == 2 and x.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows
+        elif out.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows: one bincount
             out[:, index[1]] += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])),
                                             minlength=out.shape[0])
         else:
             _scatter(g, x, *index, out=out)
+    return out
+
+
+def _accumulate_batched(x, windows, gathers):
+    """_accumulate when a signal has batch axes: they lead the zeros (the gradient sums them)."""
+    parts = [(g, len(axes) // 3 - axes[2::3].count(0)) for g, *axes in windows]
+    parts += [(g, np.ndim(index[0])) for g, *index in gathers]
+    out = np.zeros(_lead(x, *parts), dtype=x.dtype if x.dtype.kind == "f" else float)
+    for g, *axes in windows:
+        out[_key(axes)] += g
+    for g, *index in gathers:
+        _scatter(g, x, *index, out=out)
     return out
 
 

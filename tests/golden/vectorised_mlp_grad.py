@@ -162,10 +162,6 @@ def _check_batch(names, values):
 def _check_matrices(names, values):
     """Matrix arguments as arrays of their declared shape (per example, after any batch axes)."""
     sizes = {}
-
-    def fits(want, got):
-        return want == got if isinstance(want, int) else sizes.setdefault(want, got) == got
-
     values = list(values)
     for i, (name, v) in enumerate(zip(names, values)):
         want = SHAPES.get(name)
@@ -179,9 +175,11 @@ def _check_matrices(names, values):
             v = values[i] = np.asarray(v)
         if v.dtype.kind != "f":
             v = values[i] = v.astype(np.float64)
-        got = np.shape(v)[-len(want):]
-        if np.ndim(v) < len(want) or exact and np.ndim(v) != len(want) or not all(
-                fits(w, g) for w, g in zip(want, got)):
+        shape = v.shape
+        fits = len(shape) == len(want) if exact else len(shape) >= len(want)
+        for w, got in zip(want, shape[len(shape) - len(want):]):
+            fits = fits and (w == got if type(w) is int else sizes.setdefault(w, got) == got)
+        if not fits:
             dims = ", ".join(str(sizes.get(w, w)) for w in want) + ("," if len(want) == 1 else "")
             batch = "" if exact else f", or (..., {dims}) for a batch"
             raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
