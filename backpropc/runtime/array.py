@@ -97,18 +97,22 @@ def _nest(lo, stop, outer):
 
 def _lift(a, parent):
     """An outer value repeated to each of its inner tuples."""
-    return a[..., parent] if np.ndim(a) else a
+    rank = np.ndim(a)
+    return a[parent] if rank == 1 else a[..., parent] if rank else a
 
 
 def _segment_sum(w, parent, like):
     """The values of the inner tuples added up per outer tuple (the inner Sum). The tuples are
     listed outer tuple by outer tuple, so each sum is over a contiguous run (np.add.reduceat)."""
     size = np.shape(like)[-1]
-    w = np.broadcast_to(w, np.broadcast_shapes(np.shape(w), np.shape(parent)))
+    if np.shape(w) != np.shape(parent):
+        w = np.broadcast_to(w, np.broadcast_shapes(np.shape(w), np.shape(parent)))
     starts = np.searchsorted(parent, np.arange(size + 1))
     out = np.zeros(w.shape[:-1] + (size,), dtype=np.result_type(w, 1.0))
     runs = starts[:-1] < starts[1:]  # reduceat would give an empty run the next value
-    if np.any(runs):
+    if runs.all():
+        out[...] = np.add.reduceat(w, starts[:-1], axis=-1)
+    elif runs.any():
         out[..., runs] = np.add.reduceat(w, starts[:-1][runs], axis=-1)
     return out
 
@@ -123,7 +127,7 @@ def _gather(x, name, *index):
         low, high = (k, k) if type(k) is int else _extremes(k)
         if (low < 0 or high >= size) and np.size(k):
             raise _out_of_range(name, axis, int(low), int(high), size)
-    return x[(...,) + index]
+    return x[index] if x.ndim == len(index) else x[(...,) + index]
 
 
 def _extremes(k):
