@@ -20,7 +20,7 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from . import runtime
-from .check_indexed import indexed_oracle
+from .check_indexed import indexed_oracle, written_out_indexed
 from .compiler import Compiled, compile
 from .display import html_table
 from .emit import SympyPrinter
@@ -167,9 +167,9 @@ def check(model, *, reduction: str = "sum", seed: int = 0, points: int = 3, batc
     compiled = model if isinstance(model, Compiled) else compile(model, reduction=reduction)
     module = compiled.load()
     has_data = len(module.ARGS) > len(module.WRT)
-    indexed = getattr(module, "INDEXED", ())  # an indexed model takes no batch
+    indexed = getattr(module, "INDEXED", ())
     report = CheckReport(compiled.name, tolerance=tolerance, points=points,
-                         batch=batch if has_data and not indexed else 0, seed=seed)
+                         batch=batch if has_data else 0, seed=seed)
     if indexed:
         oracle, report.note = indexed_oracle(compiled, sympy_limit, NAMED_SIZE, _sympy_oracle)
     elif getattr(module, "SHAPES", None):  # a scalar model has SHAPES = {}
@@ -223,8 +223,7 @@ def argument_shape(module, name: str, batch: int | None) -> tuple:
     """The shape a random value of argument `name` gets: a parameter its own shape (scalar or
     matrix), data `batch` of them; a named matrix dimension is 3."""
     shape = tuple(NAMED_SIZE if isinstance(n, str) else n for n in getattr(module, "SHAPES", {}).get(name, ()))
-    indexed = getattr(module, "INDEXED", ())  # an indexed model takes no batch
-    return shape if name in module.WRT or not batch or indexed else (batch,) + shape
+    return shape if name in module.WRT or not batch else (batch,) + shape
 
 
 def finite_point(module, rng, batch: int, domains: dict):
@@ -312,7 +311,7 @@ class ScalarModel:
                 continue
             value = np.asarray(value)
             for k, e in enumerate(entries):
-                flat[e.name] = value[(..., *divmod(k, shape[1]))]
+                flat[e.name] = value[(..., *np.unravel_index(k, shape))]
         return flat
 
     def gather(self, arg: sp.Basic, grads_by_entry: dict):
@@ -326,10 +325,13 @@ class ScalarModel:
 
 
 def written_out(compiled: Compiled) -> tuple[ScalarModel, Compiled]:
-    """A compiled matrix model written out entry by entry, and that model compiled."""
+    """A compiled matrix or indexed model written out entry by entry, and that model compiled."""
     program = compiled.program
     model = compiled.model
-    scalar = scalar_model(Model(model.name, model.steps, model.loss, program.wrt, program.inputs))
+    if any(isinstance(a, sp.IndexedBase) for a in program.args):  # every Sum carried out
+        scalar = ScalarModel(*written_out_indexed(model, program, NAMED_SIZE))
+    else:
+        scalar = scalar_model(Model(model.name, model.steps, model.loss, program.wrt, program.inputs))
     with warnings.catch_warnings():  # an entry the loss does not use is no news here
         warnings.simplefilter("ignore", UnusedWrtWarning)
         return scalar, compile(scalar.model, reduction=compiled.reduction)

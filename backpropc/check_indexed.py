@@ -69,9 +69,11 @@ def indexed_oracle(compiled, limit: int, size: int, sympy_oracle):
             value = point[str(arg)]
             if shape is None:
                 flat[entries[0].name] = value
-            else:
-                for e, v in zip(entries, np.asarray(value).ravel()):
-                    flat[e.name] = float(v)
+            else:  # each entry with the batch of data it has (batch axes lead)
+                value = np.asarray(value)
+                by_entry = value.reshape(value.shape[:value.ndim - len(shape)] + (-1,))
+                for k, e in enumerate(entries):
+                    flat[e.name] = by_entry[..., k]
         by_entry = dict(zip(flat_compiled.wrt, oracle({a: flat[a] for a in flat_compiled.args}, None, mean)))
         grads = []
         for arg, shape, entries in layout[:len(compiled.program.wrt)]:

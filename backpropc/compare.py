@@ -23,6 +23,7 @@ import numpy as np
 import sympy as sp
 
 from .check import (
+    NAMED_SIZE,
     by_module_name,
     by_symbol_name,
     finite_point,
@@ -59,6 +60,7 @@ class Comparison:
     # A matrix model's backprop row counts matrix operations (one @ is one operation); the naive
     # rows differentiate the model written out entry by entry, and count scalar operations.
     matrix: bool = False
+    indexed: bool = False            # an indexed model: array statements, each Sum written out
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -74,6 +76,10 @@ class Comparison:
         ratio = (f"backprop's value and gradient cost {self.ratio:.2f} x its forward pass "
                  f"({self.ops_forward:,} ops); the cheap-gradient bound is 3 for multiplications "
                  f"(Baur-Strassen) and 5 for all operations (Griewank).")
+        if self.indexed:
+            matrix = ("backprop's ops are array operations (each counted once: operations per entry); "
+                      f"the naive rows differentiate the model with every Sum written out at n = {NAMED_SIZE} "
+                      "and count scalar operations.")
         return [matrix, ratio] if self.matrix else [ratio]
 
     def _repr_html_(self) -> str:
@@ -121,7 +127,8 @@ def compare(model, *, batch: int = 1000, budget: float = 10.0, seed: int = 0,
     ops = compiled.ops["value_and_grad"]
     result = Comparison(compiled.name, batch, compiled.ops["forward"],
                         ops / max(compiled.ops["forward"], 1),
-                        [Row("backprop", "ok", ops, compile_s, run_s, 0.0)], naive_target is not compiled)
+                        [Row("backprop", "ok", ops, compile_s, run_s, 0.0)], naive_target is not compiled,
+                        bool(getattr(module, "INDEXED", ())))
     for method in METHODS[1:]:
         result.rows.append(Row(method, "over budget") if method in skip else
                            _run_naive(naive_target, method, naive_point, grads, budget))

@@ -109,8 +109,8 @@ def explain(compiled: Compiled, unicode: bool = False, format: str = "text") -> 
     indexed = [f"{a} {tuple(s.shape)}" for a, s in zip(compiled.args, compiled.program.args)
                if isinstance(s, sp.IndexedBase)]
     if indexed:
-        text += ["", "Indexed arrays (a Sum is one array operation over its index range; no batch): "
-                 + ", ".join(indexed)]
+        text += ["", "Indexed arrays (a Sum is one array operation over its index range; a batch of data "
+                 "adds leading axes): " + ", ".join(indexed)]
     if shapes:
         text += ["", "Matrices (per example; a batch adds leading axes): " + ", ".join(shapes)]
     loss = compiled.listing.forward[-1].name if compiled.listing.forward else "L"

@@ -55,7 +55,7 @@ def test_json_output_has_exactly_the_documented_keys():
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
-    assert set(data) == {"model", "batch", "ops_forward", "ratio", "rows", "matrix"}
+    assert set(data) == {"model", "batch", "ops_forward", "ratio", "rows", "matrix", "indexed"}
     assert data["batch"] == 50 and data["model"] == "logistic"
     for row in data["rows"]:
         assert set(row) == {"method", "status", "ops", "compile_s", "run_s", "max_rel_diff"}

@@ -223,3 +223,44 @@ def test_random_summands_over_batched_data(terms, size, batch, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_batched(loss, [x], {"x": (size,)}, data, {n: size}, batch, seed=seed)
+
+
+# ---- check, compare and explain ---------------------------------------------------------------------
+FIT = bp.Model("fit", loss=s * sp.Sum((a * t[i] + b - y[i]) ** 2, (i, 0, n - 1)), wrt=[a, b], inputs=[t, y, s])
+
+
+def test_check_draws_batches_of_indexed_data_and_asks_sympy():
+    report = bp.check(FIT, batch=5)
+    assert report.ok and report.batch == 5
+    assert all(row.sympy_error is not None and row.sympy_error < 1e-12 for row in report.rows)
+
+
+@pytest.mark.parametrize("model", [FIT, bp.Model("rosenbrock", loss=sp.Sum(
+    100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2, (i, 0, n - 2)), wrt=[x])])
+def test_compare_writes_every_sum_out_for_the_naive_rows(model):
+    result = bp.compare(model, batch=50, budget=30)
+    assert [r.status for r in result.rows] == ["ok", "ok", "ok"]
+    assert all(r.max_rel_diff < 1e-12 for r in result.rows)
+    assert result.indexed and "every Sum written out" in result.format()
+
+
+def test_explain_says_a_batch_of_data_adds_leading_axes():
+    from backpropc.explain import explain
+    assert "a batch of data adds leading axes" in explain(bp.compile(FIT))
+
+
+def test_float32_data_and_parameters_stay_float32_and_hessians_sum_over_the_batch():
+    x4, y4 = sp.IndexedBase("x", shape=(4,)), sp.IndexedBase("y", shape=(4,))
+    loss = sp.Sum(s * x4[i] ** 2 * x4[i + 1] + sp.cos(x4[i] * y4[i]), (i, 0, 2))
+    module = bp.compile(loss, wrt=[x4], derivatives=("grad", "hvp", "hessian")).load()
+    rng = np.random.default_rng(0)
+    X, Y, S = rng.uniform(size=4), rng.uniform(size=(3, 4)), rng.uniform(size=3)
+    value, (g,) = module.value_and_grad(x=X.astype(np.float32), y=Y.astype(np.float32), s=S.astype(np.float32))
+    assert np.asarray(value).dtype == np.float32 and g.dtype == np.float32 and g.shape == (4,)
+    H = module.hessian_flat(X, s=S, y=Y)
+    by_example = sum(module.hessian_flat(X, s=float(S[e]), y=Y[e]) for e in range(3))
+    np.testing.assert_allclose(H, by_example, rtol=1e-12, atol=1e-12)
+    h = 1e-5
+    columns = [(module.grad(x=X + h * e, y=Y, s=S)[0] - module.grad(x=X - h * e, y=Y, s=S)[0]) / (2 * h)
+               for e in np.eye(4)]
+    np.testing.assert_allclose(H, np.array(columns).T, rtol=1e-6, atol=1e-6)
