@@ -338,7 +338,7 @@ RECORDS = [
             ("_lift",), fold=_fold_lift),
     _record(segment_sum, segment_sum_vjp, linear_jvp(segment_sum), "_segment_sum({0}, {1}, {2})",
             _like_third, ("_segment_sum",), fold=_fold_zero_first),
-    _record(total, total_vjp, linear_jvp(total), "np.add.reduce({0}, -1)", _scalar, fold=_fold_total),
+    _record(total, total_vjp, linear_jvp(total), "{p0}.sum(-1)", _scalar, fold=_fold_total),
     _record(window, window_vjp, linear_jvp(window), _window_code, _window_shape, ("_window",),
             math="{0}[{2}:{3}]"),
     _record(unwindow, unwindow_vjp, linear_jvp(unwindow), _unwindow_code, _like_second, ("_unwindow",),

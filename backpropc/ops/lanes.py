@@ -294,7 +294,7 @@ def _record(op, vjp, jvp, code, shape, helpers=(), fold=None, math=None, cost=_f
 
 RECORDS = [
     _record(lanes, lanes_vjp, lanes_jvp, _lanes_code, _lanes_shape, ("_lanes",), math=_listed),
-    _record(lane_item, lane_item_vjp, linear_jvp(lane_item), "{p0}[..., {1}]", _scalar),
+    _record(lane_item, lane_item_vjp, linear_jvp(lane_item), "{p0}[..., {1}][()]", _scalar),  # [()]: a number, not a 0-d array (5 x faster arithmetic)
     _record(lane_slice, lane_slice_vjp, linear_jvp(lane_slice), _slice_code, _slice_shape, indexes=True,
             math=_slice_math),
     _record(lane_unslice, lane_unslice_vjp, linear_jvp(lane_unslice),
@@ -311,7 +311,7 @@ RECORDS = [
             zero_derivative=True),
     _record(lane_lift, lane_lift_vjp, linear_jvp(lane_lift), "_lane_lift({0})", _lift_shape, ("_lane_lift",),
             fold=_fold_lift),
-    _record(lane_sum, lane_sum_vjp, linear_jvp(lane_sum), "np.sum({0}, axis=-1)", _scalar,
+    _record(lane_sum, lane_sum_vjp, linear_jvp(lane_sum), "{p0}.sum(-1)", _scalar,
             fold=_fold_zero_first, cost=unit_cost),
 ]
 

@@ -76,7 +76,10 @@ def _lane_accumulate(x, slices, gathers):
     """Zeros with x's number of lanes, every (g, start, stop, step) slice signal and (g, index)
     gather signal added in: the signal of a lane vector, in one array."""
     signals = [g for g, *_ in slices + gathers]
-    if not set(map(type, signals)) <= {float, int, np.float64, np.float32, np.ndarray}:  # Dask
+    if type(x) is np.ndarray and x.ndim == 1 and x.dtype.char == "d" and all(
+            type(g) is float or type(g) is np.float64 or type(g) is np.ndarray and g.ndim <= 1 for g in signals):
+        out = np.zeros(x.shape[0])  # no batch, float64: the common case of a call from an optimiser
+    elif not set(map(type, signals)) <= {float, int, np.float64, np.float32, np.ndarray}:  # Dask
         size = np.shape(x)[-1]
         parts = [_lane_placed(g, start, stop, step, size) for g, start, stop, step in slices]
         for g, index in gathers:  # repeated lanes add up: a product with a 0/1 matrix
@@ -84,8 +87,9 @@ def _lane_accumulate(x, slices, gathers):
             choose[np.arange(len(index)), index] = 1.0
             parts.append(np.broadcast_to(g, np.shape(g)[:-1] + (len(index),)) @ choose)
         return sum(parts[1:], parts[0])
-    lead = np.broadcast_shapes(*[np.shape(g)[:-1] for g in signals])
-    out = np.zeros(lead + np.shape(x)[-1:], dtype=np.result_type(x, 1.0, *signals))
+    else:
+        lead = np.broadcast_shapes(*[np.shape(g)[:-1] for g in signals])
+        out = np.zeros(lead + np.shape(x)[-1:], dtype=np.result_type(x, 1.0, *signals))
     for g, start, stop, step in slices:
         out[..., start:stop:step] += g
     if gathers and out.ndim == 1:  # no batch: every gather's signal in one np.bincount

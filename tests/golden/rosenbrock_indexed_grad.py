@@ -33,7 +33,7 @@ def forward(x):
     """The per-example loss (the broadcast shape of the arguments)."""
     n = x.shape[-1]
     c0 = _window(x, "x", 0, n - 1, 1)
-    L = np.add.reduce((1 - c0)**2 + 100*(_window(x, "x", 1, n, 1) - c0**2)**2, -1)
+    L = ((1 - c0)**2 + 100*(_window(x, "x", 1, n, 1) - c0**2)**2).sum(-1)
     return L
 
 
@@ -45,7 +45,7 @@ def value_and_grad(x):
     c0 = _window(x, "x", 0, c1, 1)
     c2 = 1 - c0
     c3 = _window(x, "x", 1, n, 1) - c0**2
-    L = np.add.reduce(c2**2 + 100*c3**2, -1)
+    L = (c2**2 + 100*c3**2).sum(-1)
     # backward pass: v_bar is the error signal d(objective)/dv
     c3_bar = 200*c3                                           # from L = sum(c2**2 + 100*c3**2)
     x_bar = _accumulate(x, ((c3_bar, 1, n, 1), (-2*c0*c3_bar - 2*c2, 0, c1, 1)), ())  # from c0, c3
