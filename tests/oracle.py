@@ -81,13 +81,16 @@ def indexed_reference_gradient(model: bp.Model, point: dict, reduction="sum"):
     from backpropc.check_indexed import written_out_indexed
 
     program = bp.compile(model).program
-    size = next(np.shape(point[str(a)])[a.shape.index(d)] for a in program.args
+    # an array's own axes trail (a batch of data leads)
+    size = next(np.shape(point[str(a)])[a.shape.index(d) - len(a.shape)] for a in program.args
                 if isinstance(a, sp.IndexedBase) for d in a.shape if isinstance(d, sp.Symbol))
     flat, layout = written_out_indexed(model, program, size)
     values = {}
     for arg, shape, entries in layout:
-        for e, v in zip(entries, np.ravel(point[str(arg)])):
-            values[e.name] = float(v)
+        value = np.asarray(point[str(arg)], dtype=float)
+        by_entry = value.reshape(value.shape[:value.ndim - len(shape or ())] + (-1,))
+        for k, e in enumerate(entries):
+            values[e.name] = by_entry[..., k]
     grads = dict(zip((w.name for w in flat.wrt), sympy_gradient(flat, flat.wrt + list(flat.inputs), values,
                                                                   reduction)))
     return [np.array([grads[e.name] for e in entries]).reshape(shape) if shape else grads[entries[0].name]
