@@ -75,13 +75,12 @@ def reference_gradient(model: bp.Model, point: dict, reduction="sum"):
     return [scalar.gather(w, by_entry) for w in model.wrt]
 
 
-def indexed_reference_gradient(model: bp.Model, point: dict, reduction="sum"):
-    """sympy_gradient of an indexed model with every Sum written out at the point's sizes, each
-    IndexedBase's gradient gathered back into its shape."""
+def written_out_point(model: bp.Model, point: dict):
+    """(the indexed model with every Sum written out at the point's sizes, the point by entry
+    name, the layout), each entry of data with its batch: a batch leads, an array's axes trail."""
     from backpropc.check_indexed import written_out_indexed
 
     program = bp.compile(model).program
-    # an array's own axes trail (a batch of data leads)
     size = next(np.shape(point[str(a)])[a.shape.index(d) - len(a.shape)] for a in program.args
                 if isinstance(a, sp.IndexedBase) for d in a.shape if isinstance(d, sp.Symbol))
     flat, layout = written_out_indexed(model, program, size)
@@ -91,10 +90,17 @@ def indexed_reference_gradient(model: bp.Model, point: dict, reduction="sum"):
         by_entry = value.reshape(value.shape[:value.ndim - len(shape or ())] + (-1,))
         for k, e in enumerate(entries):
             values[e.name] = by_entry[..., k]
+    return flat, values, layout[:len(program.wrt)]
+
+
+def indexed_reference_gradient(model: bp.Model, point: dict, reduction="sum"):
+    """sympy_gradient of an indexed model with every Sum written out at the point's sizes, each
+    IndexedBase's gradient gathered back into its shape."""
+    flat, values, layout = written_out_point(model, point)
     grads = dict(zip((w.name for w in flat.wrt), sympy_gradient(flat, flat.wrt + list(flat.inputs), values,
                                                                   reduction)))
     return [np.array([grads[e.name] for e in entries]).reshape(shape) if shape else grads[entries[0].name]
-            for arg, shape, entries in layout[:len(program.wrt)]]
+            for arg, shape, entries in layout]
 
 
 def random_point(module, rng, batch, domains=None, default=(-1.5, 1.5), dtype=np.float64):

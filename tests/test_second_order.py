@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import MPMATH, random_point, substituted_loss
+from oracle import MPMATH, random_point, substituted_loss, written_out_point
 from test_examples import NAMES, load_example
 from test_properties import models
 
@@ -17,7 +17,10 @@ from backpropc.errors import ModelError, NonScalarLossError
 
 
 def sympy_hessian(model: bp.Model, point: dict, reduction="sum"):
-    """The Hessian of the objective by sympy.diff twice, summed (or averaged) over the examples."""
+    """The Hessian of the objective by sympy.diff twice, summed (or averaged) over the examples
+    (an indexed model with every Sum written out)."""
+    if any(isinstance(a, sp.IndexedBase) for a in model.wrt + list(model.inputs)):
+        model, point, _ = written_out_point(model, point)
     args = model.wrt + list(model.inputs)
     real = {a: sp.Dummy(str(a), real=True) for a in args}
     loss = substituted_loss(model).xreplace(real)
