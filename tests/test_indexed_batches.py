@@ -153,6 +153,16 @@ def test_piecewise_over_batched_data():
     check_batched(loss, [x], {"x": (4,)}, {"y": (4,), "s": ()}, {n: 4}, (4,))
 
 
+@pytest.mark.parametrize("batch", [(3,), (4,)])
+def test_softmax_cross_entropy_where_a_sum_feeds_back_into_the_range(batch):
+    # the signal of the log's Sum is 1/Sum, a per-example scalar that meets the range again
+    K = sp.Symbol("K", integer=True, positive=True)
+    k = sp.Idx("k", (0, K - 1))
+    logits, target = sp.IndexedBase("w", shape=(K,)), sp.IndexedBase("z", shape=(K,))
+    loss = -sp.Sum(target[k] * logits[k] * s, k) + sp.log(sp.Sum(sp.exp(logits[k] * s), k))
+    check_batched(loss, [logits], {"w": (4,)}, {"z": (4,), "s": ()}, {K: 4}, batch)
+
+
 def test_mean_over_the_batch():
     loss = sp.Sum((a * t[i] - y[i]) ** 2, (i, 0, n - 1))
     check_batched(loss, [a], {"a": ()}, {"t": (3,), "y": (3,)}, {n: 3}, (5,), reduction="mean")
