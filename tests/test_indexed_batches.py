@@ -274,3 +274,15 @@ def test_float32_data_and_parameters_stay_float32_and_hessians_sum_over_the_batc
     columns = [(module.grad(x=X + h * e, y=Y, s=S)[0] - module.grad(x=X - h * e, y=Y, s=S)[0]) / (2 * h)
                for e in np.eye(4)]
     np.testing.assert_allclose(H, np.array(columns).T, rtol=1e-6, atol=1e-6)
+
+
+def test_residuals_and_jacobians_over_indexed_data_with_a_batch():
+    model = bp.Model("r", [], None, [a, b], [t, y], residuals=[sp.Sum(a * t[i] ** 2 - y[i], (i, 0, n - 1)), a * b])
+    module = bp.compile(model, derivatives=("grad", "jacobian")).load()
+    T, Y = np.arange(12.0).reshape(3, 4), np.random.default_rng(4).uniform(size=(3, 4))
+    r, J = module.residuals(2.0, 3.0, T, Y), module.jacobian(2.0, 3.0, T, Y)
+    np.testing.assert_allclose(r, np.stack([(2 * T ** 2 - Y).sum(-1), np.full(3, 6.0)], axis=-1), rtol=1e-12)
+    want = np.zeros((3, 2, 2))
+    want[:, 0, 0], want[:, 1, 0], want[:, 1, 1] = (T ** 2).sum(-1), 3.0, 2.0
+    np.testing.assert_allclose(J, want, rtol=1e-12)
+    np.testing.assert_allclose(module.jacobian_flat(np.array([2.0, 3.0]), T, Y), want.reshape(6, 2), rtol=1e-12)
