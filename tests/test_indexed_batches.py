@@ -101,8 +101,8 @@ def check_batched(expr, wrt, params: dict, data: dict, sizes: dict, batch, seed=
         exact = [total + weight * np.asarray(part) for total, part in zip(exact, g)]
         if e == examples[0]:  # the module on one example agrees with the oracle on it
             one_value, _ = module.value_and_grad(**example(values, batched, e))
-            np.testing.assert_allclose(one_value, v, rtol=1e-10)
-    np.testing.assert_allclose(value, exact_value, rtol=1e-10)
+            np.testing.assert_allclose(one_value, v, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(value, exact_value, rtol=1e-10, atol=1e-12)
     for target, got, want in zip(wrt, grads, exact):
         assert np.shape(got) == np.shape(values[str(target)])
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
@@ -285,3 +285,26 @@ def test_residuals_and_jacobians_over_indexed_data_with_a_batch():
     want[:, 0, 0], want[:, 1, 0], want[:, 1, 1] = (T ** 2).sum(-1), 3.0, 2.0
     np.testing.assert_allclose(J, want, rtol=1e-12)
     np.testing.assert_allclose(module.jacobian_flat(np.array([2.0, 3.0]), T, Y), want.reshape(6, 2), rtol=1e-12)
+
+
+def _pair_summand(terms):
+    expr = sp.S.Zero
+    for coeff, fn, left, right in terms:
+        first = x[i] if left == 0 else y[i] if left == 1 else s
+        second = x[j] if right == 0 else y[j] * x[j] if right == 1 else x[i] * x[j]
+        expr += coeff * fn(first * second)
+    return expr
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(-2, 2).filter(bool), st.sampled_from(range(len(FUNCTIONS))),
+                          st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=3),
+       st.integers(3, 5), st.sampled_from([(2,), (4,), (5,)]), st.booleans(), st.integers(0, 2 ** 16))
+def test_random_nested_sums_over_batched_data(terms, size, batch, triangular, seed):
+    lower = i + 1 if triangular else 0
+    loss = sp.Sum(_pair_summand([(k, FUNCTIONS[f], le, r) for k, f, le, r in terms]), (j, lower, n - 1), (i, 0, n - 1))
+    assume(loss.has(y, s))
+    data = {name: shape for name, shape in (("y", (size,)), ("s", ())) if loss.has(y if name == "y" else s)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_batched(loss, [x], {"x": (size,)}, data, {n: size}, batch, seed=seed)
