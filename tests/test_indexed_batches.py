@@ -308,3 +308,11 @@ def test_random_nested_sums_over_batched_data(terms, size, batch, triangular, se
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_batched(loss, [x], {"x": (size,)}, data, {n: size}, batch, seed=seed)
+
+
+def test_pairs_gather_two_dimensional_data_and_scatter_into_a_two_dimensional_parameter():
+    B2 = sp.IndexedBase("B", shape=(n, n))
+    P = sp.IndexedBase("P", shape=(n, n))
+    loss = sp.Sum(B2[i, j] * x[i] * x[j] + sp.sin(P[i, j] * y[j]) * s, (j, i + 1, n - 1), (i, 0, n - 1))
+    check_batched(loss, [x, P], {"x": (4,), "P": (4, 4)}, {"B": (4, 4), "y": (4,), "s": ()}, {n: 4}, (3,))
+    check_batched(loss, [x, P], {"x": (4,), "P": (4, 4)}, {"B": (4, 4), "y": (4,), "s": ()}, {n: 4}, (2, 4))
