@@ -153,9 +153,8 @@ class ModuleBuilder:
     def batch_args(self) -> str:
         """The arguments whose broadcast shape is the batch (a matrix's trailing axes are its own)."""
         program = self.program
-        return ", ".join(f"{a}[..., 0, 0]" if isinstance(s, sp.MatrixSymbol) or
-                         isinstance(s, sp.IndexedBase) and len(s.shape) == 2 else
-                         f"{a}[..., 0]" if isinstance(s, sp.IndexedBase) else a
+        return ", ".join(f"{a}[{', '.join(['...'] + ['0'] * len(s.shape))}]"
+                         if isinstance(s, (sp.MatrixSymbol, sp.IndexedBase)) else a
                          for a, s in zip(self.arg_names, program.args)
                          # an indexed parameter has no batch; per-index data's last axes are its own
                          if not (isinstance(s, sp.IndexedBase) and s in program.wrt))

@@ -382,6 +382,11 @@ def _key(axes):
                           for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))
 
 
+def _sliced(axes):
+    """How many axes of a window are slices (the others are fixed indices)."""
+    return len(axes) // 3 - axes[2::3].count(0)
+
+
 def _lead(x, *parts):
     """The shape of zeros that take each (g, k) of `parts`, a signal whose last k axes fall on x's
     entries: the batch axes that any g has before those, then x's shape."""
@@ -413,11 +418,12 @@ def _segment_sum(w, parent, like):
     if np.shape(w) != np.shape(parent):
         w = np.broadcast_to(w, np.broadcast_shapes(np.shape(w), np.shape(parent)))
     starts = np.searchsorted(parent, np.arange(size + 1))
-    out = np.zeros(w.shape[:-1] + (size,), dtype=np.result_type(w, 1.0))
+    dtype = np.result_type(w, 1.0)
     runs = starts[:-1] < starts[1:]  # reduceat would give an empty run the next value
     if runs.all():
-        out[...] = np.add.reduceat(w, starts[:-1], axis=-1)
-    elif runs.any():
+        return np.add.reduceat(w, starts[:-1], axis=-1).astype(dtype, copy=False)
+    out = np.zeros(w.shape[:-1] + (size,), dtype=dtype)
+    if runs.any():
         out[..., runs] = np.add.reduceat(w, starts[:-1][runs], axis=-1)
     return out
 
@@ -484,11 +490,12 @@ def _accumulate(x, windows, gathers):
         else:
             out[_key(axes)] += g
     for g, *index in gathers:
-        if flat:
-            out += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
-        elif out.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows: one bincount
-            out[:, index[1]] += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])),
-                                            minlength=out.shape[0])
+        if flat or out.ndim == 2 and type(index[1]) is int:  # entries, or a column at the gathered rows
+            added = np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
+            if flat:
+                out += added
+            else:
+                out[:, index[1]] += added
         else:
             _scatter(g, x, *index, out=out)
     return out
@@ -496,7 +503,7 @@ def _accumulate(x, windows, gathers):
 
 def _accumulate_batched(x, windows, gathers):
     """_accumulate when a signal has batch axes: they lead the zeros (the gradient sums them)."""
-    parts = [(g, len(axes) // 3 - axes[2::3].count(0)) for g, *axes in windows]
+    parts = [(g, _sliced(axes)) for g, *axes in windows]
     parts += [(g, np.ndim(index[0])) for g, *index in gathers]
     out = np.zeros(_lead(x, *parts), dtype=x.dtype if x.dtype.kind == "f" else float)
     for g, *axes in windows:

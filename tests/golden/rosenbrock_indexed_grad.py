@@ -364,6 +364,11 @@ def _key(axes):
                           for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]))
 
 
+def _sliced(axes):
+    """How many axes of a window are slices (the others are fixed indices)."""
+    return len(axes) // 3 - axes[2::3].count(0)
+
+
 def _lead(x, *parts):
     """The shape of zeros that take each (g, k) of `parts`, a signal whose last k axes fall on x's
     entries: the batch axes that any g has before those, then x's shape."""
@@ -408,11 +413,12 @@ def _accumulate(x, windows, gathers):
         else:
             out[_key(axes)] += g
     for g, *index in gathers:
-        if flat:
-            out += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
-        elif out.ndim == 2 and type(index[1]) is int:  # a column at the gathered rows: one bincount
-            out[:, index[1]] += np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])),
-                                            minlength=out.shape[0])
+        if flat or out.ndim == 2 and type(index[1]) is int:  # entries, or a column at the gathered rows
+            added = np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
+            if flat:
+                out += added
+            else:
+                out[:, index[1]] += added
         else:
             _scatter(g, x, *index, out=out)
     return out
@@ -420,7 +426,7 @@ def _accumulate(x, windows, gathers):
 
 def _accumulate_batched(x, windows, gathers):
     """_accumulate when a signal has batch axes: they lead the zeros (the gradient sums them)."""
-    parts = [(g, len(axes) // 3 - axes[2::3].count(0)) for g, *axes in windows]
+    parts = [(g, _sliced(axes)) for g, *axes in windows]
     parts += [(g, np.ndim(index[0])) for g, *index in gathers]
     out = np.zeros(_lead(x, *parts), dtype=x.dtype if x.dtype.kind == "f" else float)
     for g, *axes in windows:
