@@ -71,8 +71,8 @@ def compile(model, *, wrt=None, inputs=None, name: str = "model", reduction: str
     arguments must share one batch shape (up to broadcasting against a smaller one) unless
     `broadcast` allows them to broadcast into a larger one (an outer product). With `reroll` (the
     default) a model written in a loop over scalar symbols has its families of alike terms
-    computed over arrays (backpropc.reroll); the Hessian's structure is read from the terms one
-    by one, so a module with "hessian" is never re-rolled.
+    computed over arrays (backpropc.reroll); a module with "hessian" is re-rolled too, and reads
+    its Hessian's structure from the model lowered term by term.
     """
     with _collector_paused():
         return _compile(model, wrt, inputs, name, reduction, rewrite, derivatives, broadcast, reroll)
@@ -101,8 +101,10 @@ def _compile(model, wrt, inputs, name, reduction, rewrite, derivatives, broadcas
                       inputs=inputs)
     elif wrt is not None or inputs is not None:
         raise ModelError("pass wrt and inputs inside the Model, not to compile()")
-    program = lower(model, rewrite=rewrite, reroll=reroll and "hessian" not in derivatives)
+    program = lower(model, rewrite=rewrite, reroll=reroll)
     builder = ModuleBuilder(program, reduction)
+    if program.graph.families:  # over lanes every entry looks coupled: the structure comes term by term
+        builder.term_by_term = lambda: lower(model, rewrite=rewrite, reroll=False)
     for d in derivatives:
         for output in DERIVATIVES[d]:
             builder.add(output)

@@ -42,6 +42,17 @@ class Statement:
     alias: bool = False           # `v_bar = <the name it already has>`
     _rhs: object = field(default=None, repr=False)  # () -> small SymPy expression, for explain
     _math: object = field(default=None, repr=False)  # () -> the right-hand side in the lecture's notation
+    form: str = "="               # "=", "+=", "for" (name in code:), "call" (code alone)
+    indent: int = 0               # levels inside a loop (backpropc.blocking)
+
+    @property
+    def text(self) -> str:
+        """The line of code, without its indentation."""
+        if self.form == "for":
+            return f"for {self.name} in {self.code}:"
+        if self.form == "call":
+            return self.code
+        return f"{self.name} {self.form} {self.code}"
 
     @property
     def rhs(self) -> sp.Basic:

@@ -15,6 +15,7 @@ from functools import cached_property
 
 import sympy as sp
 
+from .blocking import blocked
 from .emit import IRPrinter, NoScalarForm, Schedule, Statement, float_literal
 from .errors import ModelError
 from .forward import tangents
@@ -50,7 +51,7 @@ class Function:
     @cached_property
     def width(self) -> int:
         """The column where the statements' comments start."""
-        lines = [f"{s.name} = {s.code}" for _, block in self.sections for s in block if s.comment]
+        lines = ["    " * s.indent + s.text for _, block in self.sections for s in block if s.comment]
         return min(max(map(len, lines), default=0), 56)
 
 
@@ -117,6 +118,8 @@ class ModuleBuilder:
             self.step_names[program.loss] = "L"
         for node, wanted in self.step_names.items():
             namer.name(("node", node), wanted)
+        # the flat forms' vectors, named after the arguments and steps so that neither takes their names
+        self.theta, self.p = namer.name(("flat", "theta"), "theta"), namer.name(("flat", "p"), "p")
         # The data of an indexed model may carry a batch: its scalars get a trailing axis beside
         # values over a Sum's range, and its indexed arrays' gradients sum over the batch.
         self.indexed = any(isinstance(s, sp.IndexedBase) for s in program.args)
@@ -131,6 +134,8 @@ class ModuleBuilder:
         self.constants: dict[str, str] = {}  # module-level constants: name -> source
         self.objective = ""                  # value_and_grad's objective, as code
         self.lane_signals: dict[int, str] = {}  # a lane vector's signal node -> its code
+        # For a re-rolled program: () -> the same model lowered term by term (its Hessian's structure).
+        self.term_by_term = None
         # matrix arguments of the module's functions -> their shape per example
         self.matrix_shapes = {a: tuple(s.shape) for a, s in zip(self.arg_names, program.args)
                               if isinstance(s, (sp.MatrixSymbol, sp.IndexedBase))}
@@ -402,7 +407,8 @@ def forward_output(m: ModuleBuilder) -> None:
     m.forward_statements = statements
     scalar = m.scalar_body(statements, names, loss)
     m.functions.append(Function("forward", "The per-example loss (the broadcast shape of the arguments).",
-                                m.arg_names, [("", statements)], returns, '"example"', scalar))
+                                m.arg_names, blocked(m, [("", statements)]) or [("", statements)], returns,
+                                '"example"', scalar))
 
 
 def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
@@ -514,7 +520,8 @@ def value_and_grad_output(m: ModuleBuilder) -> None:
     combine = '("total", WRT)'  # the gradients are named like WRT
     m.functions.append(Function(
         "value_and_grad", "(objective, (gradient of each of WRT)): the forward pass, then the backward pass.",
-        m.arg_names, sections, f"{value}, {tuple_source(g.name for g in grads)}", combine, scalar))
+        m.arg_names, blocked(m, sections) or sections, f"{value}, {tuple_source(g.name for g in grads)}",
+        combine, scalar))
 
 
 def grad_output(m: ModuleBuilder) -> None:
@@ -537,38 +544,56 @@ def hvp_output(m: ModuleBuilder) -> None:
     m.functions.append(Function(
         "hvp", "(objective, (gradient of each of WRT), (Hessian times the direction, for each of WRT)): "
         "the directions are one array per WRT, shaped like it.",
-        m.arg_names + directions, sections,
+        m.arg_names + directions, blocked(m, sections) or sections,
         f"{value}, {tuple_source(g.name for g in grads)}, {tuple_source(h.name for h in hvps)}",
         '("total", WRT, WRT)', scalar))
 
 
-def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
-    """value_and_grad_flat of a re-rolled model without data whose lane vector holds exactly the
-    WRT symbols, in order: that vector is theta itself, and its signal the flat gradient, so a
-    call goes from theta to the gradient vector without a float per parameter in between."""
+def _lane_flat(m: ModuleBuilder, name: str, doc: str, params: list[str], reads: dict, results) -> Function | None:
+    """A flat form of a re-rolled model without data whose lane vectors hold exactly the WRT
+    symbols (or their directions), in order: such a vector is the flat argument itself, and its
+    signal a flat result, so a call goes from the vector to the result without a float per
+    parameter in between. `reads` maps the nodes of a vector to the argument that holds it;
+    `results(signal of each lane vector)` is the returned code, or None when a signal is missing.
+    Only the statements the result needs are kept."""
     graph, program = m.graph, m.program
-    wrt_nodes = tuple(m.arg_nodes[w] for w in program.wrt)
-    vg = next(f for f in m.functions if f.name == "value_and_grad")
-    statements = [s for _, block in vg.sections for s in block]
-    vector = next((s for s in statements if s.node >= 0 and graph[s.node].op is lanes
-                   and graph[s.node].args == wrt_nodes), None)
-    if program.inputs or vector is None or any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
+    if program.inputs or any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
         return None
-    # re-rolling reads every packed symbol from the vector, so one statement gives all gradients
-    every_gradient = ", ".join(g.name for g in m.listing.gradients)
-    gradient = [s for s in statements if s.node in m.lane_signals and s.name == every_gradient]
-    if len(gradient) != 1:
+    source = next(f for f in m.functions if f.name == name.removesuffix("_flat"))
+    vectors = {id(s): reads[graph[s.node].args] for _, block in source.sections for s in block
+               if s.node >= 0 and graph[s.node].op is lanes and graph[s.node].args in reads}
+    returns = results({s.name: m.lane_signals[s.node] for _, block in source.sections for s in block
+                       if s.node in m.lane_signals})
+    if len(vectors) != len(reads) or returns is None:
         return None
-    signal = m.lane_signals[gradient[0].node]
     m.helpers.add("_flat_theta")
-    sections = []
-    for header, block in vg.sections:
-        block = [Statement(s.name, s.node, s.section, s.origins, f"_flat_theta(theta, {len(wrt_nodes)})",
-                           s.comment) if s is vector else s for s in block if s is not gradient[0]]
-        sections.append((header, block))
-    return Function("value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = "
-                    "pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True) calls it.",
-                    ["theta"], sections, f"float({_one_number(m.objective)}), {signal}", None)
+    size = len(program.wrt)
+    needed, sections = set(re.findall(r"[A-Za-z_]\w*", returns)), []
+    for header, block in reversed(source.sections):  # the statements the result needs, last first
+        kept = []
+        for s in reversed(block):
+            if needed.isdisjoint(s.name.split(", ")):
+                continue
+            if id(s) in vectors:
+                s = Statement(s.name, s.node, s.section, s.origins, f"_flat_theta({vectors[id(s)]}, {size}"
+                              f"{'' if vectors[id(s)] == m.theta else ', ' + python_string(vectors[id(s)])})",
+                              s.comment)
+            needed.update(re.findall(r"[A-Za-z_]\w*", s.code))
+            kept.append(s)
+        sections.append((header, kept[::-1]))
+    return Function(name, doc, params, [(h, b) for h, b in sections[::-1] if b], returns, None)
+
+
+def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
+    """value_and_grad_flat of a re-rolled model (_lane_flat): the objective and the signal of
+    the parameters' lane vector."""
+    wrt = tuple(m.arg_nodes[w] for w in m.program.wrt)
+    every_gradient = ", ".join(g.name for g in m.listing.gradients)
+    return _lane_flat(m, "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at "
+                      "theta = pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True) calls it.",
+                      [m.theta], {wrt: m.theta},
+                      lambda signals: every_gradient in signals and
+                      f"float({_one_number(m.objective)}), {signals[every_gradient]}" or None)
 
 
 def _one_number(objective: str) -> str:
@@ -587,26 +612,33 @@ def flat_output(m: ModuleBuilder) -> None:
                                 m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
                                 None))
     m.functions.append(Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
-                                ["theta"], [], f"_unpack(theta, {shapes})", None))
+                                [m.theta], [], f"_unpack({m.theta}, {shapes})", None))
     direct = _lane_vector_flat(m)
     if direct is not None:
         m.functions.append(direct)
         return
-    call = ", ".join([_unpacked(m, "theta")] + data)
+    call = ", ".join([_unpacked(m, m.theta)] + data)
     m.functions.append(Function(
         "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = pack(*WRT), "
         "as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it.",
-        ["theta"] + data, [], f"_flat_value_and_grad(_value_and_grad({call}))", None))
+        [m.theta] + data, [], f"_flat_value_and_grad(_value_and_grad({call}))", None))
 
 
 def hvp_flat_output(m: ModuleBuilder) -> None:
+    doc = "The Hessian of the objective at theta times the flat vector p, as a flat vector " \
+          "(scipy.optimize.minimize's hessp(theta, p, *DATA))."
+    wrt = tuple(m.arg_nodes[w] for w in m.program.wrt)
+    directions = tuple(m.directions[w] for w in m.program.wrt)
+    every_product = ", ".join(m.namer.names[("hvp", w)] for w in m.program.wrt)
+    direct = _lane_flat(m, "hvp_flat", doc, [m.theta, m.p], {wrt: m.theta, directions: m.p},
+                        lambda signals: signals.get(every_product))
+    if direct is not None:
+        m.functions.append(direct)
+        return
     data = [a for a in m.arg_names if a not in m.wrt_names]
     shapes = _wrt_shapes(m)
-    call = ", ".join([_unpacked(m, "theta")] + data + [f'*_unpack(p, {shapes}, "p")'])
-    m.functions.append(Function(
-        "hvp_flat", "The Hessian of the objective at theta times the flat vector p, as a flat vector "
-        "(scipy.optimize.minimize's hessp(theta, p, *DATA)).",
-        ["theta", "p"] + data, [], f"_pack(_hvp({call})[2])", None))
+    call = ", ".join([_unpacked(m, m.theta)] + data + [f'*_unpack({m.p}, {shapes}, {python_string(m.p)})'])
+    m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))
 
 
 def hessian_output(m: ModuleBuilder) -> None:
@@ -621,10 +653,12 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.add(hvp_flat_output)
     sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
     if all(size == 1 for size in sizes):
-        hv = m.second_order
-        rows = [hv.get(g) for g in m.backward.grads]
-        directions = [m.directions[w] for w in program.wrt]
-        pattern = hessian_pattern(m.graph, rows, directions)
+        # read off the terms one by one: over the lanes of a re-rolled model every entry would
+        # look coupled to every other
+        side = m if m.term_by_term is None else ModuleBuilder(m.term_by_term(), m.reduction)
+        hv = side.second_order
+        rows = [hv.get(g) for g in side.backward.grads]
+        pattern = hessian_pattern(side.graph, rows, [side.directions[w] for w in program.wrt])
     else:  # a matrix parameter is one node: its block is taken as dense
         n = sum(sizes)
         pattern = [list(range(n)) for _ in range(n)]
@@ -634,22 +668,23 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.constants["HESSIAN_COLS"] = tuple_source(str(j) for _, j in coo) if coo else "()"
     m.constants["HESSIAN_COLOURS"] = tuple_source(str(c) for c in colours)
     m.ops["hessian_products"] = max(colours, default=-1) + 1
-    m.helpers |= {"_hessian_coo"}
+    m.helpers |= {"_hessian_coo", "_dense", "_pack"}
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    args = ", ".join(m.arg_names)
+    # one flat Hessian-vector product per colour: hvp_flat, which a re-rolled model computes
+    # straight from the flat vectors
+    product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
+    wrt = ", ".join(m.wrt_names) + ("," if len(m.wrt_names) == 1 else "")
     m.functions.append(Function(
         "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
         "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS).",
-        m.arg_names, [], f"_hessian_coo(_hvp, ({', '.join(m.wrt_names)},), ({', '.join(data)}{',' if len(data) == 1 else ''}))",
-        None))
+        m.arg_names, [("", [Statement(m.theta, -1, "forward", code=f"_pack(({wrt}))")])],
+        f"_hessian_coo({product}, {m.theta})", None))
     m.functions.append(Function(
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
-        m.arg_names, [], f"_dense(hessian_coo({args}), {len(colours)})", None))
-    m.helpers.add("_dense")
-    call = ", ".join([_unpacked(m, "theta")] + data)
+        m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {len(colours)})", None))
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
-        ["theta"] + data, [], f"hessian({call})", None))
+        [m.theta] + data, [], f"_dense(_hessian_coo({product}, {m.theta}), {len(colours)})", None))
 
 
 def residuals_output(m: ModuleBuilder) -> None:
@@ -672,11 +707,11 @@ def residuals_output(m: ModuleBuilder) -> None:
         "residuals", "The residuals of each example, shape batch + (number of residuals,).",
         m.arg_names, [("", statements)], f"_stack(({', '.join(values)},), {shape})", '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join([_unpacked(m, "theta")] + data)
+    call = ", ".join([_unpacked(m, m.theta)] + data)
     m.functions.append(Function(
         "residuals_flat", "Every example's residuals in one flat vector, at theta = pack(*WRT) "
         "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA)).",
-        ["theta"] + data, [], f"np.ravel(_residuals({call}))", None))
+        [m.theta] + data, [], f"np.ravel(_residuals({call}))", None))
 
 
 def jacobian_output(m: ModuleBuilder) -> None:
@@ -718,11 +753,11 @@ def jacobian_output(m: ModuleBuilder) -> None:
         m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}))",
         '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join([_unpacked(m, "theta")] + data)
+    call = ", ".join([_unpacked(m, m.theta)] + data)
     m.functions.append(Function(
         "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
         "of each example, one column per entry of theta.",
-        ["theta"] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
+        [m.theta] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
     m.helpers.add("_flat_jacobian")
 
 

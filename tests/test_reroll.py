@@ -177,10 +177,35 @@ def test_mean_reduction_and_hessian_vector_products(small_families):
     assert_close(value, value0, 1e-12) and assert_close(flat, flat0, 1e-9)
 
 
-def test_a_module_with_the_hessian_is_not_rerolled(small_families):
-    compiled = bp.compile(extended_rosenbrock(12), derivatives=("grad", "hessian"))
-    assert "_lanes(" not in compiled.source
-    assert compiled.ops["hessian_products"] <= 3  # its structure stays visible: banded, few colours
+@pytest.mark.parametrize("make, data", [(extended_rosenbrock, False), (chained_with_data, True)])
+def test_a_module_with_the_hessian_is_rerolled_and_keeps_its_structure(small_families, make, data):
+    """The HVP and the gradient run over lanes; the Hessian's pattern is read term by term, so
+    it stays banded (a few colours), and every entry matches sympy.hessian."""
+    model = make(12)
+    compiled = bp.compile(model, derivatives=("grad", "hvp", "hessian"))
+    assert "_lanes(" in compiled.source
+    assert compiled.ops["hessian_products"] <= 3
+    # without data, hvp_flat reads theta and p as the lane vectors themselves
+    assert ('_flat_theta(p, 12, "p")' in compiled.source) == (not data)
+    module = compiled.load()
+    rng = np.random.default_rng(8)
+    theta = rng.uniform(-1, 1, len(model.wrt))
+    args = (rng.uniform(-1, 1, 5),) if data else ()
+    unrolled = bp.compile(model, derivatives=("grad", "hvp", "hessian"), reroll=False).load()
+    H = module.hessian_flat(theta, *args)
+    assert_close(H, unrolled.hessian_flat(theta, *args), 1e-12, what="hessian")
+    t = sp.Symbol("t")
+    exact = sp.hessian(model.loss, model.wrt)
+    point = dict(zip(model.wrt, theta.tolist()))
+    want = sum(np.array(exact.subs({**point, t: v}).evalf(), dtype=float)
+               for v in (args[0] if data else [0.0]))
+    assert_close(H, want, 1e-9, what="sympy.hessian")
+    p = rng.normal(size=len(model.wrt))
+    assert_close(module.hvp_flat(theta, p, *args), H @ p, 1e-9, what="hvp_flat")
+    rows, cols, values = module.hessian_coo(*theta.tolist(), *args)
+    assert len(values) < len(model.wrt) ** 2 / 2  # only the band
+    with pytest.raises(ValueError, match="p must be a 1-D array of 12 numbers"):
+        module.hvp_flat(theta, p[:5], *args)
 
 
 def test_residual_models_and_their_jacobians(small_families):

@@ -243,3 +243,20 @@ def test_bad_second_order_input_gets_typed_errors():
     module = bp.compile(w ** 2 * x, wrt=[w], inputs=[x], derivatives=("hvp",)).load()
     with pytest.raises(ValueError, match="p must be a 1-D array of 1 numbers"):
         module.hvp_flat(np.array([1.0]), np.array([1.0, 2.0]), 3.0)
+
+
+def test_arguments_named_theta_and_p_keep_their_names_beside_the_flat_forms():
+    """A data symbol p and a parameter theta: the flat forms name their vectors around them."""
+    a, theta, p = sp.symbols("a theta p")
+    model = bp.Model("m", loss=(a * theta - p) ** 2 + sp.cos(theta), wrt=[a, theta], inputs=[p])
+    module = bp.compile(model, derivatives=("grad", "hvp", "hessian")).load()
+    assert module.ARGS == ("a", "theta", "p")
+    vector, direction, data = np.array([1.5, -0.4]), np.array([0.3, 1.0]), np.array([0.5, 2.0])
+    point = {"a": 1.5, "theta": -0.4, "p": data}
+    exact = sympy_hessian(model, point)
+    np.testing.assert_allclose(module.hessian_flat(vector, data), exact, rtol=1e-12)
+    np.testing.assert_allclose(module.hvp_flat(vector, direction, data), exact @ direction, rtol=1e-12)
+    np.testing.assert_allclose(module.hvp_flat(vector, direction, data),
+                               gradient_differences(module, point, direction), rtol=1e-6)
+    value, grad = module.value_and_grad_flat(vector, data)
+    assert value == pytest.approx(module.value_and_grad(1.5, -0.4, data)[0])

@@ -35,16 +35,18 @@ class Converter:
         """The node of a SymPy expression; symbols in `env` stand for existing nodes."""
         memo: dict[int, int] = {}
         keep_alive = []
-        stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+        stack: list[tuple[sp.Basic, tuple | None]] = [(expr, None)]
         while stack:
-            e, ready = stack.pop()
+            e, children = stack.pop()
             if id(e) in memo:
                 continue
-            children = _children(e)
-            if not ready:
-                stack.append((e, True))
-                stack.extend((c, False) for c in reversed(children) if id(c) not in memo)
-                continue
+            if children is None:  # first visit: convert now, or after the children not yet done
+                children = _children(e)
+                pending = [c for c in children if id(c) not in memo]
+                if pending:
+                    stack.append((e, children))
+                    stack.extend((c, None) for c in reversed(pending))
+                    continue
             keep_alive.append(e)
             memo[id(e)] = self._convert(e, [memo[id(c)] for c in children], env)
         return memo[id(expr)]
@@ -61,7 +63,8 @@ class Converter:
 
     def _convert(self, e: sp.Basic, args: list[int], env: dict[sp.Basic, int]) -> int:
         graph = self.graph
-        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
+        kind = _kind(e)
+        if kind == "symbol":
             found = env.get(e)
             if found is not None:
                 return found
@@ -75,16 +78,16 @@ class Converter:
                 return size
             graph.register_dimensions(e)
             return graph.symbol(e)
-        if isinstance(e, (sp.Number, sp.NumberSymbol, BooleanAtom)) or e is sp.S.ImaginaryUnit:
+        if kind == "constant":
             return self.constant(e)
-        if isinstance(e, sp.Piecewise):
+        if kind == "piecewise":
             pairs = list(zip(args[::2], args[1::2]))
             if all(graph[c].value is sp.false for _, c in pairs):
                 raise ModelError("Piecewise has no branch that can be taken; add a (value, True) branch")
             return graph.piecewise(*stable.guard_branches(graph, pairs))
-        if matrices.is_matrix_expr(e):
+        if kind == "matrix":
             return matrices.convert(self, e, args, env)
-        if indexed.is_indexed_expr(e):
+        if kind == "indexed":
             return indexed.convert(self, e, env)
         check_supported(e)
         if self.rewrite:
@@ -127,16 +130,36 @@ def _fits_float(value: sp.Number) -> bool:
         return False
 
 
+# What a SymPy class is to the converter, found once per class: every test below is by type.
+_KINDS: dict[type, str] = {}
+_REFUSED = (sp.Product, sp.Integral, sp.Derivative, sp.Subs, sp.Lambda)
+
+
+def _kind(e: sp.Basic) -> str:
+    found = _KINDS.get(type(e))
+    if found is None:
+        found = _KINDS[type(e)] = (
+            "symbol" if isinstance(e, (sp.Symbol, sp.MatrixSymbol))
+            else "constant" if isinstance(e, (sp.Number, sp.NumberSymbol, BooleanAtom)) or e is sp.S.ImaginaryUnit
+            else "piecewise" if isinstance(e, sp.Piecewise)
+            else "matrix" if matrices.is_matrix_expr(e)
+            else "indexed" if indexed.is_indexed_expr(e)
+            else "refused" if isinstance(e, _REFUSED)
+            else "function")
+    return found
+
+
 def _children(e: sp.Basic) -> tuple:
-    if matrices.is_matrix_expr(e):
+    kind = _kind(e)
+    if kind == "function":
+        return e.args
+    if kind == "matrix":
         return matrices.children(e)
-    if isinstance(e, sp.Piecewise):
+    if kind == "piecewise":
         return tuple(part for pair in e.args for part in pair)  # expr, cond, expr, cond, ...
-    if isinstance(e, (sp.Symbol, sp.Number, sp.NumberSymbol, BooleanAtom)) or indexed.is_indexed_expr(e):
-        return ()  # a Sum lowers its summand itself, with its index bound
-    if isinstance(e, (sp.Sum, sp.Product, sp.Integral, sp.Derivative, sp.Subs, sp.Lambda)):
-        return ()  # refused by check_supported, by name, before their limits are looked at
-    return e.args
+    # leaves; a Sum lowers its summand itself, with its index bound; what is refused (by
+    # check_supported, by name) is refused before its limits are looked at
+    return ()
 
 
 # Constructs that are not functions, with what to write instead.

@@ -187,10 +187,10 @@ class Registry:
 
     def shape(self, graph, node):
         record = RECORDS.get(node.op)
+        if record is not None and record.shape is None and all(graph.shapes[a] is None for a in node.args):
+            return None  # scalars in, a scalar out: the common case, first
         if (record is None or record.shape is None) and any(graph.is_array(a) for a in node.args):
             return array.combined_shape(graph, node)
-        if record is not None and record.shape is None and all(graph.shapes[a] is None for a in node.args):
-            return None  # scalars in, a scalar out
         if record is not None and record.shape is not None:
             return record.shape(graph, node)
         return elementwise_shape(graph, node)

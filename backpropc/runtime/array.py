@@ -15,7 +15,8 @@ ARGS = WRT = ()  # the generated module's own constants (backpropc.runtime.core)
 
 NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
          "_gather": ("_out_of_range", "_extremes"), "_unwindow": ("_lead", "_key", "_sliced"),
-         "_scatter": ("_lead",), "_accumulate": ("_key", "_scatter", "_accumulate_batched"),
+         "_scatter": ("_lead",), "_accumulate": ("_zeros_for", "_add_windows", "_scatter", "_accumulate_batched"),
+         "_add_windows": ("_key",),
          "_accumulate_batched": ("_lead", "_key", "_sliced", "_scatter")}
 
 
@@ -172,18 +173,8 @@ def _accumulate(x, windows, gathers):
     (repeated ones adding up: one bincount per gather)."""
     if len(ARGS) > len(WRT):  # data may carry a batch, and with it the signals
         return _accumulate_batched(x, windows, gathers)
-    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    out = _add_windows(_zeros_for(x), windows)
     flat = out.ndim == 1
-    for g, *axes in windows:
-        if flat:  # a 1-D window or entry (already checked by _window)
-            if axes[2]:
-                out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
-            else:
-                out[axes[0]] += g
-        elif len(axes) == 6 and axes[2] and not axes[5]:  # a column
-            out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
-        else:
-            out[_key(axes)] += g
     for g, *index in gathers:
         if flat or out.ndim == 2 and type(index[1]) is int:  # entries, or a column at the gathered rows
             added = np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
@@ -193,6 +184,28 @@ def _accumulate(x, windows, gathers):
                 out[:, index[1]] += added
         else:
             _scatter(g, x, *index, out=out)
+    return out
+
+
+def _zeros_for(x):
+    """Zeros to accumulate x's signal in: x's shape, and its dtype when that is a float's."""
+    return np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+
+
+def _add_windows(out, windows):
+    """out with each (g, start, stop, step, ...) of `windows` added into its slice (a window
+    already checked by _window)."""
+    flat = out.ndim == 1
+    for g, *axes in windows:
+        if flat:  # a 1-D window or entry
+            if axes[2]:
+                out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
+            else:
+                out[axes[0]] += g
+        elif len(axes) == 6 and axes[2] and not axes[5]:  # a column
+            out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
+        else:
+            out[_key(axes)] += g
     return out
 
 

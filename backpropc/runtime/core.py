@@ -20,7 +20,6 @@ NEEDS = {
     "_checked": ("_params", "_as_float", "_check_matrices", "_check_batch"),
     "_in_chunks": ("_params", "_combine"),
     "_flat_value_and_grad": ("_pack",),
-    "_hessian_coo": ("_pack", "_unpack"),
     "_self_check": ("_finite_difference_errors",),
 }
 
@@ -225,18 +224,16 @@ def _unpack(theta, shapes, what="theta"):
     return values
 
 
-def _hessian_coo(hvp, wrt, data):
-    """(rows, columns, values) of the Hessian over the flat vector of `wrt`, from one
-    Hessian-vector product per colour: the columns of a colour share no row (HESSIAN_COLOURS), so
-    each product gives every entry of its columns at once."""
+def _hessian_coo(product, theta):
+    """(rows, columns, values) of the Hessian over the flat vector theta, from one product
+    (`product(p)`: the Hessian at theta times p, flat) per colour: the columns of a colour share no
+    row (HESSIAN_COLOURS), so each product gives every entry of its columns at once."""
     colours = np.array(HESSIAN_COLOURS, dtype=int)
     rows, cols = np.array(HESSIAN_ROWS, dtype=int), np.array(HESSIAN_COLS, dtype=int)
-    shapes = [() if type(w) is float else np.shape(w) for w in wrt]
-    theta = _pack(wrt)
-    products = np.zeros((theta.shape[0], colours.max(initial=-1) + 1), dtype=theta.dtype)
+    theta = np.asarray(theta)
+    products = np.zeros((colours.shape[0], colours.max(initial=-1) + 1), dtype=np.result_type(theta, 1.0))
     for c in range(products.shape[1]):
-        directions = _unpack(np.where(colours == c, 1.0, 0.0), shapes)
-        products[:, c] = _pack(hvp(*wrt, *data, *directions)[2])
+        products[:, c] = product(np.where(colours == c, 1.0, 0.0).astype(products.dtype))
     # each entry from its column's product and from its row's, averaged: exactly symmetric
     values = (products[rows, colours[cols]] + products[cols, colours[rows]]) / 2
     return rows, cols, values

@@ -25,12 +25,13 @@ def _lanes(values):
     return stacked if stacked.ndim == 1 else np.moveaxis(stacked, 0, -1)
 
 
-def _flat_theta(theta, size):
-    """theta as the lane vector of a re-rolled model's parameters: 1-D, `size` floats."""
+def _flat_theta(theta, size, what="theta"):
+    """theta (or a direction p) as the lane vector of a re-rolled model's parameters: 1-D, `size`
+    floats."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
         theta = np.asarray(theta, dtype=float)
     if theta.shape != (size,):
-        raise ValueError(f"theta must be a 1-D array of {size} numbers (WRT, in order), got shape "
+        raise ValueError(f"{what} must be a 1-D array of {size} numbers (WRT, in order), got shape "
                          f"{theta.shape}")
     return theta
 

@@ -27,28 +27,38 @@ CHUNK = 65536
 REDUCTION = "sum"
 # Whether data may broadcast into a batch larger than each of them (compile with broadcast=True).
 BROADCAST = False
+BLOCK = 32768  # entries of a Sum's range per block (backpropc.blocking, docs/arrays.md)
 
 
 def forward(x):
     """The per-example loss (the broadcast shape of the arguments)."""
+    # before the range: sizes, and each total and gradient set to zero
+    L = 0.0
     n = x.shape[-1]
-    c0 = _window(x, "x", 0, n - 1, 1)
-    L = ((1 - c0)**2 + 100*(_window(x, "x", 1, n, 1) - c0**2)**2).sum(-1)
+    # the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)
+    for _lo in range(0, n - 1, BLOCK):
+        _hi = min(_lo + BLOCK, n - 1)
+        c0 = _window(x, "x", _lo, _hi, 1)
+        L += ((1 - c0)**2 + 100*(_window(x, "x", 1 + _lo, 1 + _hi, 1) - c0**2)**2).sum(-1)
     return L
 
 
 def value_and_grad(x):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
-    # forward pass
+    # before the range: sizes, and each total and gradient set to zero
+    L = 0.0
+    x_bar = _zeros_for(x)
     n = x.shape[-1]
     c1 = n - 1
-    c0 = _window(x, "x", 0, c1, 1)
-    c2 = 1 - c0
-    c3 = _window(x, "x", 1, n, 1) - c0**2
-    L = (c2**2 + 100*c3**2).sum(-1)
-    # backward pass: v_bar is the error signal d(objective)/dv
-    c3_bar = 200*c3                                           # from L = sum(c2**2 + 100*c3**2)
-    x_bar = _accumulate(x, ((c3_bar, 1, n, 1), (-2*c0*c3_bar - 2*c2, 0, c1, 1)), ())  # from c0, c3
+    # the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)
+    for _lo in range(0, c1, BLOCK):
+        _hi = min(_lo + BLOCK, c1)
+        c0 = _window(x, "x", _lo, _hi, 1)
+        c2 = 1 - c0
+        c3 = _window(x, "x", 1 + _lo, 1 + _hi, 1) - c0**2
+        c3_bar = 200*c3  # from L = sum(c2**2 + 100*c3**2)
+        L += (c2**2 + 100*c3**2).sum(-1)
+        _add_windows(x_bar, ((c3_bar, 1 + _lo, 1 + _hi, 1), (-2*c0*c3_bar - 2*c2, _lo, _hi, 1),))
     return L, (x_bar,)
 
 
@@ -400,18 +410,8 @@ def _accumulate(x, windows, gathers):
     (repeated ones adding up: one bincount per gather)."""
     if len(ARGS) > len(WRT):  # data may carry a batch, and with it the signals
         return _accumulate_batched(x, windows, gathers)
-    out = np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+    out = _add_windows(_zeros_for(x), windows)
     flat = out.ndim == 1
-    for g, *axes in windows:
-        if flat:  # a 1-D window or entry (already checked by _window)
-            if axes[2]:
-                out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
-            else:
-                out[axes[0]] += g
-        elif len(axes) == 6 and axes[2] and not axes[5]:  # a column
-            out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
-        else:
-            out[_key(axes)] += g
     for g, *index in gathers:
         if flat or out.ndim == 2 and type(index[1]) is int:  # entries, or a column at the gathered rows
             added = np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
@@ -421,6 +421,28 @@ def _accumulate(x, windows, gathers):
                 out[:, index[1]] += added
         else:
             _scatter(g, x, *index, out=out)
+    return out
+
+
+def _zeros_for(x):
+    """Zeros to accumulate x's signal in: x's shape, and its dtype when that is a float's."""
+    return np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
+
+
+def _add_windows(out, windows):
+    """out with each (g, start, stop, step, ...) of `windows` added into its slice (a window
+    already checked by _window)."""
+    flat = out.ndim == 1
+    for g, *axes in windows:
+        if flat:  # a 1-D window or entry
+            if axes[2]:
+                out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
+            else:
+                out[axes[0]] += g
+        elif len(axes) == 6 and axes[2] and not axes[5]:  # a column
+            out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
+        else:
+            out[_key(axes)] += g
     return out
 
 

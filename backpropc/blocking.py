@@ -1,0 +1,224 @@
+"""Cache blocking: a Sum's range evaluated BLOCK entries at a time.
+
+Over a long range (n = 10^6), NumPy makes one pass over memory per operation, and every
+temporary of a function is an array of the whole range: the passes come from main memory. A
+function of an indexed model whose values over a Sum's range (graph shape `Domain`) depend only
+on what is known before any Sum is taken can instead run its range in blocks:
+
+    before the loop   the scalars (shapes, bounds), each total set to 0, each gradient to zeros
+    per block         the values over the block (windows shifted to it), each total's part of
+                      the block added in (`L += ...sum(-1)`), each signal added into its slice
+    after the loop    what uses the totals, and the signals sent to fixed entries
+
+so the temporaries of a block stay in cache, and a block's work is done while its data are
+there. The statements are the function's own, in their order within each phase; only windows and
+ranges over a blocked Sum are printed shifted to the block. Where a value over a range depends on
+a total (the backward pass of log(Sum(...))), blocking would need a second pass over the range:
+the function is left as it is, as it is for nested Sums, gathers, data with a batch and
+re-rolled families.
+"""
+
+from __future__ import annotations
+
+from .emit import ATOM, IRPrinter, Statement
+from .graph import CONST, SYMBOL, Domain, closure
+from .ops.array import (
+    _accumulate_groups,
+    _label,
+    accumulate,
+    span,
+    total,
+    unwindow,
+    window,
+)
+
+# Entries of a range per block: the temporaries of a block (a few dozen arrays of BLOCK floats)
+# stay in the second-level cache; much smaller blocks pay Python's per-statement cost too often.
+BLOCK = 32768
+
+PRE, POST = "pre", "post"
+
+
+class _Unblockable(Exception):
+    """The function has something blocking does not handle: it is kept as it is."""
+
+
+class BlockPrinter(IRPrinter):
+    """Prints windows and index ranges of the blocked Sums shifted to the block [_lo, _hi)."""
+
+    def __init__(self, graph, loops: set[int]) -> None:
+        super().__init__(graph)
+        self.loops = loops
+
+    def _node(self, i, ids, args):
+        graph, node = self.graph, self.graph[i]
+        if node.op is window and int(graph.number(ids[1])) in self.loops:
+            texts = [t for t, _ in args]
+            self.helpers.add("_window")
+            return f"_window({texts[0]}, {_label(texts[0])}, {', '.join(shifted_axes(texts[2:]))})", ATOM
+        if node.op is span and i in self.loops:
+            lo = args[0][0]
+            return f"np.arange({_plus(lo, '1', '_lo')}, {_plus(lo, '1', '_hi')})", ATOM
+        return super()._node(i, ids, args)
+
+
+def shifted_axes(axes: list[str]) -> list[str]:
+    """(start, stop, step) per axis, each sliced axis narrowed to the block's entries."""
+    result = []
+    for start, stop, step in zip(axes[::3], axes[1::3], axes[2::3]):
+        if step == "0":
+            result += [start, stop, step]
+        else:
+            result += [_plus(start, step, "_lo"), _plus(start, step, "_hi"), step]
+    return result
+
+
+def _plus(start: str, step: str, offset: str) -> str:
+    """start + step*offset, as short as the numbers allow."""
+    term = offset if step == "1" else f"{step[1:]}*{offset}" if step.startswith("-") else f"{step}*{offset}"
+    if start == "0":
+        return f"-{term}" if step.startswith("-") else term
+    return f"{start} {'-' if step.startswith('-') else '+'} {term}"
+
+
+def blocked(m, sections: list[tuple[str, list[Statement]]]) -> list[tuple[str, list[Statement]]] | None:
+    """The sections of a function of an indexed model without data, with every Sum's range run
+    in blocks; None when blocking does not apply (the function is kept as it is)."""
+    if m.has_data or not m.indexed:
+        return None
+    statements = [s for _, block in sections for s in block]
+    try:
+        phase, loops = _phases(m.graph, statements)
+    except _Unblockable:
+        return None
+    if not loops:
+        return None
+    return _emit(m, sections, phase, loops)
+
+
+def _phases(graph, statements):
+    """Each live node's phase: PRE (known before the loops), the loop (a span node) whose blocks
+    compute it, or POST (a total, a gradient, or what uses them)."""
+    if any(s.node < 0 for s in statements):
+        raise _Unblockable("a statement that is not a node")
+    phase: dict[int, object] = {}
+    loops: set[int] = set()
+    for i in closure(graph, [s.node for s in statements]):
+        node, shape = graph[i], graph.shapes[i]
+        before = [phase[a] for a in node.args]
+        if node.op in (SYMBOL, CONST):
+            phase[i] = PRE
+        elif isinstance(shape, Domain):
+            if shape.depth != 0 or any(p not in (PRE, shape.loop) for p in before):
+                raise _Unblockable("a nested Sum, or a value over a range that needs a total")
+            phase[i] = shape.loop
+            loops.add(shape.loop)
+        elif node.op is total or node.op in (accumulate, unwindow):
+            for g in _signals(graph, i):
+                if graph.shapes[g] is not None and not isinstance(graph.shapes[g], Domain):
+                    raise _Unblockable("a signal that is neither a scalar nor over a range")
+            phase[i] = POST
+        elif shape is not None:
+            raise _Unblockable("a whole array, a matrix or lanes")
+        elif any(p not in (PRE, POST) for p in before):
+            raise _Unblockable("a scalar computed from a value over a range")
+        else:
+            phase[i] = POST if POST in before else PRE
+    return phase, loops
+
+
+def _signals(graph, i: int) -> list[int]:
+    """The values a total adds up, or that an accumulation adds into its array's slices."""
+    node = graph[i]
+    if node.op is total:
+        return [node.args[0]]
+    if node.op is unwindow:
+        return [node.args[0]]
+    rank, windows = int(graph.number(node.args[1])), int(graph.number(node.args[2]))
+    slices, gathers = _accumulate_groups(node.args[3:], rank, windows)
+    if gathers:
+        raise _Unblockable("a gather")
+    return [g for g, *_ in slices]
+
+
+def _emit(m, sections, phase, loops):
+    graph, namer = m.graph, m.namer
+    printer = BlockPrinter(graph, loops)
+    statements = [s for _, block in sections for s in block]
+    names = dict(m.leaf_names)
+    for s in statements:
+        names.setdefault(s.node, s.name)
+    # totals and accumulations are built up over the blocks, under their statement's name or,
+    # written inside another statement, a name of their own
+    accumulators = [i for i in sorted(phase) if phase[i] == POST and graph[i].op in (total, accumulate, unwindow)]
+    for i in accumulators:
+        if i not in names:
+            names[i] = namer.temp(("node", i))
+    pre, post = [], []
+    body: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
+    adds: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
+    for i in accumulators:
+        _accumulator(m, printer, i, names, pre, adds, post)
+    done: set[int] = set()
+    for s in statements:
+        where = phase[s.node]
+        if s.node in done or s.alias:  # v_bar = c5: a name for a value computed before
+            code = s.code if s.alias else names[s.node]
+        elif s.node in accumulators:
+            done.add(s.node)
+            continue  # the accumulator's lines stand for it
+        else:
+            code = s.code if where == PRE else printer.print(s.node, names)
+        done.add(s.node)
+        moved = Statement(s.name, s.node, s.section, s.origins, code, s.comment, s.arg, s.alias,
+                          s._rhs, s._math, indent=0 if where in (PRE, POST) else 1)
+        (pre if where == PRE else post if where == POST else body[where]).append(moved)
+    m.helpers |= printer.helpers | {"_zeros_for", "_add_windows"}
+    m.constants["BLOCK"] = f"{BLOCK}  # entries of a Sum's range per block (backpropc.blocking, docs/arrays.md)"
+    loop_lines = []
+    for loop in sorted(loops):
+        lo, stop = (_ref(printer, a, names) for a in graph[loop].args)
+        count = stop if lo == "0" else f"{stop} - {lo if lo.isidentifier() or lo.isdigit() else '(' + lo + ')'}"
+        loop_lines.append(Statement("_lo", loop, "forward", code=f"range(0, {count}, BLOCK)", form="for"))
+        loop_lines.append(Statement("_hi", loop, "forward", code=f"min(_lo + BLOCK, {count})", indent=1))
+        loop_lines += body[loop] + adds[loop]
+    return [(h, b) for h, b in (
+        ("before the range: sizes, and each total and gradient set to zero", pre),
+        ("the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)", loop_lines),
+        ("after the range: what uses the totals", post)) if b]
+
+
+def _accumulator(m, printer, i, names, pre, adds, post) -> None:
+    """A total or a gradient built up over the blocks: set before the loops, added to per block,
+    finished after them (the signals of fixed entries)."""
+    graph = m.graph
+    node, name = graph[i], names[i]
+    if node.op is total:
+        loop = graph.shapes[node.args[0]].loop
+        pre.append(Statement(name, i, "forward", code="0.0"))
+        adds[loop].append(Statement(name, i, "forward", code=printer.print(i, names), form="+=", indent=1))
+        return
+    x = node.args[1] if node.op is unwindow else node.args[0]
+    pre.append(Statement(name, i, "backward", code=f"_zeros_for({_ref(printer, x, names)})"))
+    if node.op is unwindow:
+        parts = [(node.args[0], list(node.args[2:]))]
+    else:
+        rank, windows = int(graph.number(node.args[1])), int(graph.number(node.args[2]))
+        parts = [(g, axes) for g, *axes in _accumulate_groups(list(node.args[3:]), rank, windows)[0]]
+    by_loop: dict[object, list[str]] = {}
+    for g, axes in parts:
+        shape = graph.shapes[g]
+        where = shape.loop if isinstance(shape, Domain) else POST
+        texts = [_ref(printer, a, names) for a in axes]
+        if where != POST:
+            texts = shifted_axes(texts)
+        by_loop.setdefault(where, []).append(f"({', '.join([_ref(printer, g, names)] + texts)})")
+    for where, items in by_loop.items():
+        code = f"_add_windows({name}, ({', '.join(items)},))"
+        line = Statement("", i, "backward", code=code, form="call", indent=0 if where == POST else 1)
+        (post if where == POST else adds[where]).append(line)
+
+
+def _ref(printer, i: int, names: dict[int, str]) -> str:
+    """How code refers to node i: its name, or its expression when it has none."""
+    return names[i] if i in names else printer.print(i, names)

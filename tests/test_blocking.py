@@ -1,0 +1,161 @@
+"""Cache blocking (backpropc.blocking): a Sum's range evaluated BLOCK entries at a time.
+
+Blocks are made tiny here (BLOCK of 1 to 5 entries), so that every range runs in several
+blocks, a last partial one included: every value, gradient and Hessian-vector product is
+checked against sympy.diff of the Sum written out and against central finite differences
+(test_arrays.check_model), and against the same module with the range in one block.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from test_arrays import (
+    FUNCTIONS,
+    ROSENBROCK,
+    A,
+    X,
+    _summand,
+    a,
+    check_model,
+    i,
+    j,
+    m,
+    n,
+    t,
+    w,
+    x,
+    y,
+    z,
+)
+
+import backpropc as bp
+from backpropc import blocking
+
+P = sp.IndexedBase("P", shape=(n, 4))
+POWELL = sp.Sum((P[i, 0] + 10 * P[i, 1]) ** 2 + 5 * (P[i, 2] - P[i, 3]) ** 2 + (P[i, 1] - 2 * P[i, 2]) ** 4
+                + 10 * (P[i, 0] - P[i, 3]) ** 4, (i, 0, n - 1))
+BROYDEN = (((3 - 2 * x[0]) * x[0] - 2 * x[1] + 1) ** 2 + ((3 - 2 * x[n - 1]) * x[n - 1] - x[n - 2] + 1) ** 2
+           + sp.Sum(((3 - 2 * x[i]) * x[i] - x[i - 1] - 2 * x[i + 1] + 1) ** 2, (i, 1, n - 2)))
+
+# (loss, wrt, shapes, sizes): each is blocked
+BLOCKED = {
+    "rosenbrock": (ROSENBROCK, [x], {"x": (9,)}, {n: 9}),
+    "powell, columns of a 2-D array": (POWELL, [P], {"P": (7, 4)}, {n: 7}),
+    "broyden, fixed entries beside the range": (BROYDEN, [x], {"x": (8,)}, {n: 8}),
+    "strided, shifted and reversed": (sp.Sum(x[2 * i + 1] * sp.exp(x[2 * i]) + x[10 - i] * x[i] ** 2, (i, 0, 4)),
+                                      [x], {"x": (11,)}, {n: 11}),
+    "the index's own values": (sp.Sum(i * x[i] ** 2 + sp.sin(i * x[i + 1]), (i, 2, n - 2)), [x], {"x": (10,)}, {n: 10}),
+    "two Sums over different ranges": (sp.Sum(x[i] ** 2, (i, 0, n - 1)) + sp.Sum(sp.sin(x[j + 1] * x[j]), (j, 0, n - 3)),
+                                       [x], {"x": (7,)}, {n: 7}),
+    "a scalar parameter beside the array": (sp.Sum((a * x[i] - sp.cos(x[i + 1])) ** 2, (i, 0, n - 2)) + a ** 2,
+                                            [x, a], {"x": (8,), "a": ()}, {n: 8}),
+    "a summand without the index": (sp.Sum(w ** 2, (i, 0, n - 1)) + sp.Sum(x[i], (i, 0, n - 1)), [w, x],
+                                    {"w": (), "x": (6,)}, {n: 6}),
+    "piecewise inside the summand": (sp.Sum(sp.Piecewise((x[i] ** 2, x[i + 1] > 0), (sp.sin(x[i]), True)),
+                                            (i, 0, n - 2)), [x], {"x": (9,)}, {n: 9}),
+    "a column and a diagonal": (sp.Sum(X[i, 0] * X[i, 2] ** 2 - sp.cos(X[i, 1]), (i, 1, n - 1))
+                                + sp.Sum(A[i, i] ** 3, (i, 0, 2)), [X, A], {"X": (6, 3), "A": (6, 5)}, {n: 6, m: 5}),
+}
+
+
+@contextmanager
+def block_of(size: int):
+    """Modules compiled inside run their ranges `size` entries at a time."""
+    saved = blocking.BLOCK
+    blocking.BLOCK = size
+    try:
+        yield
+    finally:
+        blocking.BLOCK = saved
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+@pytest.mark.parametrize("name", list(BLOCKED))
+def test_blocked_ranges_match_sympy_and_finite_differences(name, size):
+    loss, wrt, shapes, sizes = BLOCKED[name]
+    with block_of(size), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = check_model(loss, wrt, shapes, sizes, seed=size)
+    source = bp.compile(loss, wrt=wrt).source
+    assert "for _lo in range(0, " in source and "BLOCK = " in source
+    assert module.BLOCK == size
+
+
+@pytest.mark.parametrize("name", ["rosenbrock", "broyden, fixed entries beside the range",
+                                  "a scalar parameter beside the array"])
+def test_every_function_agrees_with_the_range_in_one_block(name):
+    loss, wrt, shapes, _ = BLOCKED[name]
+    with block_of(3):
+        compiled = bp.compile(loss, wrt=wrt, derivatives=("grad", "hvp"))
+    module = compiled.load()
+    rng = np.random.default_rng(1)
+    values = [rng.uniform(-1, 1, shapes[str(v)]) if shapes[str(v)] else float(rng.uniform(-1, 1)) for v in wrt]
+    directions = [rng.normal(size=np.shape(v)) if np.ndim(v) else 0.7 for v in values]
+    blocked = module.forward(*values), module.value_and_grad(*values), module.hvp(*values, *directions)
+    module.BLOCK = 10 ** 6  # the same module, every range in one block
+    whole = module.forward(*values), module.value_and_grad(*values), module.hvp(*values, *directions)
+    np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-13)
+    for got, want in zip(blocked[1:], whole[1:]):
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+        for g, h in zip(got[1:], want[1:]):
+            for u, v in zip(g, h):
+                np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+
+
+def test_an_empty_range_and_a_range_of_one_entry():
+    with block_of(2):
+        module = bp.compile(ROSENBROCK, wrt=[x]).load()
+    value, (g,) = module.value_and_grad(np.array([0.5]))  # no terms at all
+    assert value == 0 and np.array_equal(g, [0.0])
+    value, (g,) = module.value_and_grad(np.array([0.5, -0.25]))
+    assert value == pytest.approx(100 * (-0.25 - 0.25) ** 2 + 0.25)
+
+
+def test_float32_stays_float32():
+    with block_of(2):
+        module = bp.compile(ROSENBROCK, wrt=[x], derivatives=("grad", "hvp")).load()
+    v = np.linspace(-1, 1, 7, dtype=np.float32)
+    value, (g,) = module.value_and_grad(v)
+    assert np.asarray(value).dtype == np.float32 and g.dtype == np.float32
+    assert module.hvp(v, np.ones(7, np.float32))[2][0].dtype == np.float32
+
+
+def test_out_of_range_windows_are_reported_as_before():
+    with block_of(2):
+        module = bp.compile(sp.Sum(x[i + 2] * x[i], (i, 0, 5)), wrt=[x]).load()
+    with pytest.raises(IndexError, match=r"x\[...\] reaches index 7 along axis 0, but x has 6 entries"):
+        module.value_and_grad(np.ones(6))
+
+
+@pytest.mark.parametrize("loss, wrt, shapes, why", [
+    (sp.log(1 + sp.Sum(x[i] ** 2, (i, 0, n - 1))), [x], {"x": (5,)}, "the backward pass needs the total first"),
+    (sp.Sum(sp.Sum(A[i, j] * z[j], (j, 0, m - 1)) ** 2 + w * i, (i, 0, n - 1)), [z, w],
+     {"z": (4,), "w": (), "A": (5, 4)}, "a nested Sum"),
+    (sp.Sum((a * t[i] - y[i]) ** 2, (i, 0, n - 1)), [a], {"a": (), "t": (5,), "y": (5,)},
+     "data, which may carry a batch"),
+])
+def test_what_is_not_blocked_is_computed_as_before(loss, wrt, shapes, why):
+    with block_of(2):
+        compiled = bp.compile(loss, wrt=wrt)
+        check_model(loss, wrt, shapes, {n: 5, m: 4})
+    value_and_grad = compiled.source.split("def value_and_grad(")[1].split("\ndef ")[0]
+    assert "for _lo in" not in value_and_grad, why
+
+
+@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 2), st.sampled_from(range(len(FUNCTIONS))),
+                          st.integers(1, 3)), min_size=1, max_size=4),
+       st.integers(4, 9), st.integers(1, 4), st.integers(0, 2 ** 16))
+def test_random_summands_in_random_blocks(terms, size, block, seed):
+    summand = _summand([(c, s, FUNCTIONS[f], p) for c, s, f, p in terms])
+    if summand == 0:
+        return
+    with block_of(block), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_model(sp.Sum(summand, (i, 0, n - 3)), [x], {"x": (size,)}, {n: size}, seed=seed)
