@@ -13,7 +13,9 @@ At each n (LJ: number of atoms), in this process on the same data:
 - jax.jit(jax.value_and_grad) of the same function in jax.numpy (CPU, float64), when installed;
 - compile time of the model with that n as a number in the shape, and the module's line count
   (the same at every n);
-- at the largest n, the peak memory of one call (tracemalloc) against hand-written NumPy.
+- at the largest n, the peak memory of one call (tracemalloc) against hand-written NumPy, and
+  cache blocking's effect: the module against itself with every range in one block (BLOCK set
+  past the range), in time and peak memory.
 The three are timed in turn, round after round, and each reports its median, so that a change
 of the machine's load affects them alike. Prints a table (medians, ratios against hand-written NumPy) and writes arrays.json.
 """
@@ -184,6 +186,20 @@ def interleaved_medians(functions: dict, v, calls: int, inner: int) -> dict:
     return {key: statistics.median(t) for key, t in times.items()}
 
 
+def one_block(module, v, calls: int) -> dict:
+    """Cache blocking's effect: the module against itself with BLOCK past the range, timed in turn."""
+    block = module.BLOCK
+
+    def whole(v):
+        module.BLOCK = 2 ** 62
+        try:
+            return module.value_and_grad(v)
+        finally:
+            module.BLOCK = block
+    times = interleaved_medians({"blocked_s": module.value_and_grad, "one_block_s": whole}, v, calls, 1)
+    return {**times, "peak_one_block_bytes": peak_bytes(whole, v)}
+
+
 def peak_bytes(f, *args) -> int:
     tracemalloc.start()
     f(*args)
@@ -219,8 +235,15 @@ def run(quick: bool, repeats: int) -> dict:
                 if n == sizes[-1]:
                     row["peak_backpropc_bytes"] = peak_bytes(module.value_and_grad, v)
                     row["peak_numpy_bytes"] = peak_bytes(hand, v)
+                    if hasattr(module, "BLOCK"):  # the same module with the range in one block
+                        row.update(one_block(module, v, calls))
             rows.append(row)
             print(format_row(row), flush=True)
+            if "one_block_s" in row:
+                print(f"{'':<14} {'':>8} cache blocking: {_time(row['blocked_s'])} against {_time(row['one_block_s'])} "
+                      f"in one block ({row['one_block_s'] / row['blocked_s']:.2f} x faster), peak memory "
+                      f"{row['peak_backpropc_bytes'] / 1e6:.1f} MB against {row['peak_one_block_bytes'] / 1e6:.1f} MB",
+                      flush=True)
     return {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
             "load_average": os.getloadavg(),
             "jax": jax_fns is not None, "quick": quick, "rows": rows}
