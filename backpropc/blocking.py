@@ -12,13 +12,16 @@ on what is known before any Sum is taken can instead run its range in blocks:
 
 so the temporaries of a block stay in cache, and a block's work is done while its data are
 there. The statements are the function's own, in their order within each phase; only windows and
-ranges over a blocked Sum are printed shifted to the block. Where a value over a range depends on
-a total (the backward pass of log(Sum(...))), blocking would need a second pass over the range:
-the function is left as it is, as it is for nested Sums, gathers, data with a batch and
-re-rolled families.
+ranges over a blocked Sum are printed shifted to the block. With data, the batch axes lead and
+the block is the last axis; a parameter's gradient sums each block's signal over the batch as it
+adds it. Where a value over a range depends on a total (the backward pass of log(Sum(...)), or
+the mean's seed 1/N), blocking would need a second pass over the range: the function is left as
+it is, as it is for nested Sums, gathers and re-rolled families.
 """
 
 from __future__ import annotations
+
+import sympy as sp
 
 from .emit import ATOM, IRPrinter, Statement
 from .graph import CONST, SYMBOL, Domain, closure
@@ -46,8 +49,8 @@ class _Unblockable(Exception):
 class BlockPrinter(IRPrinter):
     """Prints windows and index ranges of the blocked Sums shifted to the block [_lo, _hi)."""
 
-    def __init__(self, graph, loops: set[int]) -> None:
-        super().__init__(graph)
+    def __init__(self, graph, loops: set[int], data=frozenset()) -> None:
+        super().__init__(graph, data=data)
         self.loops = loops
 
     def _node(self, i, ids, args):
@@ -82,9 +85,9 @@ def _plus(start: str, step: str, offset: str) -> str:
 
 
 def blocked(m, sections: list[tuple[str, list[Statement]]]) -> list[tuple[str, list[Statement]]] | None:
-    """The sections of a function of an indexed model without data, with every Sum's range run
-    in blocks; None when blocking does not apply (the function is kept as it is)."""
-    if m.has_data or not m.indexed:
+    """The sections of a function of an indexed model with every Sum's range run in blocks;
+    None when blocking does not apply (the function is kept as it is)."""
+    if not m.indexed:
         return None
     statements = [s for _, block in sections for s in block]
     try:
@@ -99,11 +102,11 @@ def blocked(m, sections: list[tuple[str, list[Statement]]]) -> list[tuple[str, l
 def _phases(graph, statements):
     """Each live node's phase: PRE (known before the loops), the loop (a span node) whose blocks
     compute it, or POST (a total, a gradient, or what uses them)."""
-    if any(s.node < 0 for s in statements):
-        raise _Unblockable("a statement that is not a node")
+    if any(s.node >= 0 and graph[s.node].op == SYMBOL and not s.alias for s in statements):
+        raise _Unblockable("a seed computed from the batch size (the mean)")
     phase: dict[int, object] = {}
     loops: set[int] = set()
-    for i in closure(graph, [s.node for s in statements]):
+    for i in closure(graph, [s.node for s in statements if s.node >= 0]):
         node, shape = graph[i], graph.shapes[i]
         before = [phase[a] for a in node.args]
         if node.op in (SYMBOL, CONST):
@@ -143,27 +146,43 @@ def _signals(graph, i: int) -> list[int]:
 
 def _emit(m, sections, phase, loops):
     graph, namer = m.graph, m.namer
-    printer = BlockPrinter(graph, loops)
+    printer = BlockPrinter(graph, loops, m.printer.data)
     statements = [s for _, block in sections for s in block]
     names = dict(m.leaf_names)
     for s in statements:
-        names.setdefault(s.node, s.name)
-    # totals and accumulations are built up over the blocks, under their statement's name or,
-    # written inside another statement, a name of their own
+        if s.node >= 0 and not s.arg:
+            names.setdefault(s.node, s.name)
+    # totals and accumulations are built up over the blocks, under their statement's name, an
+    # indexed parameter's gradient under the gradient's, and the others under names of their own
     accumulators = [i for i in sorted(phase) if phase[i] == POST and graph[i].op in (total, accumulate, unwindow)]
+    for s in statements:
+        if s.arg and s.node in accumulators and graph[s.node].op is not total:
+            names.setdefault(s.node, s.name)
     for i in accumulators:
         if i not in names:
             names[i] = namer.temp(("node", i))
     pre, post = [], []
     body: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
     adds: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
+    batch = None
+    signals = any(graph[i].op is not total for i in accumulators)
+    if signals and m.has_data:  # the batch shape: a signal that does not vary over it counts once per example
+        batch = namer.name(("batch",), "batch")
+        pre.append(Statement(batch, -1, "forward", code=f"_batch_shape({m.batch_args()})"))
+        m.helpers.add("_batch_shape")
     for i in accumulators:
-        _accumulator(m, printer, i, names, pre, adds, post)
+        _accumulator(m, printer, i, names, pre, adds, post, batch)
     done: set[int] = set()
     for s in statements:
-        where = phase[s.node]
-        if s.node in done or s.alias:  # v_bar = c5: a name for a value computed before
-            code = s.code if s.alias else names[s.node]
+        where = POST if s.node < 0 or s.arg else phase[s.node]  # gradients may read `shape`
+        if s.node < 0 or s.alias:  # shape = np.shape(L); v_bar = c5, a name for a value computed before
+            code = s.code
+        elif s.arg:  # a gradient (or a Hessian-vector product's entry): summed over any batch
+            if names.get(s.node) == s.name:
+                continue  # an indexed parameter's: its accumulator, already summed over the batch
+            code = _gradient_code(m, s, names)
+        elif s.node in done:
+            code = names[s.node]
         elif s.node in accumulators:
             done.add(s.node)
             continue  # the accumulator's lines stand for it
@@ -173,13 +192,15 @@ def _emit(m, sections, phase, loops):
         moved = Statement(s.name, s.node, s.section, s.origins, code, s.comment, s.arg, s.alias,
                           s._rhs, s._math, indent=0 if where in (PRE, POST) else 1)
         (pre if where == PRE else post if where == POST else body[where]).append(moved)
-    m.helpers |= printer.helpers | {"_zeros_for", "_add_windows"}
+    m.helpers |= printer.helpers | ({"_zeros_for", _adder(m)} if signals else set())
     m.constants["BLOCK"] = f"{BLOCK}  # entries of a Sum's range per block (backpropc.blocking, docs/arrays.md)"
     loop_lines = []
     for loop in sorted(loops):
         lo, stop = (_ref(printer, a, names) for a in graph[loop].args)
         count = stop if lo == "0" else f"{stop} - {lo if lo.isidentifier() or lo.isdigit() else '(' + lo + ')'}"
-        loop_lines.append(Statement("_lo", loop, "forward", code=f"range(0, {count}, BLOCK)", form="for"))
+        # with data, an empty range still runs once: each example gets its (zero) total
+        runs = f"max({count}, 1)" if m.has_data else count
+        loop_lines.append(Statement("_lo", loop, "forward", code=f"range(0, {runs}, BLOCK)", form="for"))
         loop_lines.append(Statement("_hi", loop, "forward", code=f"min(_lo + BLOCK, {count})", indent=1))
         loop_lines += body[loop] + adds[loop]
     return [(h, b) for h, b in (
@@ -188,7 +209,22 @@ def _emit(m, sections, phase, loops):
         ("after the range: what uses the totals", post)) if b]
 
 
-def _accumulator(m, printer, i, names, pre, adds, post) -> None:
+def _adder(m) -> str:
+    """The helper that adds signals into a gradient's slices: with data, a signal's batch axes
+    are summed as it is added (a parameter takes no batch)."""
+    return "_add_batched_windows" if m.has_data else "_add_windows"
+
+
+def _gradient_code(m, s: Statement, names: dict[int, str]) -> str:
+    """A scalar parameter's gradient (or an entry of a Hessian-vector product) from its signal,
+    with the totals over the range as their accumulators' names."""
+    w = next(w for w in m.program.wrt if m.namer.names[("symbol", w)] == s.arg)
+    shape = m.namer.name(("shape",), "shape")
+    return m.gradient_code(s.node, s.arg, shape, isinstance(w, sp.MatrixSymbol), names,
+                           isinstance(w, sp.IndexedBase))
+
+
+def _accumulator(m, printer, i, names, pre, adds, post, batch) -> None:
     """A total or a gradient built up over the blocks: set before the loops, added to per block,
     finished after them (the signals of fixed entries)."""
     graph = m.graph
@@ -210,11 +246,15 @@ def _accumulator(m, printer, i, names, pre, adds, post) -> None:
         shape = graph.shapes[g]
         where = shape.loop if isinstance(shape, Domain) else POST
         texts = [_ref(printer, a, names) for a in axes]
+        signal = _ref(printer, g, names)
         if where != POST:
             texts = shifted_axes(texts)
-        by_loop.setdefault(where, []).append(f"({', '.join([_ref(printer, g, names)] + texts)})")
+        elif printer.data and printer.per_example(g) and any(t != "0" for t in texts[2::3]):
+            printer.helpers.add("_spread")  # a per-example scalar over a slice: a trailing axis
+            signal = f"_spread({signal})"
+        by_loop.setdefault(where, []).append(f"({', '.join([signal] + texts)})")
     for where, items in by_loop.items():
-        code = f"_add_windows({name}, ({', '.join(items)},))"
+        code = f"{_adder(m)}({name}, ({', '.join(items)},){', ' + batch if batch else ''})"
         line = Statement("", i, "backward", code=code, form="call", indent=0 if where == POST else 1)
         (post if where == POST else adds[where]).append(line)
 

@@ -3,7 +3,8 @@
 Blocks are made tiny here (BLOCK of 1 to 5 entries), so that every range runs in several
 blocks, a last partial one included: every value, gradient and Hessian-vector product is
 checked against sympy.diff of the Sum written out and against central finite differences
-(test_arrays.check_model), and against the same module with the range in one block.
+(test_arrays.check_model; with a batch of data, test_indexed_batches.check_batched, which also
+sums the oracle over the examples), and against the same module with the range in one block.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ BLOCKED = {
     "rosenbrock": (ROSENBROCK, [x], {"x": (9,)}, {n: 9}),
     "powell, columns of a 2-D array": (POWELL, [P], {"P": (7, 4)}, {n: 7}),
     "broyden, fixed entries beside the range": (BROYDEN, [x], {"x": (8,)}, {n: 8}),
-    "strided, shifted and reversed": (sp.Sum(x[2 * i + 1] * sp.exp(x[2 * i]) + x[10 - i] * x[i] ** 2, (i, 0, 4)),
-                                      [x], {"x": (11,)}, {n: 11}),
+    "strided and shifted": (sp.Sum(x[2 * i + 1] * sp.exp(x[2 * i]) + x[i + 3] * x[i] ** 2, (i, 0, 4)),
+                            [x], {"x": (11,)}, {n: 11}),
     "the index's own values": (sp.Sum(i * x[i] ** 2 + sp.sin(i * x[i + 1]), (i, 2, n - 2)), [x], {"x": (10,)}, {n: 10}),
     "two Sums over different ranges": (sp.Sum(x[i] ** 2, (i, 0, n - 1)) + sp.Sum(sp.sin(x[j + 1] * x[j]), (j, 0, n - 3)),
                                        [x], {"x": (7,)}, {n: 7}),
@@ -60,8 +61,9 @@ BLOCKED = {
                                     {"w": (), "x": (6,)}, {n: 6}),
     "piecewise inside the summand": (sp.Sum(sp.Piecewise((x[i] ** 2, x[i + 1] > 0), (sp.sin(x[i]), True)),
                                             (i, 0, n - 2)), [x], {"x": (9,)}, {n: 9}),
-    "a column and a diagonal": (sp.Sum(X[i, 0] * X[i, 2] ** 2 - sp.cos(X[i, 1]), (i, 1, n - 1))
-                                + sp.Sum(A[i, i] ** 3, (i, 0, 2)), [X, A], {"X": (6, 3), "A": (6, 5)}, {n: 6, m: 5}),
+    "columns and a row of 2-D arrays": (sp.Sum(X[i, 0] * X[i, 2] ** 2 - sp.cos(X[i, 1]), (i, 1, n - 1))
+                                        + sp.Sum(A[1, i] ** 3 * A[i, 0], (i, 0, 3)), [X, A],
+                                        {"X": (6, 3), "A": (6, 5)}, {n: 6, m: 5}),
 }
 
 
@@ -83,9 +85,14 @@ def test_blocked_ranges_match_sympy_and_finite_differences(name, size):
     with block_of(size), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = check_model(loss, wrt, shapes, sizes, seed=size)
-    source = bp.compile(loss, wrt=wrt).source
-    assert "for _lo in range(0, " in source and "BLOCK = " in source
+    assert all("for _lo in range(0, " in function(bp.compile(loss, wrt=wrt, derivatives=("grad", "hvp")), f)
+               for f in ("forward", "value_and_grad", "hvp"))
     assert module.BLOCK == size
+
+
+def function(compiled, name: str) -> str:
+    """The source of one function of a compiled module."""
+    return compiled.source.split(f"\ndef {name}(")[1].split("\ndef ")[0]
 
 
 @pytest.mark.parametrize("name", ["rosenbrock", "broyden, fixed entries beside the range",
@@ -139,14 +146,15 @@ def test_out_of_range_windows_are_reported_as_before():
     (sp.Sum(sp.Sum(A[i, j] * z[j], (j, 0, m - 1)) ** 2 + w * i, (i, 0, n - 1)), [z, w],
      {"z": (4,), "w": (), "A": (5, 4)}, "a nested Sum"),
     (sp.Sum((a * t[i] - y[i]) ** 2, (i, 0, n - 1)), [a], {"a": (), "t": (5,), "y": (5,)},
-     "data, which may carry a batch"),
+     "a mean: its seed 1/N is the batch size"),
+    (sp.Sum(x[4 - i] * x[i] ** 2, (i, 0, 4)), [x], {"x": (5,)}, "a gather: the reversed index"),
 ])
 def test_what_is_not_blocked_is_computed_as_before(loss, wrt, shapes, why):
+    reduction = "mean" if "mean" in why else "sum"
     with block_of(2):
-        compiled = bp.compile(loss, wrt=wrt)
+        compiled = bp.compile(loss, wrt=wrt, reduction=reduction)
         check_model(loss, wrt, shapes, {n: 5, m: 4})
-    value_and_grad = compiled.source.split("def value_and_grad(")[1].split("\ndef ")[0]
-    assert "for _lo in" not in value_and_grad, why
+    assert "for _lo in" not in function(compiled, "value_and_grad"), why
 
 
 @given(st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 2), st.sampled_from(range(len(FUNCTIONS))),
@@ -159,3 +167,67 @@ def test_random_summands_in_random_blocks(terms, size, block, seed):
     with block_of(block), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_model(sp.Sum(summand, (i, 0, n - 3)), [x], {"x": (size,)}, {n: size}, seed=seed)
+
+
+# ---- data with a batch: each example's range runs in the same blocks ----------------------------
+s, c = sp.symbols("s c")
+Y = sp.IndexedBase("Y", shape=(n, 2))
+BATCHED = {  # (loss, wrt, parameters, data, sizes)
+    "a line fit to a batch of series": (s * sp.Sum((a * t[i] + w - y[i]) ** 2, (i, 0, n - 1)), [a, w],
+                                        {"a": (), "w": ()}, {"t": (6,), "y": (6,), "s": ()}, {n: 6}),
+    "a per-example scalar inside the summand, an indexed parameter":
+        (sp.Sum(s * (x[i] - y[i]) ** 2 + c * x[i + 1] * x[i], (i, 0, n - 2)), [x, c], {"x": (5,), "c": ()},
+         {"y": (5,), "s": ()}, {n: 5}),
+    "fixed entries of batched data": (sp.Sum((x[i] - y[0]) ** 2 * sp.exp(y[n - 1]), (i, 0, n - 1)) + x[0] * y[1],
+                                      [x], {"x": (4,)}, {"y": (4,)}, {n: 4}),
+    "a batch that only adds to the loss": (sp.Sum(x[i] ** 2 + x[i] * x[i + 1], (i, 0, n - 2)) + s + a ** 2 * x[1],
+                                           [x, a], {"x": (4,), "a": ()}, {"s": ()}, {n: 4}),
+    "a per-example scalar sent to a whole slice": (sp.Sum(s * x[i] + x[i] ** 2 * y[i], (i, 1, n - 1)), [x],
+                                                   {"x": (5,)}, {"y": (5,), "s": ()}, {n: 5}),
+    "columns of batched 2-D data": (sp.Sum((a * Y[i, 0] + w - Y[i, 1]) ** 2, (i, 0, n - 1)), [a, w],
+                                    {"a": (), "w": ()}, {"Y": (4, 2)}, {n: 4}),
+}
+
+
+@pytest.mark.parametrize("batch", [(4,), (2, 3)])
+@pytest.mark.parametrize("size", [1, 3])
+@pytest.mark.parametrize("name", list(BATCHED))
+def test_blocked_ranges_over_a_batch_of_data(name, size, batch):
+    from test_indexed_batches import check_batched
+
+    loss, wrt, params, data, sizes = BATCHED[name]
+    with block_of(size):
+        check_batched(loss, wrt, params, data, sizes, batch, seed=size)
+    assert "for _lo in range(0, max(" in function(bp.compile(loss, wrt=wrt), "value_and_grad")
+
+
+def test_an_empty_range_still_counts_every_example():
+    """With data, a range without entries runs once: each example keeps its loss a**2."""
+    loss = sp.Sum((a * t[i] - sp.cos(x[i + 2])) ** 2, (i, 0, n - 3)) + a ** 2
+    with block_of(2):
+        module = bp.compile(bp.Model("m", loss=loss, wrt=[x, a], inputs=[t])).load()
+    value, (gx, ga) = module.value_and_grad(np.array([0.5, 1.0]), 0.7, np.ones((3, 2)))
+    assert value == pytest.approx(3 * 0.49) and ga == pytest.approx(3 * 1.4) and np.array_equal(gx, [0.0, 0.0])
+    assert np.shape(module.forward(np.array([0.5, 1.0]), 0.7, np.ones((3, 2)))) == (3,)
+
+
+def test_hessian_vector_products_over_a_batch_of_data_in_blocks():
+    loss, wrt, *_ = BATCHED["a per-example scalar inside the summand, an indexed parameter"]
+    with block_of(2):
+        module = bp.compile(loss, wrt=wrt, derivatives=("grad", "hvp")).load()
+    assert "for _lo in" in function(bp.compile(loss, wrt=wrt, derivatives=("grad", "hvp")), "hvp")
+    rng = np.random.default_rng(3)
+    args = [rng.uniform(-1, 1, 5), 0.4, rng.uniform(0.5, 1.5, (3,)), rng.uniform(0.5, 1.5, (3, 5))]
+    directions = [rng.normal(size=5), -0.3]
+    blocked = module.hvp(*args, *directions)
+    module.BLOCK = 10 ** 6
+    whole = module.hvp(*args, *directions)
+    np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-13)
+    for got, want in zip(blocked[1] + blocked[2], whole[1] + whole[2]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    # and the product is the Hessian's: central differences of the gradient along the direction
+    h = 1e-6
+    up = module.value_and_grad(args[0] + h * directions[0], args[1] + h * directions[1], *args[2:])[1]
+    down = module.value_and_grad(args[0] - h * directions[0], args[1] - h * directions[1], *args[2:])[1]
+    for got, u, d in zip(blocked[2], up, down):
+        np.testing.assert_allclose(got, (np.asarray(u) - np.asarray(d)) / (2 * h), rtol=1e-6, atol=1e-7)

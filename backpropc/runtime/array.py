@@ -16,7 +16,7 @@ ARGS = WRT = ()  # the generated module's own constants (backpropc.runtime.core)
 NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
          "_gather": ("_out_of_range", "_extremes"), "_unwindow": ("_lead", "_key", "_sliced"),
          "_scatter": ("_lead",), "_accumulate": ("_zeros_for", "_add_windows", "_scatter", "_accumulate_batched"),
-         "_add_windows": ("_key",),
+         "_add_windows": ("_key",), "_add_batched_windows": ("_key", "_sliced"),
          "_accumulate_batched": ("_lead", "_key", "_sliced", "_scatter")}
 
 
@@ -35,12 +35,12 @@ def _window(x, name, start, stop, step, *axes):
     """x[..., start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked
     (the last index of a window is stop - 1)."""
     if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
-        if step and 0 <= start and stop <= len(x):
+        if step and 0 <= start <= stop <= len(x):
             return x[start:stop:step]
         if not step and 0 <= start < len(x):  # a Python float computes faster than np.float64
             return x.item(start) if x.dtype.char == "d" else x[start]
     elif (len(axes) == 3 and x.ndim == 2 and step and not axes[2]  # a column of a 2-D array
-          and 0 <= start and stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
+          and 0 <= start <= stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
         return x[start:stop:step, axes[0]]
     return _window_checked(x, name, start, stop, step, *axes)
 
@@ -206,6 +206,20 @@ def _add_windows(out, windows):
             out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
         else:
             out[_key(axes)] += g
+    return out
+
+
+def _add_batched_windows(out, windows, batch):
+    """_add_windows for signals over a batch of data: each is summed over its batch axes as it
+    is added (out, a parameter's gradient, has none), and a signal that does not vary over some
+    of them counts once per example there."""
+    examples = int(np.prod(batch))
+    for g, *axes in windows:
+        extra = max(np.ndim(g) - _sliced(axes), 0)
+        copies = examples // int(np.prod(np.shape(g)[:extra]))
+        if extra:
+            g = np.sum(g, axis=tuple(range(extra)))
+        out[_key(axes)] += g * copies if copies != 1 else g
     return out
 
 

@@ -26,27 +26,44 @@ CHUNK = 65536
 REDUCTION = "sum"
 # Whether data may broadcast into a batch larger than each of them (compile with broadcast=True).
 BROADCAST = False
+BLOCK = 32768  # entries of a Sum's range per block (backpropc.blocking, docs/arrays.md)
 
 
 def forward(A, k, t, y):
     """The per-example loss (the broadcast shape of the arguments)."""
+    # before the range: sizes, and each total and gradient set to zero
+    c0 = 0.0
     n = t.shape[-1]
-    L = ((A*np.exp(-k*_window(t, "t", 0, n, 1)) - _window(y, "y", 0, n, 1))**2).sum(-1)/2
+    # the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)
+    for _lo in range(0, max(n, 1), BLOCK):
+        _hi = min(_lo + BLOCK, n)
+        c0 += ((A*np.exp(-k*_window(t, "t", _lo, _hi, 1)) - _window(y, "y", _lo, _hi, 1))**2).sum(-1)
+    # after the range: what uses the totals
+    L = c0/2
     return L
 
 
 def value_and_grad(A, k, t, y):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
-    # forward pass
+    # before the range: sizes, and each total and gradient set to zero
+    c0 = 0.0
+    c4 = 0.0
+    c5 = 0.0
     n = t.shape[-1]
-    c0 = _window(t, "t", 0, n, 1)
-    c1 = np.exp(-c0*k)
-    c2 = A*c1 - _window(y, "y", 0, n, 1)                # from L = sum(c2**2)/2
-    L = (c2**2).sum(-1)/2
-    # backward pass: v_bar is the error signal d(objective)/dv
+    # the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)
+    for _lo in range(0, max(n, 1), BLOCK):
+        _hi = min(_lo + BLOCK, n)
+        c1 = _window(t, "t", _lo, _hi, 1)
+        c2 = np.exp(-c1*k)
+        c3 = A*c2 - _window(y, "y", _lo, _hi, 1)  # from L = sum(c3**2)/2
+        c0 += (c3**2).sum(-1)
+        c4 += (c2*c3).sum(-1)
+        c5 += (-A*c1*c2*c3).sum(-1)
+    # after the range: what uses the totals
+    L = c0/2
     shape = np.shape(L)
-    A_bar = _sum_like((c1*c2).sum(-1), A, shape)        # from c2 = A*c1 - y[0:n]
-    k_bar = _sum_like((-A*c0*c1*c2).sum(-1), k, shape)  # from c1 = exp(-c0*k)
+    A_bar = _sum_like(c4, A, shape)               # from c3 = A*c2 - y[0:n]
+    k_bar = _sum_like(c5, k, shape)               # from c2 = exp(-c1*k)
     return np.sum(L), (A_bar, k_bar)
 
 
@@ -355,12 +372,12 @@ def _window(x, name, start, stop, step, *axes):
     """x[..., start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked
     (the last index of a window is stop - 1)."""
     if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
-        if step and 0 <= start and stop <= len(x):
+        if step and 0 <= start <= stop <= len(x):
             return x[start:stop:step]
         if not step and 0 <= start < len(x):  # a Python float computes faster than np.float64
             return x.item(start) if x.dtype.char == "d" else x[start]
     elif (len(axes) == 3 and x.ndim == 2 and step and not axes[2]  # a column of a 2-D array
-          and 0 <= start and stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
+          and 0 <= start <= stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
         return x[start:stop:step, axes[0]]
     return _window_checked(x, name, start, stop, step, *axes)
 

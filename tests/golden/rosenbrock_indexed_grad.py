@@ -338,12 +338,12 @@ def _window(x, name, start, stop, step, *axes):
     """x[..., start:stop:step, ...] per axis, (index, 0, 0) for a fixed index; the range checked
     (the last index of a window is stop - 1)."""
     if not axes and x.ndim == 1:  # the common cases: a 1-D slice, or one entry
-        if step and 0 <= start and stop <= len(x):
+        if step and 0 <= start <= stop <= len(x):
             return x[start:stop:step]
         if not step and 0 <= start < len(x):  # a Python float computes faster than np.float64
             return x.item(start) if x.dtype.char == "d" else x[start]
     elif (len(axes) == 3 and x.ndim == 2 and step and not axes[2]  # a column of a 2-D array
-          and 0 <= start and stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
+          and 0 <= start <= stop <= x.shape[0] and 0 <= axes[0] < x.shape[1]):
         return x[start:stop:step, axes[0]]
     return _window_checked(x, name, start, stop, step, *axes)
 
