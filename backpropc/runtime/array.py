@@ -195,15 +195,19 @@ def _zeros_for(x):
 def _add_windows(out, windows):
     """out with each (g, start, stop, step, ...) of `windows` added into its slice (a window
     already checked by _window)."""
-    flat = out.ndim == 1
+    if out.ndim == 1:  # 1-D windows and entries: the common case, kept short
+        for g, start, stop, step in windows:
+            if not step:
+                out[start] += g
+            elif stop > start:
+                view = out[start:stop:step]
+                view += g
+        return out
     for g, *axes in windows:
-        if flat:  # a 1-D window or entry
-            if axes[2]:
-                out[axes[0]:max(axes[0], axes[1]):axes[2]] += g
-            else:
-                out[axes[0]] += g
-        elif len(axes) == 6 and axes[2] and not axes[5]:  # a column
-            out[axes[0]:max(axes[0], axes[1]):axes[2], axes[3]] += g
+        if len(axes) == 6 and axes[2] and not axes[5]:  # a column
+            if axes[1] > axes[0]:
+                view = out[axes[0]:axes[1]:axes[2], axes[3]]
+                view += g
         else:
             out[_key(axes)] += g
     return out
