@@ -250,8 +250,8 @@ def _combine(how, parts, split, weights):
 
 def _pack(values):
     """One flat vector of the values, each flattened in C order."""
-    if all(type(v) is float for v in values):
-        return np.array(values)
+    if all(type(v) is float or type(v) is np.float64 for v in values):  # numbers: one array
+        return np.array(values, dtype=np.float64)
     parts = [np.ravel(v) for v in values]
     return np.concatenate(parts).astype(np.result_type(*parts, 1.0), copy=False)
 
