@@ -14,9 +14,10 @@ so the temporaries of a block stay in cache, and a block's work is done while it
 there. The statements are the function's own, in their order within each phase; only windows and
 ranges over a blocked Sum are printed shifted to the block. With data, the batch axes lead and
 the block is the last axis; a parameter's gradient sums each block's signal over the batch as it
-adds it. Where a value over a range depends on a total (the backward pass of log(Sum(...)), or
-the mean's seed 1/N), blocking would need a second pass over the range: the function is left as
-it is, as it is for nested Sums, gathers and re-rolled families.
+adds it; the mean's seed 1/N is computed from the data's shapes before the loop. Where a value
+over a range depends on a total (the backward pass of log(Sum(...))), blocking would need a
+second pass over the range: the function is left as it is, as it is for nested Sums, gathers and
+re-rolled families.
 """
 
 from __future__ import annotations
@@ -103,8 +104,6 @@ def blocked(m, sections: list[tuple[str, list[Statement]]]) -> list[tuple[str, l
 def _phases(graph, statements):
     """Each live node's phase: PRE (known before the loops), the loop (a span node) whose blocks
     compute it, or POST (a total, a gradient, or what uses them)."""
-    if any(s.node >= 0 and graph[s.node].op == SYMBOL and not s.alias for s in statements):
-        raise _Unblockable("a seed computed from the batch size (the mean)")
     phase: dict[int, object] = {}
     loops: set[int] = set()
     for i in closure(graph, [s.node for s in statements if s.node >= 0]):
@@ -180,6 +179,9 @@ def _emit(m, sections, phase, loops):
         where = POST if s.node < 0 or s.arg else phase[s.node]  # gradients may read `shape`
         if s.node < 0 or s.alias:  # shape = np.shape(L); v_bar = c5, a name for a value computed before
             code = s.code
+        elif graph[s.node].op == SYMBOL:  # the mean's seed 1/N: N from the data's shapes, before the loop
+            m.helpers |= {"_batch_size", "_batch_shape"}
+            code = f"1/_batch_size(_batch_shape({m.batch_args()}))"
         elif s.arg:  # a gradient (or a Hessian-vector product's entry): summed over any batch
             if names.get(s.node) == s.name:
                 continue  # an indexed parameter's: its accumulator, already summed over the batch

@@ -145,14 +145,11 @@ def test_out_of_range_windows_are_reported_as_before():
     (sp.log(1 + sp.Sum(x[i] ** 2, (i, 0, n - 1))), [x], {"x": (5,)}, "the backward pass needs the total first"),
     (sp.Sum(sp.Sum(A[i, j] * z[j], (j, 0, m - 1)) ** 2 + w * i, (i, 0, n - 1)), [z, w],
      {"z": (4,), "w": (), "A": (5, 4)}, "a nested Sum"),
-    (sp.Sum((a * t[i] - y[i]) ** 2, (i, 0, n - 1)), [a], {"a": (), "t": (5,), "y": (5,)},
-     "a mean: its seed 1/N is the batch size"),
     (sp.Sum(x[4 - i] * x[i] ** 2, (i, 0, 4)), [x], {"x": (5,)}, "a gather: the reversed index"),
 ])
 def test_what_is_not_blocked_is_computed_as_before(loss, wrt, shapes, why):
-    reduction = "mean" if "mean" in why else "sum"
     with block_of(2):
-        compiled = bp.compile(loss, wrt=wrt, reduction=reduction)
+        compiled = bp.compile(loss, wrt=wrt)
         check_model(loss, wrt, shapes, {n: 5, m: 4})
     assert "for _lo in" not in function(compiled, "value_and_grad"), why
 
@@ -199,6 +196,17 @@ def test_blocked_ranges_over_a_batch_of_data(name, size, batch):
     with block_of(size):
         check_batched(loss, wrt, params, data, sizes, batch, seed=size)
     assert "for _lo in range(0, max(" in function(bp.compile(loss, wrt=wrt), "value_and_grad")
+
+
+@pytest.mark.parametrize("name", ["a line fit to a batch of series", "a batch that only adds to the loss"])
+def test_the_mean_over_a_batch_in_blocks(name):
+    """The mean's seed 1/N comes from the data's shapes, before the loop."""
+    from test_indexed_batches import check_batched
+
+    loss, wrt, params, data, sizes = BATCHED[name]
+    with block_of(2):
+        check_batched(loss, wrt, params, data, sizes, (2, 3), reduction="mean")
+    assert "for _lo in range(0, max(" in function(bp.compile(loss, wrt=wrt, reduction="mean"), "value_and_grad")
 
 
 def test_an_empty_range_still_counts_every_example():
