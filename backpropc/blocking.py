@@ -133,15 +133,19 @@ def _phases(graph, statements):
 def _signals(graph, i: int) -> list[int]:
     """The values a total adds up, or that an accumulation adds into its array's slices."""
     node = graph[i]
-    if node.op is total:
-        return [node.args[0]]
+    return [node.args[0]] if node.op is total else [g for g, _ in _windows(graph, i)]
+
+
+def _windows(graph, i: int) -> list[tuple[int, list[int]]]:
+    """(signal, axes) of each window an unwindow or an accumulation adds into its array."""
+    node = graph[i]
     if node.op is unwindow:
-        return [node.args[0]]
+        return [(node.args[0], list(node.args[2:]))]
     rank, windows = int(graph.number(node.args[1])), int(graph.number(node.args[2]))
-    slices, gathers = _accumulate_groups(node.args[3:], rank, windows)
+    slices, gathers = _accumulate_groups(list(node.args[3:]), rank, windows)
     if gathers:
         raise _Unblockable("a gather")
-    return [g for g, *_ in slices]
+    return [(g, axes) for g, *axes in slices]
 
 
 def _emit(m, sections, phase, loops):
@@ -241,13 +245,8 @@ def _accumulator(m, printer, i, names, pre, adds, post, batch) -> None:
         return
     x = node.args[1] if node.op is unwindow else node.args[0]
     pre.append(Statement(name, i, "backward", code=f"_zeros_for({_ref(printer, x, names)})"))
-    if node.op is unwindow:
-        parts = [(node.args[0], list(node.args[2:]))]
-    else:
-        rank, windows = int(graph.number(node.args[1])), int(graph.number(node.args[2]))
-        parts = [(g, axes) for g, *axes in _accumulate_groups(list(node.args[3:]), rank, windows)[0]]
     by_loop: dict[object, list[str]] = {}
-    for g, axes in parts:
+    for g, axes in _windows(graph, i):
         shape = graph.shapes[g]
         where = shape.loop if isinstance(shape, Domain) else POST
         texts = [_ref(printer, a, names) for a in axes]

@@ -455,7 +455,7 @@ def _accumulate_batched(x, windows, gathers):
     parts = [(g, _sliced(axes)) for g, *axes in windows]
     parts += [(g, np.ndim(index[0])) for g, *index in gathers]
     out = np.zeros(_lead(x, *parts), dtype=x.dtype if x.dtype.kind == "f" else float)
-    for g, *axes in windows:
+    for g, *axes in windows:  # by _key: the batch axes lead (_add_windows's fast paths have none)
         out[_key(axes)] += g
     for g, *index in gathers:
         _scatter(g, x, *index, out=out)
