@@ -19,6 +19,7 @@ from .naming import Namer
 from .opcount import node_cost
 from .ops import RECORDS, NumPyNamesPrinter, constant_value, record_for
 from .ops.array import BATCH_FREE, spread_positions
+from .ops.lanes import lane_lift, lane_sum
 from .ops.matrix import transpose
 
 # Deeper single-use chains are split into temporaries: readable, and far from the parser's limit.
@@ -107,8 +108,39 @@ class IRPrinter:
                 stack.extend((a, False) for a in node.args if a not in done)
             else:
                 ids = self._flattened(i, root, names)
-                done[i] = self._node(i, ids, [done[a] for a in ids])
+                done[i] = self._dot(i, root, names, done) or self._node(i, ids, [done[a] for a in ids])
         return done[root][0]
+
+    def _dot(self, i: int, root: int, names, done):
+        """A family's sum of an inlined product of arrays, (a*b*c).sum(-1), as _lane_dot(a*b, c):
+        one pass over the lanes instead of a product and a sum. None for anything else."""
+        graph = self.graph
+        if self.math or self.scalar or graph[i].op is not lane_sum:
+            return None
+        (a,) = graph[i].args
+        if a in names:
+            return None
+        if graph[a].op is sp.Pow and graph.number(graph[a].args[1]) == 2 and self._is_array(graph[a].args[0]) \
+                and graph[a].args[0] in done:
+            x = done[graph[a].args[0]][0]  # a sum of squares
+            self.helpers.add("_lane_dot")
+            return f"_lane_dot({x}, {x})", ATOM
+        if graph[a].op is not sp.Mul:
+            return None
+        ids = self._flattened(a, root, names)
+        arrays = [k for k, f in enumerate(ids) if self._is_array(f)]
+        if len(arrays) < 2 or any(f not in done for f in ids):
+            return None
+        last = arrays[-1]
+        rest = [f for k, f in enumerate(ids) if k != last]
+        text, _ = self._mul(rest, [done[f] for f in rest])
+        self.helpers.add("_lane_dot")
+        return f"_lane_dot({text}, {done[ids[last]][0]})", ATOM
+
+    def _is_array(self, i: int) -> bool:
+        """Whether node i is an array at run time: over a Sum's range or a family's lanes, not a
+        number lifted over them."""
+        return self.graph.is_array(i) and self.graph[i].op is not lane_lift
 
     def _flattened(self, i: int, root: int, names) -> list[int]:
         """The arguments of node i, with those of inlined sums in a sum (and products in a
@@ -248,8 +280,12 @@ class IRPrinter:
     def _mul(self, ids, args) -> tuple[str, int]:
         coeff = sp.S.One
         numerator, denominator = [], []
-        # names first, in alphabetical order, then the compound factors: h*h_bar*(1 - h)
-        order = sorted(range(len(ids)), key=lambda k: (args[k][1] < ATOM or not _is_name(args[k][0]),
+        # names first, in alphabetical order, then the compound factors: h*h_bar*(1 - h). In code,
+        # numbers before arrays (over a range or lanes; a lifted value is a number): Python
+        # multiplies left to right, so the numbers (and a minus sign) meet each other first, not
+        # every entry of an array.
+        arrays = [not self.math and self._is_array(a) for a in ids]
+        order = sorted(range(len(ids)), key=lambda k: (arrays[k], args[k][1] < ATOM or not _is_name(args[k][0]),
                                                         args[k][0] if _is_name(args[k][0]) else "", k))
         ids, args = [ids[k] for k in order], [args[k] for k in order]
         for a, (text, prec) in zip(ids, args):

@@ -41,6 +41,13 @@ def _lane_lift(v):
     return v[..., None] if getattr(v, "ndim", 0) else v
 
 
+def _lane_dot(a, b):
+    """(a*b).sum(-1), in one pass (NumPy's vecdot) when both are NumPy arrays."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return np.vecdot(a, b)
+    return (a * b).sum(-1)
+
+
 def _lane_unslice(g, x, start, stop, step):
     """Zeros with x's number of lanes, g added into lanes start:stop:step (the adjoint of a slice)."""
     return _lane_accumulate(x, ((g, start, stop, step),), ())

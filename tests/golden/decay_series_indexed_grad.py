@@ -54,7 +54,7 @@ def value_and_grad(A, k, t, y):
     for _lo in range(0, max(n, 1), BLOCK):
         _hi = min(_lo + BLOCK, n)
         c1 = _window(t, "t", _lo, _hi, 1)
-        c2 = np.exp(-c1*k)
+        c2 = np.exp(-k*c1)
         c3 = A*c2 - _window(y, "y", _lo, _hi, 1)  # from L = sum(c3**2)/2
         c0 += (c3**2).sum(-1)
         c4 += (c2*c3).sum(-1)
