@@ -322,3 +322,31 @@ def test_dask_data_and_float32_through_a_rerolled_model(small_families):
     assert_close([np.asarray(g) for g in da.compute(*lazy_grads)], grads, 1e-12)
     grads32 = module.value_and_grad(*[np.float32(v) for v in values], data.astype(np.float32))[1]
     assert all(np.asarray(g).dtype == np.float32 for g in grads32)
+
+
+def test_a_shared_parameter_gathers_its_signal_by_dot_products(small_families):
+    """A curve fit written term by term: the parameters a, b and c are shared by every term, so
+    their gradients are sums over the lanes of products, printed as dot products (and squares as
+    a dot product with itself). Checked without data, with a batch, with lazy Dask data and in
+    float32."""
+    import dask.array as da
+
+    a, b, c, s = sp.symbols("a b c s")
+    ts = [k / 4 for k in range(9)]
+    ys = [1.0, 0.9, 0.7, 0.65, 0.5, 0.45, 0.3, 0.33, 0.2]
+    model = bp.Model("fit", loss=sp.Add(*[(y - a * sp.exp(-b * t) * sp.cos(c * t + s)) ** 2
+                                          for t, y in zip(ts, ys)]), wrt=[a, b, c], inputs=[s])
+    source = bp.compile(model).source
+    assert "_lane_dot(" in source and ".sum(-1)" not in source.split("def _params")[0]
+    module = bp.compile(model).load()
+    rng = np.random.default_rng(4)
+    check_against_references(model, point_for(module, rng))
+    check_against_references(model, point_for(module, rng, batch=6))
+    unrolled = bp.compile(model, reroll=False).load()
+    data = rng.uniform(-1, 1, 40)
+    lazy_value, lazy_grads = module.value_and_grad(0.8, 1.1, 0.3, da.from_array(data, chunks=10))
+    value, grads = unrolled.value_and_grad(0.8, 1.1, 0.3, data)
+    assert_close(lazy_value.compute(), value, 1e-12)
+    assert_close([np.asarray(g) for g in da.compute(*lazy_grads)], grads, 1e-12)
+    grads32 = module.value_and_grad(np.float32(0.8), np.float32(1.1), np.float32(0.3), data.astype(np.float32))[1]
+    assert all(np.asarray(g).dtype == np.float32 for g in grads32)
