@@ -112,30 +112,31 @@ class IRPrinter:
         return done[root][0]
 
     def _dot(self, i: int, root: int, names, done):
-        """A family's sum of an inlined product of arrays, (a*b*c).sum(-1), as _lane_dot(a*b, c):
-        one pass over the lanes instead of a product and a sum. None for anything else."""
+        """A family's sum of an inlined product of arrays as one pass over the lanes instead of a
+        product and a sum: (a*b*c).sum(-1) is _lane_dot(a*b, c), (100*c**2).sum(-1) is
+        100*_lane_dot(c, c) (numbers come out of the sum). None for anything else."""
         graph = self.graph
-        if self.math or self.scalar or graph[i].op is not lane_sum:
+        if self.math or self.scalar or graph[i].op is not lane_sum or graph[i].args[0] in names:
             return None
         (a,) = graph[i].args
-        if a in names:
+        factors = self._flattened(a, root, names) if graph[a].op is sp.Mul else [a]
+        spread = []  # an inlined square of a named array is two factors (printed twice: a name)
+        for f in factors:
+            base = graph[f].args[0] if graph[f].op is sp.Pow else None
+            squared = base is not None and f not in names and graph.number(graph[f].args[1]) == 2
+            named = base in done and _is_name(done[base][0])
+            spread += [base, base] if squared and named and self._is_array(base) else [f]
+        arrays = [k for k, f in enumerate(spread) if self._is_array(f)]
+        if len(arrays) < 2 or any(f not in done for f in spread):
             return None
-        if graph[a].op is sp.Pow and graph.number(graph[a].args[1]) == 2 and self._is_array(graph[a].args[0]) \
-                and graph[a].args[0] in done:
-            x = done[graph[a].args[0]][0]  # a sum of squares
-            self.helpers.add("_lane_dot")
-            return f"_lane_dot({x}, {x})", ATOM
-        if graph[a].op is not sp.Mul:
-            return None
-        ids = self._flattened(a, root, names)
-        arrays = [k for k, f in enumerate(ids) if self._is_array(f)]
-        if len(arrays) < 2 or any(f not in done for f in ids):
-            return None
-        last = arrays[-1]
-        rest = [f for k, f in enumerate(ids) if k != last]
-        text, _ = self._mul(rest, [done[f] for f in rest])
+        numbers = [f for f in spread if constant_value(graph, f) is not None]
+        rest = [f for k, f in enumerate(spread) if k != arrays[-1] and f not in numbers]
+        dot = f"_lane_dot({self._mul(rest, [done[f] for f in rest])[0]}, {done[spread[arrays[-1]]][0]})"
         self.helpers.add("_lane_dot")
-        return f"_lane_dot({text}, {done[ids[last]][0]})", ATOM
+        if not numbers:
+            return dot, ATOM
+        coeff, prec = self._mul(numbers, [done[f] for f in numbers])
+        return f"{coeff}*{dot}", NEGATIVE if prec == NEGATIVE else MUL
 
     def _is_array(self, i: int) -> bool:
         """Whether node i is an array at run time: over a Sum's range or a family's lanes, not a
