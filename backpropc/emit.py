@@ -108,17 +108,18 @@ class IRPrinter:
                 stack.extend((a, False) for a in node.args if a not in done)
             else:
                 ids = self._flattened(i, root, names)
-                done[i] = self._dot(i, root, names, done) or self._node(i, ids, [done[a] for a in ids])
+                dot = self._dot(i, root, names, done) if node.op is lane_sum else None
+                done[i] = dot or self._node(i, ids, [done[a] for a in ids])
         return done[root][0]
 
     def _dot(self, i: int, root: int, names, done):
-        """A family's sum of an inlined product of arrays as one pass over the lanes instead of a
+        """Lane sum i of an inlined product of arrays as one pass over the lanes instead of a
         product and a sum: (a*b*c).sum(-1) is _lane_dot(a*b, c), (100*c**2).sum(-1) is
         100*_lane_dot(c, c) (numbers come out of the sum). None for anything else."""
         graph = self.graph
-        if self.math or self.scalar or graph[i].op is not lane_sum or graph[i].args[0] in names:
-            return None
         (a,) = graph[i].args
+        if self.math or self.scalar or a in names:
+            return None
         factors = self._flattened(a, root, names) if graph[a].op is sp.Mul else [a]
         spread = []  # an inlined square of a named array is two factors (printed twice: a name)
         for f in factors:
