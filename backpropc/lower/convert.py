@@ -107,20 +107,37 @@ class Converter:
 
 
 def factored_sum(graph, args: list[int]) -> int:
-    """A sum whose terms share an integer factor, with the factor taken out: 3*x0 + 6*x1 - 1 is
-    3*(x0 + 2*x1) - 1. SymPy distributes a number over a sum as it builds (2*(a + b) becomes
-    2*a + 2*b), so a sum the user wrote once (s in f_i = i*s - 1) comes back as a new sum in every
-    place it is scaled; with its content taken out it is one shared node again."""
+    """A sum with its numbers taken out where terms share them. SymPy distributes a number over a
+    sum as it builds (2*(a + b) becomes 2*a + 2*b), so a sum the user wrote once comes back
+    scattered, a new sum in every place it is scaled:
+    - terms that share an integer factor have it taken out: 3*x0 + 6*x1 - 1 is 3*(x0 + 2*x1) - 1,
+      so s in f_i = i*s - 1 is one shared node again;
+    - otherwise terms with the same coefficient (up to sign) are summed before it multiplies:
+      a/8 - b/8 + c/4 + d/4 is (a - b)/8 + (c + d)/4, one product per coefficient instead of one
+      per term, and c + d is shared by every sum that scales it."""
     split = [graph.split_coeff(a) for a in args if graph.number(a) is None]
-    if len(split) < 2 or not all(c.is_Integer for c, _ in split):
-        return graph.add(*args)  # a fraction taken out (a/2 + b) would only scatter halves around
-    content = math.gcd(*[int(c) for c, _ in split])
-    if content == 1:
+    numbers = [a for a in args if graph.number(a) is not None]
+    if len(split) >= 2 and all(c.is_Integer for c, _ in split):
+        content = math.gcd(*[int(c) for c, _ in split])
+        if content != 1:
+            if all(c < 0 for c, _ in split):
+                content = -content
+            inner = graph.add(*[graph.mul(graph.const(int(c) // content), rest) for c, rest in split])
+            return graph.add(graph.mul(graph.const(content), inner), *numbers)
+    groups: dict = {}  # |coefficient| -> its terms, in the order of the sum (a fraction taken
+    for c, rest in split:  # out of the whole sum, a/2 + b, would only scatter halves around)
+        groups.setdefault(None if constant_value(graph, rest) is not None else abs(c), []).append((c, rest))
+    if all(len(g) < 2 for k, g in groups.items() if k not in (1, None)):
         return graph.add(*args)
-    if all(c < 0 for c, _ in split):
-        content = -content
-    inner = graph.add(*[graph.mul(graph.const(int(c) // content), rest) for c, rest in split])
-    return graph.add(graph.mul(graph.const(content), inner), *[a for a in args if graph.number(a) is not None])
+    terms = list(numbers)
+    for k, group in groups.items():  # constant terms (log(2*pi)/2) stay as they are, folded
+        if k in (1, None) or len(group) < 2:
+            terms += [graph.mul(graph.const(c), rest) for c, rest in group]
+            continue
+        sign = -1 if all(c < 0 for c, _ in group) else 1
+        inner = graph.add(*[rest if c * sign > 0 else graph.mul(graph.const(-1), rest) for c, rest in group])
+        terms.append(graph.mul(graph.const(sign * k), inner))
+    return graph.add(*terms)
 
 
 def _fits_float(value: sp.Number) -> bool:

@@ -3,7 +3,7 @@
 Forward steps:
     S = C @ (C^T)
     e = x - mu
-    L = sum(((e^T) @ (S^-1)) @ e)/2 + log(det(S))/2 + 3*log(2*pi)/2
+    L = (sum(((e^T) @ (S^-1)) @ e) + log(det(S)))/2 + 3*log(2*pi)/2
 
 Differentiated with respect to: mu, C.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -33,7 +33,7 @@ def forward(mu, C, x):
     """The per-example loss (the broadcast shape of the arguments)."""
     S = _matmul(C, _T(C))
     e = x - mu
-    L = np.sum(_matmul(_matmul(_T(e), np.linalg.inv(S)), e), axis=(-2, -1))/2 + _logdet(S)/2 + 2.756815599614018
+    L = (np.sum(_matmul(_matmul(_T(e), np.linalg.inv(S)), e), axis=(-2, -1)) + _logdet(S))/2 + 2.756815599614018
     return L
 
 
@@ -45,10 +45,10 @@ def value_and_grad(mu, C, x):
     c0 = np.linalg.inv(S)
     c1 = _matmul(_T(e), c0)
     c2 = _matmul(c1, e)
-    L = np.sum(c2, axis=(-2, -1))/2 + _logdet(S)/2 + 2.756815599614018
+    L = (np.sum(c2, axis=(-2, -1)) + _logdet(S))/2 + 2.756815599614018
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c2_bar = _fill(1/2, c2)                                   # from L = sum(c2)/2 + log(det(S))/2 + 3*log(2*pi)/2
+    c2_bar = _fill(1/2, c2)                                   # from L = (sum(c2) + log(det(S)))/2 + 3*log(2*pi)/2
     c1_bar = _matmul(c2_bar, _T(e))                           # from c2 = c1 @ e
     e_bar = _matmul(_T(c1), c2_bar) + _T(_matmul(c1_bar, _T(c0)))  # from c1, c2
     S_bar = _T(c0)/2 - _matmul(_matmul(_T(c0), _matmul(e, c1_bar)), _T(c0))  # from c0, L

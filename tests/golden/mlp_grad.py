@@ -11,7 +11,7 @@ Forward steps:
     h4 = sigmoid(z4)
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
-    L = (y1 - t1)**2/2 + (y2 - t2)**2/2
+    L = ((y1 - t1)**2 + (y2 - t2)**2)/2
 
 Differentiated with respect to: w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_2, w1_3_3, w1_4_1, w1_4_2, w1_4_3, b1_1, b1_2, b1_3, b1_4, w2_1_1, w2_1_2, w2_1_3, w2_1_4, w2_2_1, w2_2_2, w2_2_3, w2_2_4, b2_1, b2_2.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -51,7 +51,7 @@ def forward(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_2, w1_3
     h4 = _sigmoid(z4)
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
-    L = (y1 - t1)**2/2 + (y2 - t2)**2/2
+    L = ((y1 - t1)**2 + (y2 - t2)**2)/2
     return L
 
 
@@ -67,7 +67,7 @@ def _forward_scalar(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3
     h4 = 1/(1 + math.exp(-z4))
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
-    L = (y1 - t1)**2/2 + (y2 - t2)**2/2
+    L = ((y1 - t1)**2 + (y2 - t2)**2)/2
     return L
 
 
@@ -84,9 +84,9 @@ def value_and_grad(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_
     h4 = _sigmoid(z4)
     y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
-    y1_bar = y1 - t1                                  # from L = y1_bar**2/2 + y2_bar**2/2
-    y2_bar = y2 - t2                                  # from L = y1_bar**2/2 + y2_bar**2/2
-    L = y1_bar**2/2 + y2_bar**2/2
+    y1_bar = y1 - t1                                  # from L = (y1_bar**2 + y2_bar**2)/2
+    y2_bar = y2 - t2                                  # from L = (y1_bar**2 + y2_bar**2)/2
+    L = (y1_bar**2 + y2_bar**2)/2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
     h4_bar = w2_2_4*y2_bar + w2_1_4*y1_bar            # from y1, y2
@@ -140,7 +140,7 @@ def _value_and_grad_scalar(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_
     y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
     y1_bar = y1 - t1
     y2_bar = y2 - t2
-    L = y1_bar**2/2 + y2_bar**2/2
+    L = (y1_bar**2 + y2_bar**2)/2
     h4_bar = w2_2_4*y2_bar + w2_1_4*y1_bar
     z4_bar = h4*h4_bar*(1 - h4)
     h3_bar = w2_2_3*y2_bar + w2_1_3*y1_bar

@@ -4,7 +4,7 @@ Forward steps:
     c0 = q1 + q2
     ex = l1*cos(q1) + l2*cos(c0)
     ey = l1*sin(q1) + l2*sin(c0)
-    L = (ex - px)**2/2 + (ey - py)**2/2
+    L = ((ex - px)**2 + (ey - py)**2)/2
 
 Differentiated with respect to: q1, q2.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -37,7 +37,7 @@ def forward(q1, q2, l1, l2, px, py):
     c0 = q1 + q2
     ex = l1*np.cos(q1) + l2*np.cos(c0)
     ey = l1*np.sin(q1) + l2*np.sin(c0)
-    L = (ex - px)**2/2 + (ey - py)**2/2
+    L = ((ex - px)**2 + (ey - py)**2)/2
     return L
 
 
@@ -46,7 +46,7 @@ def _forward_scalar(q1, q2, l1, l2, px, py):
     c0 = q1 + q2
     ex = l1*math.cos(q1) + l2*math.cos(c0)
     ey = l1*math.sin(q1) + l2*math.sin(c0)
-    L = (ex - px)**2/2 + (ey - py)**2/2
+    L = ((ex - px)**2 + (ey - py)**2)/2
     return L
 
 
@@ -60,9 +60,9 @@ def value_and_grad(q1, q2, l1, l2, px, py):
     c3 = np.sin(q1)
     c4 = np.sin(c0)
     ey = c3*l1 + c4*l2
-    ex_bar = ex - px                                          # from L = ex_bar**2/2 + ey_bar**2/2
-    ey_bar = ey - py                                          # from L = ex_bar**2/2 + ey_bar**2/2
-    L = ex_bar**2/2 + ey_bar**2/2
+    ex_bar = ex - px                                          # from L = (ex_bar**2 + ey_bar**2)/2
+    ey_bar = ey - py                                          # from L = (ex_bar**2 + ey_bar**2)/2
+    L = (ex_bar**2 + ey_bar**2)/2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
     c0_bar = c2*ey_bar*l2 - c4*ex_bar*l2                      # from c2, c4
@@ -82,7 +82,7 @@ def _value_and_grad_scalar(q1, q2, l1, l2, px, py):
     ey = c3*l1 + c4*l2
     ex_bar = ex - px
     ey_bar = ey - py
-    L = ex_bar**2/2 + ey_bar**2/2
+    L = (ex_bar**2 + ey_bar**2)/2
     c0_bar = c2*ey_bar*l2 - c4*ex_bar*l2
     return L, (c1*ey_bar*l1 + c0_bar - c3*ex_bar*l1, c0_bar)
 
