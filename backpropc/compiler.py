@@ -130,10 +130,13 @@ def _derivatives(derivatives) -> tuple[str, ...]:
 def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
     program = builder.program
     functions = builder.functions
-    helpers = builder.helpers | builder.printer.helpers | {"_checked", "_in_chunks", "_self_check"}
     args = builder.arg_names
     matrix_shapes = builder.matrix_shapes
     indexed = [a for a, s in zip(args, program.args) if isinstance(s, sp.IndexedBase)]
+    for f in functions:
+        f.checks = _checks(f.params, builder, broadcast, bool(indexed))
+    checks = {c for f in functions for c in f.checks or ()}
+    helpers = builder.helpers | builder.printer.helpers | checks | {"_checked", "_in_chunks", "_self_check"}
     source = render(
         name=docstring_text(program.name),
         version=__version__,
@@ -153,6 +156,21 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
     )
     return Compiled(program.name, source, builder.ops, tuple(builder.wrt_names), tuple(args),
                     program, builder.listing, builder.reduction)
+
+
+def _checks(params, builder: ModuleBuilder, broadcast: bool, indexed: bool) -> list[str] | None:
+    """The checks a public function's arguments need beyond _checked's own, chosen here so that a
+    module carries only the checks its functions call; None for a function of flat vectors
+    alone (theta, p), which their readers check: a call from an optimiser pays for no wrapper."""
+    if set(params) <= {builder.theta, builder.p}:
+        return None
+    wrt = set(builder.wrt_names)
+    checks = []
+    if any(a in builder.matrix_shapes or indexed and a in wrt for a in params):
+        checks.append("_check_matrices")
+    if not broadcast and sum(1 for a in params if a in builder.arg_names and a not in wrt) > 1:
+        checks.append("_check_batch")
+    return checks
 
 
 def _chunk_size(live_arrays: int) -> int:

@@ -47,6 +47,7 @@ class Function:
     returns: str
     combine: str | None                            # chunk combination; None: it delegates
     scalar: tuple | None = None                    # (lines, returns) of the same on Python floats
+    checks: list[str] | None = None                # the argument checks chosen (compiler._render)
 
     @cached_property
     def width(self) -> int:

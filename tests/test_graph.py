@@ -86,3 +86,28 @@ def test_thousand_level_chain_compiles_and_passes_a_directional_check():
     slope = (np.sum(module.forward(*(w0 + h * direction), xs))
              - np.sum(module.forward(*(w0 - h * direction), xs))) / (2 * h)
     assert np.dot(grads, direction) == pytest.approx(slope, rel=1e-5, abs=1e-9)
+
+
+def test_a_sum_takes_out_the_coefficients_its_terms_share():
+    """SymPy spreads numbers into sums (s/4 - s/8 as x0/4 + x1/4 - ...): terms with one
+    coefficient (up to sign) are summed before it multiplies, and an integer content comes out
+    (3*x0 + 6*x1 is 3*(x0 + 2*x1)), so the sum of the x's is computed once for every place it
+    is scaled. The gradients stay exact."""
+    from oracle import directional_derivatives, sympy_gradient
+    xs = sp.symbols("x0:6")
+    s, q = sp.Add(*xs), sp.Add(*[v ** 2 for v in xs])
+    loss = (s / 4 - 1) ** 2 + (q / 8 - s / 4 + 2) ** 2 + (3 * xs[0] + 6 * xs[1] - 1) ** 2 + (6 * xs[0] + 12 * xs[1]) ** 2
+    assert loss.args and "x0/4" in str(loss)  # SymPy gave every term its own coefficient
+    model = bp.Model("m", loss=loss, wrt=list(xs), inputs=[])
+    compiled = bp.compile(model)
+    forward = compiled.source.split("def forward")[1].split("\ndef ")[0]
+    assert forward.count("x0 + x1 + x2 + x3 + x4 + x5") == 1 and "x0/4" not in forward
+    assert forward.count("x0 + 2*x1") == 1 and "6*x1" not in forward and "12*x1" not in forward
+    module = compiled.load()
+    rng = np.random.default_rng(3)
+    point = {f"x{k}": v for k, v in enumerate(rng.uniform(-2, 2, 6))}
+    value, grads = module.value_and_grad(**point)
+    assert value == pytest.approx(float(loss.subs({xs[k]: point[f"x{k}"] for k in range(6)})), rel=1e-12)
+    np.testing.assert_allclose(grads, sympy_gradient(model, model.wrt, point), rtol=1e-12)
+    differences = directional_derivatives(module, point, grads, rng)
+    np.testing.assert_allclose([d[0] for d in differences], [d[1] for d in differences], rtol=1e-6)

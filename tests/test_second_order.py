@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import MPMATH, random_point, substituted_loss, written_out_point
+from oracle import MPMATH, random_point, substituted_loss, sympy_gradient, written_out_point
 from test_examples import NAMES, load_example
 from test_properties import models
 
@@ -260,3 +260,66 @@ def test_arguments_named_theta_and_p_keep_their_names_beside_the_flat_forms():
                                gradient_differences(module, point, direction), rtol=1e-6)
     value, grad = module.value_and_grad_flat(vector, data)
     assert value == pytest.approx(module.value_and_grad(1.5, -0.4, data)[0])
+
+
+def _chain(n: int) -> bp.Model:
+    """A chained sum of n - 1 terms; re-rolled into lane code from 64 terms on."""
+    x = sp.symbols(f"x0:{n}")
+    terms = [(x[k + 1] - x[k] ** 2) ** 2 / 4 + sp.cos(x[k]) for k in range(n - 1)]
+    return bp.Model("chain", loss=sp.Add(*terms), wrt=list(x), inputs=[])
+
+
+@pytest.mark.parametrize("n", [5, 70])
+def test_flat_forms_of_a_model_without_data_check_theta_as_they_read_it(n):
+    """The flat forms an optimiser calls take no wrapper when theta (and p) are all they read:
+    those readers accept lists and integers, and refuse text, complex numbers and a wrong length."""
+    model = _chain(n)
+    module = bp.compile(model, derivatives=("grad", "hvp", "hessian")).load()
+    assert ("_lane_accumulate" in module.__dict__) == (n == 70)  # the second is re-rolled
+    for name in ("value_and_grad_flat", "hvp_flat", "hessian_flat", "unpack"):
+        assert not hasattr(getattr(module, name), "__wrapped__"), name
+    assert hasattr(module.value_and_grad, "__wrapped__")
+    theta = [(-1) ** k * (k % 3) for k in range(n)]  # a list of integers
+    point = {f"x{k}": float(v) for k, v in enumerate(theta)}
+    value, grad = module.value_and_grad_flat(theta)
+    assert type(value) is float and grad.shape == (n,) and grad.dtype == np.float64
+    np.testing.assert_allclose(grad, sympy_gradient(model, model.wrt, point), rtol=1e-12, atol=1e-12)
+    direction = np.linspace(-1, 1, n)
+    # sympy.diff twice on the small model; the large one against its own written-out compile
+    exact = sympy_hessian(model, point) if n < 64 else \
+        bp.compile(model, derivatives=("hessian",), reroll=False).load().hessian_flat(np.array(theta, dtype=float))
+    np.testing.assert_allclose(module.hvp_flat(theta, direction), exact @ direction, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(module.hvp_flat(theta, direction), gradient_differences(module, point, direction),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(module.hessian_flat(np.array(theta, dtype=float)), exact, rtol=1e-10, atol=1e-10)
+    for bad, error, message in ((np.ones(n) * 1j, TypeError, "theta is complex"),
+                                ("x" * n, TypeError, "theta must be a number or an array of numbers"),
+                                (np.ones(n + 1), ValueError, f"theta must be a 1-D array of {n} numbers")):
+        with pytest.raises(error, match=message):
+            module.value_and_grad_flat(bad)
+    with pytest.raises(ValueError, match=f"p must be a 1-D array of {n} numbers"):
+        module.hvp_flat(theta, np.ones(2))
+
+
+def test_a_module_carries_only_the_argument_checks_its_functions_call():
+    """_check_batch for functions of two or more data arguments (unless broadcast=True), and
+    _check_matrices for functions of matrix arguments; neither when nothing calls it."""
+    w, x, t = sp.symbols("w x t")
+    one = bp.compile(bp.Model("m", loss=(w * x - 1) ** 2, wrt=[w], inputs=[x])).source
+    assert "def _check_batch" not in one and "def _check_matrices" not in one
+    two = bp.compile(bp.Model("m", loss=(w * x - t) ** 2, wrt=[w], inputs=[x, t]))
+    assert "def _check_batch" in two.source and "def _check_matrices" not in two.source
+    module = two.load()
+    with pytest.raises(ValueError, match="larger than any one of them"):
+        module.value_and_grad(0.5, np.ones(3), np.ones((3, 1)))
+    assert module.value_and_grad_flat(np.array([0.5]), np.ones(3), np.ones(3))[0] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="larger than any one of them"):
+        module.value_and_grad_flat(np.array([0.5]), np.ones(3), np.ones((3, 1)))
+    outer = bp.compile(bp.Model("m", loss=(w * x - t) ** 2, wrt=[w], inputs=[x, t]), broadcast=True)
+    assert "def _check_batch" not in outer.source
+    assert outer.load().value_and_grad(0.5, np.ones(3), np.ones((3, 1)))[0] == pytest.approx(9 * 0.25)
+    W = sp.MatrixSymbol("W", 2, 2)
+    matrices = bp.compile(bp.Model("m", loss=bp.sum(W) ** 2, wrt=[W]))
+    assert "def _check_matrices" in matrices.source and "def _check_batch" not in matrices.source
+    with pytest.raises(ValueError, match=r"W must have shape \(2, 2\)"):
+        matrices.load().value_and_grad(np.ones((3, 3)))

@@ -10,7 +10,7 @@ import numpy as np
 from .core import _sum_like
 
 NEEDS = {"_unlanes": ("_sum_like",), "_lane_accumulate": ("_lane_scatter", "_lane_placed"),
-         "_lane_unslice": ("_lane_accumulate",)}
+         "_lane_unslice": ("_lane_accumulate",), "_flat_theta": ("_as_float",)}
 
 
 def _lanes(values):
@@ -29,7 +29,7 @@ def _flat_theta(theta, size, what="theta"):
     """theta (or a direction p) as the lane vector of a re-rolled model's parameters: 1-D, `size`
     floats."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
-        theta = np.asarray(theta, dtype=float)
+        theta = np.asarray(_as_float(theta, what), dtype=float)
     if theta.shape != (size,):
         raise ValueError(f"{what} must be a 1-D array of {size} numbers (WRT, in order), got shape "
                          f"{theta.shape}")

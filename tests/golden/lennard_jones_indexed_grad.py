@@ -117,13 +117,12 @@ def _as_float(v, name="an argument"):
     return v.astype(np.float64) if kind in "biu" else v
 
 
-def _checked(f):
-    """f with its arguments checked: integers become float64, and a wrong call, arguments whose
-    shapes do not broadcast, or data that would broadcast into a larger batch than any one of
-    them raise an error that says which."""
+def _checked(f, *checks):
+    """f with its arguments checked: integers become float64, and a wrong call or arguments whose
+    shapes do not broadcast raise an error that says which. `checks` are the further checks the
+    compiler chose for f's arguments (_check_matrices, _check_batch), each (names, values) ->
+    values."""
     names = _params(f)
-    has_matrices = any(n in SHAPES for n in names)
-    data = [k for k, n in enumerate(names) if n in ARGS and n not in WRT]
 
     def checked(*args, **kwargs):
         if kwargs or len(args) != len(names):
@@ -137,10 +136,8 @@ def _checked(f):
             args = args + tuple(kwargs[a] for a in rest)
         values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v, n)
                   for v, n in zip(args, names)]
-        if has_matrices:
-            values = _check_matrices(names, values)
-        if not BROADCAST and len(data) > 1:
-            _check_batch([names[k] for k in data], [values[k] for k in data])
+        for check in checks:
+            values = check(names, values)
         try:
             return f(*values)
         except ValueError as exc:
@@ -151,24 +148,6 @@ def _checked(f):
 
     checked.__name__, checked.__doc__, checked.__wrapped__, checked.params = f.__name__, f.__doc__, f, names
     return checked
-
-
-def _check_batch(names, values):
-    """Data whose shapes broadcast to a batch larger than each of them (targets (N, 1) beside
-    inputs (N,) give N x N pairs) is almost never meant: refuse it, naming the shapes."""
-    shapes = [np.shape(v)[:np.ndim(v) - len(SHAPES[n])] if n in SHAPES else np.shape(v)
-              for n, v in zip(names, values)]
-    if sum(1 for s in shapes if s) < 2:
-        return
-    try:
-        batch = np.broadcast_shapes(*shapes)
-    except ValueError:
-        return  # the call reports the shapes that do not broadcast
-    if batch not in shapes:
-        listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes))
-        raise ValueError(f"the data broadcast to a batch of shape {batch}, larger than any one of them "
-                         f"({listed}); give them one shape (e.g. reshape to 1-D), or compile with "
-                         f"broadcast=True if the outer product is meant")
 
 
 def _check_matrices(names, values):
@@ -259,7 +238,7 @@ def _pack(values):
 def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
-        theta = np.asarray(theta, dtype=float)
+        theta = np.asarray(_as_float(theta, what), dtype=float)
     if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
         return theta.tolist()  # Python floats: the fast path
     if any(type(n) is str for shape in shapes for n in shape):
@@ -530,16 +509,14 @@ def _accumulate_batched(x, windows, gathers):
 
 
 
-# A large batch is evaluated in chunks; the public functions check their arguments, and call
-# each other through the unchecked _ names.
+# A large batch is evaluated in chunks; the public functions check their arguments (a flat
+# vector alone is checked as it is read), and call each other through the unchecked _ names.
 _forward = _in_chunks(forward, "example")
 _value_and_grad = _in_chunks(value_and_grad, ("total", WRT))
-forward = _checked(_forward)
-value_and_grad = _checked(_value_and_grad)
-grad = _checked(grad)
-pack = _checked(pack)
-unpack = _checked(unpack)
-value_and_grad_flat = _checked(value_and_grad_flat)
+forward = _checked(_forward, _check_matrices)
+value_and_grad = _checked(_value_and_grad, _check_matrices)
+grad = _checked(grad, _check_matrices)
+pack = _checked(pack, _check_matrices)
 
 
 if __name__ == "__main__":
