@@ -445,6 +445,7 @@ def update_section(path, title: str, section: str) -> None:
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     old = _sections(text).get(title)
+    section = section.rstrip() + "\n"  # as _sections cuts it: a rerun adds no blank lines
     text = text.replace(old, section) if old else text.rstrip() + "\n\n" + section
     path.write_text(text.rstrip() + "\n")
 
