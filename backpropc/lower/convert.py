@@ -115,8 +115,12 @@ def factored_sum(graph, args: list[int]) -> int:
     - otherwise terms with the same coefficient (up to sign) are summed before it multiplies:
       a/8 - b/8 + c/4 + d/4 is (a - b)/8 + (c + d)/4, one product per coefficient instead of one
       per term, and c + d is shared by every sum that scales it."""
-    split = [graph.split_coeff(a) for a in args if graph.number(a) is None]
-    numbers = [a for a in args if graph.number(a) is not None]
+    numbers, terms = [], []
+    for a in args:
+        (terms if graph.number(a) is None else numbers).append(a)
+    split = [graph.split_coeff(a) for a in terms]
+    if all(c is sp.S.One or c is sp.S.NegativeOne for c, _ in split):
+        return graph.add(*args)  # the common case (x - y): nothing to take out
     if len(split) >= 2 and all(c.is_Integer for c, _ in split):
         content = math.gcd(*[int(c) for c, _ in split])
         if content != 1:
@@ -125,19 +129,20 @@ def factored_sum(graph, args: list[int]) -> int:
             inner = graph.add(*[graph.mul(graph.const(int(c) // content), rest) for c, rest in split])
             return graph.add(graph.mul(graph.const(content), inner), *numbers)
     groups: dict = {}  # |coefficient| -> its terms, in the order of the sum (a fraction taken
-    for c, rest in split:  # out of the whole sum, a/2 + b, would only scatter halves around)
-        groups.setdefault(None if constant_value(graph, rest) is not None else abs(c), []).append((c, rest))
-    if all(len(g) < 2 for k, g in groups.items() if k not in (1, None)):
+    for term, (c, rest) in zip(terms, split):  # out of the whole sum, a/2 + b, would only scatter halves)
+        key = None if c is sp.S.One or c is sp.S.NegativeOne or constant_value(graph, rest) is not None else abs(c)
+        groups.setdefault(key, []).append((term, c, rest))
+    if all(len(group) < 2 for key, group in groups.items() if key is not None):
         return graph.add(*args)
-    terms = list(numbers)
-    for k, group in groups.items():  # constant terms (log(2*pi)/2) stay as they are, folded
-        if k in (1, None) or len(group) < 2:
-            terms += [graph.mul(graph.const(c), rest) for c, rest in group]
+    summed = list(numbers)
+    for key, group in groups.items():  # constant terms (log(2*pi)/2) stay as they are, folded
+        if key is None or len(group) < 2:
+            summed += [term for term, _, _ in group]
             continue
-        sign = -1 if all(c < 0 for c, _ in group) else 1
-        inner = graph.add(*[rest if c * sign > 0 else graph.mul(graph.const(-1), rest) for c, rest in group])
-        terms.append(graph.mul(graph.const(sign * k), inner))
-    return graph.add(*terms)
+        sign = -1 if all(c < 0 for _, c, _ in group) else 1
+        inner = graph.add(*[rest if c * sign > 0 else graph.mul(graph.const(-1), rest) for _, c, rest in group])
+        summed.append(graph.mul(graph.const(sign * key), inner))
+    return graph.add(*summed)
 
 
 def _fits_float(value: sp.Number) -> bool:
