@@ -465,9 +465,11 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
         if not any(re.search(rf"\b{shape}\b", g.code) for g in grads + hvps + first[1:]):
             first = first[1:]  # and nothing to sum over it
     elif m.reduction == "mean":
-        value = f"np.mean({loss})"
+        m.helpers.add("_objective")
+        value = f"_objective({loss}, mean=True)"
     elif m.every_arg_reaches_loss:
-        value = f"np.sum({loss})"
+        m.helpers.add("_objective")
+        value = f"_objective({loss})"
     else:
         value = f"np.sum(np.broadcast_to({loss}, {shape}))"
     sections = [("forward pass", [s for s in statements if s.section == "forward"]),
@@ -598,8 +600,8 @@ def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
 
 
 def _one_number(objective: str) -> str:
-    """The objective of a call without a batch: the loss itself (np.sum of a number costs 2 µs)."""
-    found = re.fullmatch(r"np\.(?:sum|mean)\((\w+)\)", objective)
+    """The objective of a call without a batch: the loss itself."""
+    found = re.fullmatch(r"_objective\((\w+)(?:, mean=True)?\)", objective)
     return found.group(1) if found else objective
 
 
@@ -608,7 +610,7 @@ def flat_output(m: ModuleBuilder) -> None:
     shapes = _wrt_shapes(m)
     wrt = ", ".join(m.wrt_names)
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    m.helpers |= {"_pack", "_unpack", "_flat_value_and_grad"}
+    m.helpers |= {"_pack", "_unpack"}
     m.functions.append(Function("pack", "theta: the WRT values in one flat vector, each flattened in C order.",
                                 m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
                                 None))
@@ -619,6 +621,7 @@ def flat_output(m: ModuleBuilder) -> None:
         m.functions.append(direct)
         return
     call = ", ".join([_unpacked(m, m.theta)] + data)
+    m.helpers.add("_flat_value_and_grad")
     m.functions.append(Function(
         "value_and_grad_flat", "(objective as a float, gradient as one flat vector) at theta = pack(*WRT), "
         "as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it.",

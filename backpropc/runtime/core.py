@@ -266,6 +266,14 @@ def _flat_jacobian(jacobian):
     return np.reshape(jacobian, (-1, np.shape(jacobian)[-1]))
 
 
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
+
+
 def _flat_value_and_grad(result):
     """(objective, gradients) as (float, one flat vector)."""
     value, grads = result

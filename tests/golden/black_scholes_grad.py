@@ -87,7 +87,7 @@ def value_and_grad(S, sigma, T, r, K):
     sigma_bar = _sum_like(c2_bar*sigma + c0*vol_bar, sigma, shape)  # from vol, c2
     T_bar = _sum_like(c9*r + c2*c5_bar + sigma*vol_bar/(2*c0), T, shape)  # from c0, c5, c8
     r_bar = _sum_like(T*c9 + c2_bar, r, shape)                # from c2, c8
-    return np.sum(C), (S_bar, sigma_bar, T_bar, r_bar)
+    return _objective(C), (S_bar, sigma_bar, T_bar, r_bar)
 
 
 def _value_and_grad_scalar(S, sigma, T, r, K):
@@ -279,6 +279,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

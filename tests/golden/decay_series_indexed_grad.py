@@ -64,7 +64,7 @@ def value_and_grad(A, k, t, y):
     shape = np.shape(L)
     A_bar = _sum_like(c4, A, shape)               # from c3 = A*c2 - y[0:n]
     k_bar = _sum_like(c5, k, shape)               # from c2 = exp(-c1*k)
-    return np.sum(L), (A_bar, k_bar)
+    return _objective(L), (A_bar, k_bar)
 
 
 def grad(A, k, t, y):
@@ -275,6 +275,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -52,7 +52,7 @@ def value_and_grad(A, k, c, t, y):
     A_bar = _sum_like(c0*c1, A, shape)       # from c1 = c - y + A*c0
     k_bar = _sum_like(-A*c0*c1*t, k, shape)  # from c0 = exp(-k*t)
     c_bar = _sum_like(c1, c, shape)          # from c1 = c - y + A*c0
-    return np.sum(L), (A_bar, k_bar, c_bar)
+    return _objective(L), (A_bar, k_bar, c_bar)
 
 
 def _value_and_grad_scalar(A, k, c, t, y):
@@ -260,6 +260,14 @@ def _unpack(theta, shapes, what="theta"):
 def _stack(values, shape):
     """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
     return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -82,7 +82,7 @@ def value_and_grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
     s1_bar = _sum_like(-(ell1_bar + c0*c1*z1_bar), s1, shape)  # from c1, ell1
     s2_bar = _sum_like(-(ell2_bar + c2*c3*z2_bar), s2, shape)  # from c3, ell2
     s3_bar = _sum_like(-(ell3_bar + c4*c5*z3_bar), s3, shape)  # from c5, ell3
-    return np.sum(L), (a1_bar, a2_bar, a3_bar, mu1_bar, mu2_bar, mu3_bar, s1_bar, s2_bar, s3_bar)
+    return _objective(L), (a1_bar, a2_bar, a3_bar, mu1_bar, mu2_bar, mu3_bar, s1_bar, s2_bar, s3_bar)
 
 
 def grad(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3, x):
@@ -247,6 +247,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

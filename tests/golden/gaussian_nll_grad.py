@@ -54,7 +54,7 @@ def value_and_grad(mu, C, x):
     S_bar = _T(c0)/2 - _matmul(_matmul(_T(c0), _matmul(e, c1_bar)), _T(c0))  # from c0, L
     mu_bar = _sum_like(-e_bar, mu, shape + mu.shape[-2:])     # from e = x - mu
     C_bar = _sum_matmul(S_bar, C, C, shape) + _sum_matmul(_T(S_bar), C, C, shape)  # from S = C @ (C^T)
-    return np.sum(L), (mu_bar, C_bar)
+    return _objective(L), (mu_bar, C_bar)
 
 
 def grad(mu, C, x):
@@ -239,6 +239,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -46,7 +46,7 @@ def value_and_grad(x, A, b):
     c0_bar = _fill(1, c0)                                    # from L = c0[0, 0]
     r_bar = _matmul(r, c0_bar) + _T(_matmul(c0_bar, _T(r)))  # from c0 = (r^T) @ r
     x_bar = _sum_matmul(_T(A), r_bar, x, shape)              # from r = A @ x - b
-    return np.sum(L), (x_bar,)
+    return _objective(L), (x_bar,)
 
 
 def grad(x, A, b):
@@ -250,6 +250,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -93,7 +93,7 @@ def value_and_grad(x1, y1, x2, y2, x3, y3):
     y2_bar = _sum_like(c5_bar - c1_bar, y2, shape)     # from c1, c5
     x3_bar = _sum_like(-(c4_bar + c2_bar), x3, shape)  # from c2, c4
     y3_bar = _sum_like(-(c5_bar + c3_bar), y3, shape)  # from c3, c5
-    return np.sum(E), (x1_bar, y1_bar, x2_bar, y2_bar, x3_bar, y3_bar)
+    return _objective(E), (x1_bar, y1_bar, x2_bar, y2_bar, x3_bar, y3_bar)
 
 
 def _value_and_grad_scalar(x1, y1, x2, y2, x3, y3):
@@ -288,6 +288,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

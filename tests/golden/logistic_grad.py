@@ -59,7 +59,7 @@ def value_and_grad(w, b, x, t):
     z_bar = y*y_bar*(1 - y)               # from y = sigmoid(z)
     w_bar = _sum_like(x*z_bar, w, shape)  # from z = b + w*x
     b_bar = _sum_like(z_bar, b, shape)    # from z = b + w*x
-    return np.sum(L), (w_bar, b_bar)
+    return _objective(L), (w_bar, b_bar)
 
 
 def _value_and_grad_scalar(w, b, x, t):
@@ -253,6 +253,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -50,7 +50,7 @@ def value_and_grad(Vmax, Km, S, v):
     c2 = S*c1                                      # from c1 = S*Vmax*c0 - v
     Vmax_bar = _sum_like(c0*c2, Vmax, shape)       # from c1 = S*Vmax*c0 - v
     Km_bar = _sum_like(-Vmax*c2*c0**2, Km, shape)  # from c0 = 1/(S + Km)
-    return np.sum(L), (Vmax_bar, Km_bar)
+    return _objective(L), (Vmax_bar, Km_bar)
 
 
 def _value_and_grad_scalar(Vmax, Km, S, v):
@@ -259,6 +259,14 @@ def _unpack(theta, shapes, what="theta"):
 def _stack(values, shape):
     """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
     return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -123,7 +123,7 @@ def value_and_grad(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_
     w2_2_4_bar = _sum_like(h4*y2_bar, w2_2_4, shape)  # from y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
     b2_1_bar = _sum_like(y1_bar, b2_1, shape)         # from y1 = b2_1 + h1*w2_1_1 + h2*w2_1_2 + h3*w2_1_3 + h4*w2_1_4
     b2_2_bar = _sum_like(y2_bar, b2_2, shape)         # from y2 = b2_2 + h1*w2_2_1 + h2*w2_2_2 + h3*w2_2_3 + h4*w2_2_4
-    return np.sum(L), (w1_1_1_bar, w1_1_2_bar, w1_1_3_bar, w1_2_1_bar, w1_2_2_bar, w1_2_3_bar, w1_3_1_bar, w1_3_2_bar, w1_3_3_bar, w1_4_1_bar, w1_4_2_bar, w1_4_3_bar, b1_1_bar, b1_2_bar, b1_3_bar, b1_4_bar, w2_1_1_bar, w2_1_2_bar, w2_1_3_bar, w2_1_4_bar, w2_2_1_bar, w2_2_2_bar, w2_2_3_bar, w2_2_4_bar, b2_1_bar, b2_2_bar)
+    return _objective(L), (w1_1_1_bar, w1_1_2_bar, w1_1_3_bar, w1_2_1_bar, w1_2_2_bar, w1_2_3_bar, w1_3_1_bar, w1_3_2_bar, w1_3_3_bar, w1_4_1_bar, w1_4_2_bar, w1_4_3_bar, b1_1_bar, b1_2_bar, b1_3_bar, b1_4_bar, w2_1_1_bar, w2_1_2_bar, w2_1_3_bar, w2_1_4_bar, w2_2_1_bar, w2_2_2_bar, w2_2_3_bar, w2_2_4_bar, b2_1_bar, b2_2_bar)
 
 
 def _value_and_grad_scalar(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_2, w1_3_3, w1_4_1, w1_4_2, w1_4_3, b1_1, b1_2, b1_3, b1_4, w2_1_1, w2_1_2, w2_1_3, w2_1_4, w2_2_1, w2_2_2, w2_2_3, w2_2_4, b2_1, b2_2, x1, x2, x3, t1, t2):
@@ -333,6 +333,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -64,7 +64,7 @@ def value_and_grad(a, b, r, x, y):
     a_bar = _sum_like(c3*x, a, shape)                         # from mu = exp(b + a*x)
     b_bar = _sum_like(c3, b, shape)                           # from mu = exp(b + a*x)
     r_bar = _sum_like(_digamma(r) - c2 - _digamma(c1) + c0*p_bar + mu_bar, r, shape)  # from c0, p, c1, L
-    return np.sum(L), (a_bar, b_bar, r_bar)
+    return _objective(L), (a_bar, b_bar, r_bar)
 
 
 def grad(a, b, r, x, y):
@@ -248,6 +248,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -68,7 +68,7 @@ def value_and_grad(q1, q2, l1, l2, px, py):
     c0_bar = c2*ey_bar*l2 - c4*ex_bar*l2                      # from c2, c4
     q1_bar = _sum_like(c1*ey_bar*l1 + c0_bar - c3*ex_bar*l1, q1, shape)  # from c1, c0, c3
     q2_bar = _sum_like(c0_bar, q2, shape)                     # from c0 = q1 + q2
-    return np.sum(L), (q1_bar, q2_bar)
+    return _objective(L), (q1_bar, q2_bar)
 
 
 def _value_and_grad_scalar(q1, q2, l1, l2, px, py):
@@ -268,6 +268,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -58,7 +58,7 @@ def value_and_grad(a, b, x, y):
     eta_bar = mu - y                        # from mu, L
     a_bar = _sum_like(eta_bar*x, a, shape)  # from eta = b + a*x
     b_bar = _sum_like(eta_bar, b, shape)    # from eta = b + a*x
-    return np.sum(L), (a_bar, b_bar)
+    return _objective(L), (a_bar, b_bar)
 
 
 def _value_and_grad_scalar(a, b, x, y):
@@ -251,6 +251,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

@@ -67,7 +67,7 @@ def value_and_grad(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3)
     b1_bar = _sum_like(z1_bar, b1, shape)       # from z1 = b1 + w11*x1 + w12*x2
     b2_bar = _sum_like(z2_bar, b2, shape)       # from z2 = b2 + w21*x1 + w22*x2
     b3_bar = _sum_like(z3_bar, b3, shape)       # from z3 = b3 + w31*x1 + w32*x2
-    return np.sum(L), (w11_bar, w12_bar, w21_bar, w22_bar, w31_bar, w32_bar, b1_bar, b2_bar, b3_bar)
+    return _objective(L), (w11_bar, w12_bar, w21_bar, w22_bar, w31_bar, w32_bar, b1_bar, b2_bar, b3_bar)
 
 
 def grad(w11, w12, w21, w22, w31, w32, b1, b2, b3, x1, x2, t1, t2, t3):
@@ -251,6 +251,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):

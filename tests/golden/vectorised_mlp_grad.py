@@ -55,7 +55,7 @@ def value_and_grad(W1, b1, W2, b2, x, t):
     b1_bar = _sum_like(z_bar, b1, shape + b1.shape[-2:])  # from z = W1 @ x + b1
     W2_bar = _sum_matmul(y_bar, _T(h), W2, shape)         # from y = W2 @ h + b2
     b2_bar = _sum_like(y_bar, b2, shape + b2.shape[-2:])  # from y = W2 @ h + b2
-    return np.sum(L), (W1_bar, b1_bar, W2_bar, b2_bar)
+    return _objective(L), (W1_bar, b1_bar, W2_bar, b2_bar)
 
 
 def grad(W1, b1, W2, b2, x, t):
@@ -259,6 +259,14 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _objective(loss, mean=False):
+    """The sum (or mean) of the per-example loss; a number as it is (np.sum of a NumPy number
+    costs 4 µs, a tenth of a small model's call)."""
+    if type(loss) is np.float64 or type(loss) is float:
+        return loss
+    return np.mean(loss) if mean else np.sum(loss)
 
 
 def _flat_value_and_grad(result):
