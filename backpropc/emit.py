@@ -18,7 +18,7 @@ from .graph import CONST, SYMBOL, Domain, Graph, Lanes, closure
 from .naming import Namer
 from .opcount import node_cost
 from .ops import RECORDS, NumPyNamesPrinter, constant_value, record_for
-from .ops.array import BATCH_FREE, spread_positions
+from .ops.array import BATCH_FREE, spread_positions, total
 from .ops.lanes import lane_lift, lane_sum
 from .ops.matrix import transpose
 
@@ -108,19 +108,45 @@ class IRPrinter:
                 stack.extend((a, False) for a in node.args if a not in done)
             else:
                 ids = self._flattened(i, root, names)
-                dot = self._dot(i, root, names, done) if node.op is lane_sum else None
+                dot = self._dot(i, root, names, done) if node.op is lane_sum or node.op is total else None
                 done[i] = dot or self._node(i, ids, [done[a] for a in ids])
         return done[root][0]
 
     def _dot(self, i: int, root: int, names, done):
-        """Lane sum i of an inlined product of arrays as one pass over the lanes instead of a
-        product and a sum: (a*b*c).sum(-1) is _lane_dot(a*b, c), (100*c**2).sum(-1) is
-        100*_lane_dot(c, c) (numbers come out of the sum). None for anything else."""
+        """Sum i over the last axis (a family's lanes, or a Sum's range) of inlined products of
+        arrays, each as one pass instead of a product and a sum: (a*b*c).sum(-1) is
+        _lane_dot(a*b, c), (100*c**2).sum(-1) is 100*_lane_dot(c, c) (numbers come out of the
+        sum), and a sum of terms over arrays is summed term by term, the dot products apart. None
+        when there is no dot product."""
         graph = self.graph
         (a,) = graph[i].args
         if self.math or self.scalar or a in names:
             return None
+        if graph[a].op is not sp.Add:
+            return self._dot_term(a, root, names, done)
+        terms = self._flattened(a, root, names)
+        if not all(self._is_array(t) for t in terms):
+            return None  # a number in the sum counts once per entry: it stays in the one sum
+        dots = [self._dot_term(t, root, names, done) for t in terms]
+        if not any(dots):
+            return None
+        rest = [t for t, d in zip(terms, dots) if d is None]
+        parts = [d for d in dots if d]
+        if rest:
+            text, prec = self._add(rest, [done[t] for t in rest]) if len(rest) > 1 else done[rest[0]]
+            parts.append(((text if prec >= ATOM else f"({text})") + ".sum(-1)", ATOM))
+        parts.sort(key=lambda part: part[1] == NEGATIVE)  # a positive term first: a - b, not -b + a
+        signed = [(prec == NEGATIVE, text[1:] if prec == NEGATIVE else text) for text, prec in parts]
+        return self._signed(signed), ADD
+
+    def _dot_term(self, a: int, root: int, names, done):
+        """The sum over the last axis of the inlined product a, as a dot product (see _dot)."""
+        graph = self.graph
+        if a in names:
+            return None
         factors = self._flattened(a, root, names) if graph[a].op is sp.Mul else [a]
+        if self.data and any(graph.shapes[f] is None and self.per_example(f) for f in factors):
+            return None  # a per-example number beside a range needs its trailing axis (_spread)
         spread = []  # an inlined square of a named array is two factors (printed twice: a name)
         for f in factors:
             base = graph[f].args[0] if graph[f].op is sp.Pow else None
@@ -137,6 +163,8 @@ class IRPrinter:
         if not numbers:
             return dot, ATOM
         coeff, prec = self._mul(numbers, [done[f] for f in numbers])
+        if coeff in ("1", "-1"):  # -(a*b).sum(-1) is -_lane_dot(a, b)
+            return (dot, ATOM) if coeff == "1" else (f"-{dot}", NEGATIVE)
         return f"{coeff}*{dot}", NEGATIVE if prec == NEGATIVE else MUL
 
     def _is_array(self, i: int) -> bool:

@@ -42,8 +42,9 @@ def _lane_lift(v):
 
 
 def _lane_dot(a, b):
-    """(a*b).sum(-1), in one pass (NumPy's vecdot) when both are NumPy arrays."""
-    if type(a) is np.ndarray and type(b) is np.ndarray:
+    """(a*b).sum(-1), in one pass (NumPy's vecdot) when both are NumPy arrays of one length
+    along the last axis (a per-example value spread over a range has length 1 there)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim and b.ndim and a.shape[-1] == b.shape[-1]:
         return np.vecdot(a, b)
     return (a * b).sum(-1)
 

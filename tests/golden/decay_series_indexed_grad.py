@@ -56,9 +56,9 @@ def value_and_grad(A, k, t, y):
         c1 = _window(t, "t", _lo, _hi, 1)
         c2 = np.exp(-k*c1)
         c3 = A*c2 - _window(y, "y", _lo, _hi, 1)  # from L = sum(c3**2)/2
-        c0 += (c3**2).sum(-1)
-        c4 += (c2*c3).sum(-1)
-        c5 += (-A*c1*c2*c3).sum(-1)
+        c0 += _lane_dot(c3, c3)
+        c4 += _lane_dot(c2, c3)
+        c5 += -_lane_dot(A*c1*c2, c3)
     # after the range: what uses the totals
     L = c0/2
     shape = np.shape(L)
@@ -406,6 +406,14 @@ def _window_checked(x, name, *axes):
             raise _out_of_range(name, axis, start, last, size)
         key.append(slice(start, max(stop, start), step))
     return x[tuple(key)]
+
+
+def _lane_dot(a, b):
+    """(a*b).sum(-1), in one pass (NumPy's vecdot) when both are NumPy arrays of one length
+    along the last axis (a per-example value spread over a range has length 1 there)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim and b.ndim and a.shape[-1] == b.shape[-1]:
+        return np.vecdot(a, b)
+    return (a * b).sum(-1)
 
 
 
