@@ -7,7 +7,7 @@ the symbols' gradients.
 
 import numpy as np
 
-from .core import _sum_like
+from .core import _as_float, _sum_like
 
 NEEDS = {"_unlanes": ("_sum_like",), "_lane_accumulate": ("_lane_scatter", "_lane_placed"),
          "_lane_unslice": ("_lane_accumulate",), "_flat_theta": ("_as_float",)}
