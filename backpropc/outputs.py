@@ -668,9 +668,10 @@ def hessian_output(m: ModuleBuilder) -> None:
         pattern = [list(range(n)) for _ in range(n)]
     colours = colour_columns(pattern)
     coo = [(i, j) for i, cols in enumerate(pattern) for j in cols]
-    m.constants["HESSIAN_ROWS"] = tuple_source(str(i) for i, _ in coo) if coo else "()"
-    m.constants["HESSIAN_COLS"] = tuple_source(str(j) for _, j in coo) if coo else "()"
-    m.constants["HESSIAN_COLOURS"] = tuple_source(str(c) for c in colours)
+    # integer arrays, as _hessian_coo indexes with them (not tuples to convert on every call)
+    for name, values in (("HESSIAN_ROWS", [i for i, _ in coo]), ("HESSIAN_COLS", [j for _, j in coo]),
+                         ("HESSIAN_COLOURS", colours)):
+        m.constants[name] = f"np.array({tuple_source(str(v) for v in values) if values else '()'}, dtype=np.intp)"
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     m.helpers |= {"_hessian_coo", "_dense", "_pack"}
     data = [a for a in m.arg_names if a not in m.wrt_names]

@@ -227,12 +227,12 @@ def _hessian_coo(product, theta):
     """(rows, columns, values) of the Hessian over the flat vector theta, from one product
     (`product(p)`: the Hessian at theta times p, flat) per colour: the columns of a colour share no
     row (HESSIAN_COLOURS), so each product gives every entry of its columns at once."""
-    colours = np.array(HESSIAN_COLOURS, dtype=int)
-    rows, cols = np.array(HESSIAN_ROWS, dtype=int), np.array(HESSIAN_COLS, dtype=int)
+    colours = np.asarray(HESSIAN_COLOURS, dtype=np.intp)  # arrays already in a module: no copy
+    rows, cols = np.asarray(HESSIAN_ROWS, dtype=np.intp), np.asarray(HESSIAN_COLS, dtype=np.intp)
     theta = np.asarray(theta)
     products = np.zeros((colours.shape[0], colours.max(initial=-1) + 1), dtype=np.result_type(theta, 1.0))
     for c in range(products.shape[1]):
-        products[:, c] = product(np.where(colours == c, 1.0, 0.0).astype(products.dtype))
+        products[:, c] = product((colours == c).astype(products.dtype))
     # each entry from its column's product and from its row's, averaged: exactly symmetric
     values = (products[rows, colours[cols]] + products[cols, colours[rows]]) / 2
     return rows, cols, values
