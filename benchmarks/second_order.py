@@ -159,7 +159,7 @@ def run_all(quick: bool, log=print, labels=None) -> dict:
         start = time.perf_counter()
         module = bp.compile(w.model(), derivatives=("grad", "hvp", "hessian")).load()
         record = {"workload": w.label, "compile_s": time.perf_counter() - start,
-                  "colours": max(module.HESSIAN_COLOURS) + 1, "nonzeros": len(module.HESSIAN_ROWS),
+                  "colours": int(max(module.HESSIAN_COLOURS)) + 1, "nonzeros": len(module.HESSIAN_ROWS),
                   "rows": []}
         for batch in (batches if w.batched else (None,)):
             rng = np.random.default_rng(0)
