@@ -9,15 +9,15 @@
 
 __version__ = "0.1.0"
 
-from . import errors  # noqa: E402
-from .check import check  # noqa: E402
-from .compare import compare  # noqa: E402
-from .compiler import Compiled, compile  # noqa: E402
-from .functions import expm1, log1p, logsumexp, relu, sigmoid, softplus  # noqa: E402
-from .functions import sum  # noqa: E402, A004 - bp.sum of a matrix's entries
-from .model import Model  # noqa: E402
-from .ops import supported_functions  # noqa: E402
-from .plot import plot  # noqa: E402
+from . import errors
+from .check import check
+from .compare import compare
+from .compiler import Compiled, compile
+from .functions import expm1, log1p, logsumexp, relu, sigmoid, softplus
+from .functions import sum  # bp.sum: the sum of a matrix's entries (shadows the builtin on purpose)
+from .model import Model
+from .ops import supported_functions
+from .plot import plot
 
-__all__ = ["Model", "compile", "check", "compare", "Compiled", "errors", "sigmoid", "softplus", "relu", "logsumexp",
-           "log1p", "expm1", "sum", "supported_functions", "plot", "__version__"]
+__all__ = ["Compiled", "Model", "__version__", "check", "compare", "compile", "errors", "expm1", "log1p",
+           "logsumexp", "plot", "relu", "sigmoid", "softplus", "sum", "supported_functions"]

@@ -84,7 +84,7 @@ def load_models(path: str) -> tuple[dict[str, Model], dict]:
 def _describe(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:  # noqa: BLE001 - the user's own exception class may not even print
+    except Exception:  # the user's own exception class may not even print
         return "(its message cannot be printed)"
 
 

@@ -9,7 +9,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 from .errors import ModelError
 
-__all__ = ["sigmoid", "softplus", "relu", "logsumexp", "log1p", "expm1", "EntrySum", "sum"]
+__all__ = ["EntrySum", "expm1", "log1p", "logsumexp", "relu", "sigmoid", "softplus", "sum"]
 
 
 class sigmoid(sp.Function):
@@ -118,7 +118,7 @@ class EntrySum(sp.Expr):
         return f"sum({printer._print(self.args[0])})"
 
 
-def sum(expr):  # noqa: A001 - bp.sum, as users write it
+def sum(expr):  # bp.sum, as users write it
     """The sum of all entries of a matrix expression (a scalar); a scalar is returned unchanged."""
     if isinstance(expr, sp.MatrixBase):
         return sp.Add(*expr)

@@ -6,7 +6,7 @@ inside the package as `backpropc/templates/`. Templates hold layout only, no mat
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -15,7 +15,7 @@ _HERE = Path(__file__).resolve().parent
 _SEARCH = (_HERE / "templates", _HERE.parent / "templates")
 
 
-@lru_cache(maxsize=None)
+@cache
 def environment() -> jinja2.Environment:
     folder = next((p for p in _SEARCH if (p / "module.py.j2").is_file()), None)
     if folder is None:

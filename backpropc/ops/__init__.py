@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
@@ -26,8 +26,8 @@ from . import arithmetic, array, elementwise, lanes, logic, matrix
 from .base import CONST, Op, Ref, call, total, where
 from .matrix import MatrixOp, elementwise_shape
 
-__all__ = ["Op", "Ref", "call", "where", "total", "record_for", "has_record", "supported_functions",
-           "constant_value", "REGISTRY", "RECORDS", "MatrixOp"]
+__all__ = ["RECORDS", "REGISTRY", "MatrixOp", "Op", "Ref", "call", "constant_value", "has_record", "record_for",
+           "supported_functions", "total", "where"]
 
 RECORDS: dict[object, Op] = {}
 for _module in (arithmetic, elementwise, logic, matrix, array, lanes):
@@ -58,7 +58,7 @@ def supported_functions() -> list[str]:
 
 
 # ---- the generic record: any SymPy function that defines fdiff ---------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _fdiff_template(op, nargs: int):
     """op's partial derivatives as small SymPy expressions in placeholder arguments."""
     params = sp.symbols(f"_a0:{nargs}", cls=sp.Dummy)

@@ -12,8 +12,8 @@ Ref or None (a symbolic zero), and returns the output's tangent or None.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import sympy as sp
 

@@ -10,14 +10,14 @@ order: the order of this package's modules and of the functions in each.
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+from functools import cache
 
 from . import array, core, elementwise, erf, gamma, lanes, matrix
 
 MODULES = (core, elementwise, erf, gamma, matrix, array, lanes)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _helpers() -> dict:
     """{name: (position, function, names it needs)} of every helper."""
     found = {}
@@ -44,7 +44,7 @@ def closure(names) -> list[str]:
     return sorted(wanted, key=lambda n: helpers[n][0])
 
 
-@lru_cache(maxsize=None)
+@cache
 def source_of(name: str) -> str:
     return inspect.getsource(_helpers()[name][1]).rstrip() + "\n"
 
