@@ -239,14 +239,21 @@ class ModuleBuilder:
                 or len(statements) > SCALAR_LIMIT:
             return None
         printer = IRPrinter(self.graph, scalar=True)
+        # the names as each statement met them: a node renamed later (w5_bar = w0, an alias)
+        # is still read by its first name before that
+        own = {s.node for s in statements}
+        current = {node: name for node, name in names.items() if node not in own}
         try:
-            lines = [(s.name, s.code if s.alias else printer.print(s.node, names)) for s in statements]
+            lines = []
+            for s in statements:
+                lines.append((s.name, s.code if s.alias else printer.print(s.node, current)))
+                current[s.node] = s.name
             if self.reduction == "mean" and grads is not None:
                 lines.insert(0, (self.leaf_names[self.seed], "1.0"))
             results = [float_literal(loss)]
             for group in (grads, hvps):
                 if group is not None:
-                    texts = [float_literal(names[g] if g in names else printer.print(g, names)) for _, g in group]
+                    texts = [float_literal(current[g] if g in current else printer.print(g, current)) for _, g in group]
                     results.append(tuple_source(texts))
         except NoScalarForm:
             return None

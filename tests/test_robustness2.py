@@ -415,3 +415,28 @@ def test_backpropc_functions_of_numbers_are_comparable():
     for at, value, slope in ((3.0, 6 + np.log(2), 2.0), (0.5, 1 + 2 * np.log(2), 0.0)):
         v, (g,) = m.value_and_grad(at)
         assert v == pytest.approx(value) and g == slope
+
+
+@pytest.mark.parametrize("derivatives", [("grad",), ("grad", "hvp")])
+def test_a_step_that_is_also_an_error_signal_is_read_by_its_first_name_on_floats(derivatives):
+    """In w6 = w0*w5 the error signal of w5 is the step w0 itself, so the backward pass names it
+    again (w5_bar = w0). The straight-line code on floats read w6 = w5*w5_bar before that line."""
+    w, b, lam = sp.symbols("w b lam")
+    w0, w5, w6 = sp.symbols("w0 w5 w6")
+    model = bp.Model("m", [(w0, sp.Piecewise((sp.log(lam), lam > 1), (lam - 1, True))),
+                           (w5, sp.exp(sp.sqrt((b + w) ** 2 + 1))), (w6, w0 * w5)],
+                     b ** 2 + b * w ** 2 + w ** 2 + w6, [w, b], [lam])
+    module = bp.compile(model, derivatives=derivatives).load()
+    for lam_value in (2.0, 0.5):  # both branches
+        value, grads = module.value_and_grad(0.5, 0.3, lam_value)  # Python floats: the scalar code
+        as_arrays = module.value_and_grad(np.array([0.5]), np.array([0.3]), np.array([lam_value]))
+        assert type(value) is float and value == pytest.approx(float(as_arrays[0]), rel=1e-14)
+        point = {"w": 0.5, "b": 0.3, "lam": lam_value}
+        assert_close(np.array(grads), sympy_gradient(model, model.wrt + model.inputs, point), 1e-12)
+        h = 1e-6
+        estimate = (module.value_and_grad(0.5 + h, 0.3, lam_value)[0] - module.value_and_grad(0.5 - h, 0.3, lam_value)[0]) / (2 * h)
+        assert grads[0] == pytest.approx(estimate, rel=1e-6)
+        if "hvp" in derivatives:
+            _, _, hv = module.hvp(0.5, 0.3, lam_value, 1.0, 0.0)
+            _, _, hv_arrays = module.hvp(np.array([0.5]), np.array([0.3]), np.array([lam_value]), 1.0, 0.0)
+            np.testing.assert_allclose(np.ravel(hv), np.ravel(hv_arrays), rtol=1e-13)
