@@ -135,9 +135,10 @@ def _as_float(v, name="an argument"):
 def _checked(f, *checks):
     """f with its arguments checked: integers become float64, and a wrong call or arguments whose
     shapes do not broadcast raise an error that says which. `checks` are the further checks the
-    compiler chose for f's arguments (_check_matrices, _check_batch), each (names, values) ->
-    values."""
+    compiler chose for f's arguments (_check_matrices, _check_batch): each is prepared once for
+    f's parameter names, and then maps the values of a call to the values to compute with."""
     names = _params(f)
+    checks = [prepare(names) for prepare in checks]
 
     def checked(*args, **kwargs):
         if kwargs or len(args) != len(names):
@@ -152,7 +153,7 @@ def _checked(f, *checks):
         values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v, n)
                   for v, n in zip(args, names)]
         for check in checks:
-            values = check(names, values)
+            values = check(values)
         try:
             return f(*values)
         except ValueError as exc:

@@ -99,9 +99,10 @@ def _as_float(v, name="an argument"):
 def _checked(f, *checks):
     """f with its arguments checked: integers become float64, and a wrong call or arguments whose
     shapes do not broadcast raise an error that says which. `checks` are the further checks the
-    compiler chose for f's arguments (_check_matrices, _check_batch), each (names, values) ->
-    values."""
+    compiler chose for f's arguments (_check_matrices, _check_batch): each is prepared once for
+    f's parameter names, and then maps the values of a call to the values to compute with."""
     names = _params(f)
+    checks = [prepare(names) for prepare in checks]
 
     def checked(*args, **kwargs):
         if kwargs or len(args) != len(names):
@@ -116,7 +117,7 @@ def _checked(f, *checks):
         values = [v if type(v) is float else float(v) if type(v) is np.float64 else _as_float(v, n)
                   for v, n in zip(args, names)]
         for check in checks:
-            values = check(names, values)
+            values = check(values)
         try:
             return f(*values)
         except ValueError as exc:
@@ -129,50 +130,61 @@ def _checked(f, *checks):
     return checked
 
 
-def _check_batch(names, values):
-    """Data whose shapes broadcast to a batch larger than each of them (targets (N, 1) beside
-    inputs (N,) give N x N pairs) is almost never meant: refuse it, naming the shapes."""
-    data = [(n, v) for n, v in zip(names, values) if n in ARGS and n not in WRT]
-    shapes = [np.shape(v)[:np.ndim(v) - len(SHAPES[n])] if n in SHAPES else np.shape(v) for n, v in data]
-    if sum(1 for s in shapes if s) < 2:
+def _check_batch(names):
+    """The check of a call's data among the arguments `names`: data whose shapes broadcast to a
+    batch larger than each of them (targets (N, 1) beside inputs (N,) give N x N pairs) is
+    almost never meant, so it is refused, naming the shapes."""
+    data = [(k, n) for k, n in enumerate(names) if n in ARGS and n not in WRT]
+
+    def check(values):
+        shapes = [np.shape(values[k])[:np.ndim(values[k]) - len(SHAPES[n])] if n in SHAPES else np.shape(values[k])
+                  for k, n in data]
+        if sum(1 for s in shapes if s) < 2:
+            return values
+        try:
+            batch = np.broadcast_shapes(*shapes)
+        except ValueError:
+            return values  # the call reports the shapes that do not broadcast
+        if batch not in shapes:
+            listed = ", ".join(f"{n} {s}" for (_, n), s in zip(data, shapes))
+            raise ValueError(f"the data broadcast to a batch of shape {batch}, larger than any one of them "
+                             f"({listed}); give them one shape (e.g. reshape to 1-D), or compile with "
+                             f"broadcast=True if the outer product is meant")
         return values
-    try:
-        batch = np.broadcast_shapes(*shapes)
-    except ValueError:
-        return values  # the call reports the shapes that do not broadcast
-    if batch not in shapes:
-        listed = ", ".join(f"{n} {s}" for (n, _), s in zip(data, shapes))
-        raise ValueError(f"the data broadcast to a batch of shape {batch}, larger than any one of them "
-                         f"({listed}); give them one shape (e.g. reshape to 1-D), or compile with "
-                         f"broadcast=True if the outer product is meant")
-    return values
+    return check
 
 
-def _check_matrices(names, values):
-    """Matrix arguments as arrays of their declared shape (per example, after any batch axes)."""
-    sizes = {}
-    values = list(values)
-    for i, (name, v) in enumerate(zip(names, values)):
-        want = SHAPES.get(name)
-        exact = INDEXED and name in WRT  # a parameter of an indexed model has no batch
-        if want is None:
-            if exact and np.ndim(v):
-                raise ValueError(f"{name} must be one number: a parameter of a model over indexed arrays "
-                                 f"takes no batch (its data may); got shape {np.shape(v)}")
-            continue
-        if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
-            v = values[i] = np.asarray(v)
-        if v.dtype.kind != "f":
-            v = values[i] = v.astype(np.float64)
-        shape = v.shape
-        fits = len(shape) == len(want) if exact else len(shape) >= len(want)
-        for w, got in zip(want, shape[len(shape) - len(want):]):
-            fits = fits and (w == got if type(w) is int else sizes.setdefault(w, got) == got)
-        if not fits:
-            dims = ", ".join(str(sizes.get(w, w)) for w in want) + ("," if len(want) == 1 else "")
-            batch = "" if exact else f", or (..., {dims}) for a batch"
-            raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
-    return values
+def _check_matrices(names):
+    """The check of a call's matrix arguments among `names`: each as an array of its declared
+    shape (per example, after any batch axes)."""
+    # (position, name, declared shape, exact): a parameter of an indexed model has no batch
+    checked = [(i, name, SHAPES.get(name), bool(INDEXED and name in WRT)) for i, name in enumerate(names)]
+    checked = [c for c in checked if c[2] is not None or c[3]]
+
+    def check(values):
+        sizes = {}
+        values = list(values)
+        for i, name, want, exact in checked:
+            v = values[i]
+            if want is None:
+                if exact and np.ndim(v):
+                    raise ValueError(f"{name} must be one number: a parameter of a model over indexed arrays "
+                                     f"takes no batch (its data may); got shape {np.shape(v)}")
+                continue
+            if not hasattr(v, "shape") or not hasattr(v, "dtype"):  # a list: an array (Dask stays Dask)
+                v = values[i] = np.asarray(v)
+            if v.dtype.kind != "f":
+                v = values[i] = v.astype(np.float64)
+            shape = v.shape
+            fits = len(shape) == len(want) if exact else len(shape) >= len(want)
+            for w, got in zip(want, shape[len(shape) - len(want):]):
+                fits = fits and (w == got if type(w) is int else sizes.setdefault(w, got) == got)
+            if not fits:
+                dims = ", ".join(str(sizes.get(w, w)) for w in want) + ("," if len(want) == 1 else "")
+                batch = "" if exact else f", or (..., {dims}) for a batch"
+                raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
+        return values
+    return check
 
 
 def _in_chunks(f, combine, scalar=None):
