@@ -74,14 +74,16 @@ class NoScalarForm(Exception):
 
 class IRPrinter:
     """Prints the expression of a node, with named nodes as their names, as NumPy code (or, with
-    `math`, in the lecture's notation; with `scalar`, for Python floats with the math module).
+    `math`, in the lecture's notation; with `scalar`, for a call on Python floats: numbers with
+    the math module, and a re-rolled family's values over its lanes, NumPy arrays, as NumPy code).
     The runtime helpers the code calls are collected in `helpers`."""
 
     def __init__(self, graph: Graph, math: bool = False, scalar: bool = False,
                  data: frozenset = frozenset()) -> None:
         self.graph = graph
         self.math = math
-        self.scalar = scalar
+        self.floats = scalar
+        self.scalar = scalar  # the form of the node being printed (see _choose_form)
         self.uses_math = False
         self.helpers: set[str] = set()
         # Leaves that may carry a batch (the data of an indexed model), and whether each node does.
@@ -107,10 +109,19 @@ class IRPrinter:
                 stack.append((i, True))
                 stack.extend((a, False) for a in node.args if a not in done)
             else:
+                self._choose_form(i)
                 ids = self._flattened(i, root, names)
                 dot = self._dot(i, root, names, done) if node.op is lane_sum or node.op is total else None
                 done[i] = dot or self._node(i, ids, [done[a] for a in ids])
         return done[root][0]
+
+    def _choose_form(self, i: int) -> None:
+        """On floats, a node over lanes (or reading them) is printed as NumPy code, any other with
+        the math module."""
+        if self.floats:
+            shapes = self.graph.shapes
+            self.scalar = not isinstance(shapes[i], Lanes) and not any(
+                isinstance(shapes[a], Lanes) for a in self.graph[i].args)
 
     def _dot(self, i: int, root: int, names, done):
         """Sum i over the last axis (a family's lanes, or a Sum's range) of inlined products of
@@ -213,6 +224,8 @@ class IRPrinter:
             args = self._broadcast(ids, args)
         if self.data and not self.math:
             args = self._spread(i, ids, args)
+        if op is lane_lift and self.floats:  # a number broadcasts over lanes as it is
+            return args[0]
         if op is sp.Add:
             return self._add(ids, args)
         if op is sp.Mul:

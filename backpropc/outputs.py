@@ -234,9 +234,10 @@ class ModuleBuilder:
 
     def scalar_body(self, statements, names, loss: str, grads=None, hvps=None):
         """(lines, returns) of a function's statements for Python floats, or None where an op has no
-        scalar form or the model has matrices."""
+        scalar form, the model has matrices, or its NumPy code is what floats would run anyway (a
+        re-rolled model whose parameters all sit in lane vectors)."""
         if any(isinstance(s, (sp.MatrixSymbol, sp.IndexedBase)) for s in self.program.args) \
-                or len(statements) > SCALAR_LIMIT:
+                or len(statements) > SCALAR_LIMIT or self.parameters_in_lanes:
             return None
         printer = IRPrinter(self.graph, scalar=True)
         # the names as each statement met them: a node renamed later (w5_bar = w0, an alias)
@@ -246,19 +247,56 @@ class ModuleBuilder:
         try:
             lines = []
             for s in statements:
-                lines.append((s.name, s.code if s.alias else printer.print(s.node, current)))
+                code = s.code if s.alias else printer.print(s.node, current)
+                if code.isidentifier() and not s.alias:  # a number lifted over lanes is the number
+                    current[s.node] = code
+                    continue
+                lines.append((s.name, code))
                 current[s.node] = s.name
             if self.reduction == "mean" and grads is not None:
                 lines.insert(0, (self.leaf_names[self.seed], "1.0"))
             results = [float_literal(loss)]
             for group in (grads, hvps):
                 if group is not None:
-                    texts = [float_literal(current[g] if g in current else printer.print(g, current)) for _, g in group]
-                    results.append(tuple_source(texts))
+                    results.append(tuple_source(self._float_results([g for _, g in group], printer, current)))
         except NoScalarForm:
             return None
         self.uses_math = self.uses_math or printer.uses_math
         return lines, ", ".join(results)
+
+    def _float_results(self, nodes: list[int], printer: IRPrinter, current: dict[int, str]) -> list[str]:
+        """The code of each result node on floats; consecutive entries of one lane vector (the
+        gradients of the symbols it holds) as one `*signal[a:b].tolist()`."""
+        graph, texts, k = self.graph, [], 0
+        while k < len(nodes):
+            node = graph[nodes[k]]
+            run = 1
+            if node.op is lane_item:
+                vector, first = node.args[0], int(graph.number(node.args[1]))
+                while k + run < len(nodes) and graph[nodes[k + run]].op is lane_item and \
+                        graph[nodes[k + run]].args[0] == vector and graph.number(graph[nodes[k + run]].args[1]) == first + run:
+                    run += 1
+            if run > 1:
+                signal = current[vector] if vector in current else printer.print(vector, current)
+                if (first, first + run) != (0, graph.shapes[vector].count):
+                    signal = f"{signal}[{first}:{first + run}]"
+                texts.append(f"*{signal}.tolist()")
+            else:
+                g = nodes[k]
+                texts.append(float_literal(current[g] if g in current else printer.print(g, current)))
+            k += run
+        return texts
+
+    @cached_property
+    def parameters_in_lanes(self) -> bool:
+        """Whether the program is re-rolled and every wrt symbol is read only through lane
+        vectors (then its NumPy code on floats is all a call on floats needs)."""
+        graph = self.graph
+        if not graph.families:
+            return False
+        wrt = {self.arg_nodes[w] for w in self.program.wrt} - {None}
+        return all(graph[i].op is lanes for i in range(self.program.n_forward)
+                   if not wrt.isdisjoint(graph[i].args))
 
     def lines(self, schedule: Schedule, names: dict[int, str], aliases=(), signal_of=None,
               senders=None, n_backward=None) -> list[Statement]:

@@ -351,3 +351,38 @@ def test_a_shared_parameter_gathers_its_signal_by_dot_products(small_families):
     assert_close([np.asarray(g) for g in da.compute(*lazy_grads)], grads, 1e-12)
     grads32 = module.value_and_grad(np.float32(0.8), np.float32(1.1), np.float32(0.3), data.astype(np.float32))[1]
     assert all(np.asarray(g).dtype == np.float32 for g in grads32)
+
+
+def test_calls_on_floats_run_scalar_statements_on_floats_and_lanes_on_numpy(small_families):
+    """Shared parameters beside a family: a call on Python floats (what value_and_grad_flat
+    makes) runs the statements over numbers with the math module and those over the lanes with
+    NumPy, with no lifts and no sums over a batch. Checked against sympy.diff, finite differences
+    and the NumPy path (0-d arrays), with the family's own parameters (a run of gradients) and
+    the Hessian-vector product, and where math.exp overflows (the NumPy path takes over)."""
+    a, b = sp.symbols("a b")
+    x = sp.symbols("x0:7")
+    ts = [k / 3 for k in range(7)]
+    loss = sp.exp(a) + sp.Add(*[(x[k] - a * sp.exp(-b * t)) ** 2 + sp.sin(x[k]) * b for k, t in enumerate(ts)])
+    model = bp.Model("fit", loss=loss, wrt=[a, b, *x])
+    compiled = bp.compile(model, derivatives=("grad", "hvp"))
+    on_floats = compiled.source.split("def _value_and_grad_scalar(")[1].split("\ndef ")[0]
+    assert "math.exp(a)" in on_floats and "np.exp(" in on_floats and ".tolist()" in on_floats
+    assert "_lane_lift" not in on_floats and "_sum_like" not in on_floats
+    module = compiled.load()
+    rng = np.random.default_rng(2)
+    point = point_for(module, rng)
+    check_against_references(model, point)
+    args = [point[w] for w in module.WRT]
+    directions = list(rng.normal(size=len(args)))
+    for on_numbers, on_arrays in zip(module.hvp(*args, *directions),
+                                     module.hvp(*map(np.array, args), *map(np.array, directions))):
+        assert_close(np.ravel(on_numbers), np.ravel(on_arrays), 1e-12, what="hvp")
+    theta = module.pack(*args)
+    value, flat = module.value_and_grad_flat(theta)
+    assert type(value) is float and flat.shape == (9,)
+    assert_close(flat, np.ravel(module.value_and_grad(*map(np.array, args))[1]), 1e-12)
+    with np.errstate(all="ignore"):
+        huge = module.value_and_grad(800.0, *args[1:])  # exp(800) overflows a float
+        want = module.value_and_grad(np.array(800.0), *args[1:])
+    assert np.isinf(huge[0]) and np.isinf(want[0])
+    assert_close(np.ravel(huge[1][1:]), np.ravel(want[1][1:]), 1e-12)
