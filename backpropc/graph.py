@@ -98,6 +98,8 @@ class Graph:
         self.rewrites: list[str] = []
         # Per-example shape of each node: (rows, cols) for a matrix, None for a scalar.
         self.shapes: list[tuple | None] = []
+        # How many nodes use each node as an argument (dead ones included: an upper bound).
+        self.users: list[int] = []
         # Symbolic matrix dimension -> (a matrix symbol that has it, axis), to read it at run time.
         self.dimension_sources: dict[sp.Symbol, tuple[sp.MatrixSymbol, int]] = {}
         # Shape symbol of an IndexedBase -> (that IndexedBase, axis); the front end's named array
@@ -131,6 +133,9 @@ class Graph:
         i = len(self.nodes)
         self.nodes.append(node)
         self.shapes.append(shape)
+        self.users.append(0)
+        for a in set(node.args):
+            self.users[a] += 1
         self._index[key] = i
         if self.current_origin is not None:
             self.origin_of[i] = self.current_origin

@@ -8,9 +8,11 @@ an error signal is the sum of the contributions its users send (the multivariate
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
-from .graph import SYMBOL
+from .factoring import factored_signal
+from .graph import SYMBOL, Domain
 from .model import Program
 from .ops import Ref, call, record_for
 from .ops.array import combine_contributions, fit_contribution
@@ -53,12 +55,16 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
     senders: dict[int, list[int]] = {}
     signals: dict[int, int] = {}
     marks: dict[int, int] = {}
+    appearances: Counter = Counter()  # how often each node is a contribution to a signal to come
     for v in range(root, -1, -1):
         parts = contributions.pop(v, None)
         if not parts:
             continue
+        appearances.subtract(parts)  # what is left counts the contributions still to be summed
         graph.current_origin = v
-        signals[v] = v_bar = combine_contributions(graph, v, parts)
+        shape = graph.shapes[v]
+        signals[v] = v_bar = factored_signal(graph, parts, appearances) if shape is None or isinstance(shape, Domain) \
+            else combine_contributions(graph, v, parts)
         marks[v] = len(graph)
         node = graph[v]
         if node.is_leaf:
@@ -71,6 +77,7 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
                     part = call(sum_entries, part)
                 part = fit_contribution(graph, part, a)  # a Sum's range summed into a scalar
                 contributions.setdefault(a, []).append(part.id)
+                appearances[part.id] += 1
                 senders.setdefault(a, []).append(v)
     graph.current_origin = None
     zero = graph.const(0)

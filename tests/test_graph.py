@@ -111,3 +111,40 @@ def test_a_sum_takes_out_the_coefficients_its_terms_share():
     np.testing.assert_allclose(grads, sympy_gradient(model, model.wrt, point), rtol=1e-12)
     differences = directional_derivatives(module, point, grads, rng)
     np.testing.assert_allclose([d[0] for d in differences], [d[1] for d in differences], rtol=1e-6)
+
+
+def test_an_error_signal_takes_out_the_factors_its_contributions_share():
+    """Every user of q sends q_bar a product with its own signal: in r = q*(3 - 2*q) + t both
+    contributions (3 - 2*q)*r_bar and -2*q*r_bar hold r_bar, so q_bar is r_bar times their
+    sum, one product by r_bar; where only some contributions share a factor (l1 in the two
+    links of an arm) it comes out of those. A signal that two users read (s_bar, sent by both
+    terms of s = a + b) is not taken apart. Checked against sympy.diff, finite differences and
+    sympy.hessian."""
+    from oracle import directional_derivatives, sympy_gradient
+    q, t, l1, l2, a, c = sp.symbols("q t l1 l2 a c")
+    r, s = sp.symbols("r s")
+    model = bp.Model("m", steps=[(r, q * (3 - 2 * q) + t), (s, a + q)],
+                     loss=r ** 2 + l1 * sp.cos(q) * c + l1 * sp.sin(q) * a + l2 * sp.cos(s) + 7 * s ** 2,
+                     wrt=[q, a, l1], inputs=[t, c, l2])
+    compiled = bp.compile(model, derivatives=("grad", "hessian"))
+    backward = compiled.source.split("def value_and_grad(")[1].split("\ndef ")[0].split("# backward pass")[1]
+    q_bar = next(line for line in backward.splitlines() if line.strip().startswith("q_bar"))
+    assert q_bar.count("r_bar") == 1 and q_bar.count("l1") == 1, q_bar
+    s_bar = next(line for line in backward.splitlines() if line.strip().startswith("s_bar"))
+    assert "_sum_like" not in s_bar  # s_bar is one named value, read whole by a_bar and q_bar
+    module = compiled.load()
+    rng = np.random.default_rng(7)
+    point = {"q": 0.3, "a": -0.7, "l1": 1.3, "t": rng.uniform(-1, 1, 4), "c": rng.uniform(-1, 1, 4),
+             "l2": rng.uniform(0.5, 1.5, 4)}
+    value, grads = module.value_and_grad(**point)
+    np.testing.assert_allclose(grads, sympy_gradient(model, model.wrt + model.inputs, point), rtol=1e-12)
+    differences = directional_derivatives(module, point, grads, rng)
+    np.testing.assert_allclose([d[0] for d in differences], [d[1] for d in differences], rtol=1e-6)
+    loss = (r ** 2 + l1 * sp.cos(q) * c + l1 * sp.sin(q) * a + l2 * sp.cos(s) + 7 * s ** 2).subs(
+        {r: q * (3 - 2 * q) + t, s: a + q})
+    theta = module.pack(point["q"], point["a"], point["l1"])
+    exact = np.zeros((3, 3))
+    for k in range(4):
+        example = {t: point["t"][k], c: point["c"][k], l2: point["l2"][k], q: 0.3, a: -0.7, l1: 1.3}
+        exact += np.array(sp.hessian(loss, (q, a, l1)).subs(example), dtype=float)
+    np.testing.assert_allclose(module.hessian_flat(theta, point["t"], point["c"], point["l2"]), exact, rtol=1e-10)

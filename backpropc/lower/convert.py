@@ -15,6 +15,7 @@ from sympy.logic.boolalg import Boolean, BooleanAtom
 
 from ..errors import ModelError, NonRealConstantError, UnsupportedFunctionError
 from ..graph import CONST, Graph
+from ..factoring import factored_sum
 from ..ops import REGISTRY, constant_value, has_record, supported_functions
 from . import indexed, matrices, stable
 
@@ -104,45 +105,6 @@ class Converter:
                 f"constant {e} does not fit in a float64 (it is about {sp.Float(e.evalf(5), 3)}); "
                 f"rescale the model so its constants stay below 1.8e308")
         return node
-
-
-def factored_sum(graph, args: list[int]) -> int:
-    """A sum with its numbers taken out where terms share them. SymPy distributes a number over a
-    sum as it builds (2*(a + b) becomes 2*a + 2*b), so a sum the user wrote once comes back
-    scattered, a new sum in every place it is scaled:
-    - terms that share an integer factor have it taken out: 3*x0 + 6*x1 - 1 is 3*(x0 + 2*x1) - 1,
-      so s in f_i = i*s - 1 is one shared node again;
-    - otherwise terms with the same coefficient (up to sign) are summed before it multiplies:
-      a/8 - b/8 + c/4 + d/4 is (a - b)/8 + (c + d)/4, one product per coefficient instead of one
-      per term, and c + d is shared by every sum that scales it."""
-    numbers, terms = [], []
-    for a in args:
-        (terms if graph.number(a) is None else numbers).append(a)
-    split = [graph.split_coeff(a) for a in terms]
-    if all(c is sp.S.One or c is sp.S.NegativeOne for c, _ in split):
-        return graph.add(*args)  # the common case (x - y): nothing to take out
-    if len(split) >= 2 and all(c.is_Integer for c, _ in split):
-        content = math.gcd(*[int(c) for c, _ in split])
-        if content != 1:
-            if all(c < 0 for c, _ in split):
-                content = -content
-            inner = graph.add(*[graph.mul(graph.const(int(c) // content), rest) for c, rest in split])
-            return graph.add(graph.mul(graph.const(content), inner), *numbers)
-    groups: dict = {}  # |coefficient| -> its terms, in the order of the sum (a fraction taken
-    for term, (c, rest) in zip(terms, split):  # out of the whole sum, a/2 + b, would only scatter halves)
-        key = None if c is sp.S.One or c is sp.S.NegativeOne or constant_value(graph, rest) is not None else abs(c)
-        groups.setdefault(key, []).append((term, c, rest))
-    if all(len(group) < 2 for key, group in groups.items() if key is not None):
-        return graph.add(*args)
-    summed = list(numbers)
-    for key, group in groups.items():  # constant terms (log(2*pi)/2) stay as they are, folded
-        if key is None or len(group) < 2:
-            summed += [term for term, _, _ in group]
-            continue
-        sign = -1 if all(c < 0 for _, c, _ in group) else 1
-        inner = graph.add(*[rest if c * sign > 0 else graph.mul(graph.const(-1), rest) for _, c, rest in group])
-        summed.append(graph.mul(graph.const(sign * key), inner))
-    return graph.add(*summed)
 
 
 def _fits_float(value: sp.Number) -> bool:

@@ -79,12 +79,12 @@ def value_and_grad(S, sigma, T, r, K):
     Nd2_bar = -K*c8                                           # from C = Nd1*S - K*Nd2*c8
     c9 = K*Nd2*c8                                             # from c8 = exp(-T*r)
     d2_bar = Nd2_bar*1.4142135623730951*1.1283791670955126*np.exp(-c7**2)/4  # from c7 = d2*sqrt(2)/2
-    d1_bar = d2_bar + S*1.4142135623730951*1.1283791670955126*np.exp(-c6**2)/4  # from d2, c6
+    d1_bar = d2_bar + S*0.28209479177387814*1.4142135623730951*np.exp(-c6**2)  # from d2, c6
     c5_bar = c1*d1_bar                                        # from d1 = c1*c5
     c2_bar = T*c5_bar                                         # from c5 = T*c2 + log(c4)
     vol_bar = -d2_bar - c5*d1_bar*c1**2                       # from c1, d2
     S_bar = _sum_like(Nd1 + c3*c5_bar/c4, S, shape)           # from c4, C
-    sigma_bar = _sum_like(c2_bar*sigma + c0*vol_bar, sigma, shape)  # from vol, c2
+    sigma_bar = _sum_like(c0*vol_bar + c2_bar*sigma, sigma, shape)  # from vol, c2
     T_bar = _sum_like(c9*r + c2*c5_bar + sigma*vol_bar/(2*c0), T, shape)  # from c0, c5, c8
     r_bar = _sum_like(T*c9 + c2_bar, r, shape)                # from c2, c8
     return _objective(C), (S_bar, sigma_bar, T_bar, r_bar)
@@ -110,11 +110,11 @@ def _value_and_grad_scalar(S, sigma, T, r, K):
     Nd2_bar = -K*c8
     c9 = K*Nd2*c8
     d2_bar = Nd2_bar*1.4142135623730951*1.1283791670955126*math.exp(-c7**2)/4
-    d1_bar = d2_bar + S*1.4142135623730951*1.1283791670955126*math.exp(-c6**2)/4
+    d1_bar = d2_bar + S*0.28209479177387814*1.4142135623730951*math.exp(-c6**2)
     c5_bar = c1*d1_bar
     c2_bar = T*c5_bar
     vol_bar = -d2_bar - c5*d1_bar*c1**2
-    return C, (Nd1 + c3*c5_bar/c4, c2_bar*sigma + c0*vol_bar, c9*r + c2*c5_bar + sigma*vol_bar/(2*c0), T*c9 + c2_bar)
+    return C, (Nd1 + c3*c5_bar/c4, c0*vol_bar + c2_bar*sigma, c9*r + c2*c5_bar + sigma*vol_bar/(2*c0), T*c9 + c2_bar)
 
 
 def grad(S, sigma, T, r, K):

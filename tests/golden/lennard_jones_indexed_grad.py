@@ -7,7 +7,7 @@ Forward steps:
     c1 = outer(c0)
     j = inner(c0)
     c2 = ((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2
-    L = sum(4*(1/c2**6 - 1/c2**3))
+    L = sum(4/c2**6 - 4/c2**3)
 
 Differentiated with respect to: X.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -41,7 +41,7 @@ def forward(X):
     c1 = c0[0]
     j = c0[1]
     c2 = (_lift(_window(X, "X", 0, n, 1, 0, 0, 0), c1) - _gather(X, "X", j, 0))**2 + (_lift(_window(X, "X", 0, n, 1, 1, 0, 0), c1) - _gather(X, "X", j, 1))**2 + (_lift(_window(X, "X", 0, n, 1, 2, 0, 0), c1) - _gather(X, "X", j, 2))**2
-    L = (4*(1/((c2*c2*c2)**2) - 1/(c2**2*c2))).sum(-1)
+    L = (4/((c2*c2*c2)**2) - 4/(c2**2*c2)).sum(-1)
     return L
 
 
@@ -60,9 +60,9 @@ def value_and_grad(X):
     c7 = _window(X, "X", 0, n, 1, 2, 0, 0)
     c8 = _lift(c7, c1) - _gather(X, "X", j, 2)
     c2 = c4**2 + c6**2 + c8**2
-    L = (4*(1/((c2*c2*c2)**2) - 1/(c2**2*c2))).sum(-1)
+    L = (4/((c2*c2*c2)**2) - 4/(c2**2*c2)).sum(-1)
     # backward pass: v_bar is the error signal d(objective)/dv
-    c2_bar = 12/((c2*c2)**2) - 24/((c2*c2*c2)**2*c2)          # from L = sum(4*(1/c2**6 - 1/c2**3))
+    c2_bar = 12/((c2*c2)**2) - 24/((c2*c2*c2)**2*c2)          # from L = sum(4/c2**6 - 4/c2**3)
     c8_bar = 2*c2_bar*c8                                      # from c2 = c4**2 + c6**2 + c8**2
     c6_bar = 2*c2_bar*c6                                      # from c2 = c4**2 + c6**2 + c8**2
     c4_bar = 2*c2_bar*c4                                      # from c2 = c4**2 + c6**2 + c8**2

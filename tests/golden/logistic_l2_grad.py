@@ -65,7 +65,7 @@ def value_and_grad(w, b, x, t, lam):
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L_reg)
     z_bar = y*y_bar*(1 - y)                       # from y = sigmoid(z)
-    w_bar = _sum_like(lam*w + x*z_bar, w, shape)  # from z, R
+    w_bar = _sum_like(x*z_bar + lam*w, w, shape)  # from z, R
     b_bar = _sum_like(z_bar, b, shape)            # from z = b + w*x
     return _objective(L_reg), (w_bar, b_bar)
 
@@ -79,7 +79,7 @@ def _value_and_grad_scalar(w, b, x, t, lam):
     R = w**2/2
     L_reg = L + R*lam
     z_bar = y*y_bar*(1 - y)
-    return L_reg, (lam*w + x*z_bar, z_bar)
+    return L_reg, (x*z_bar + lam*w, z_bar)
 
 
 def grad(w, b, x, t, lam):

@@ -65,8 +65,8 @@ def value_and_grad(q1, q2, l1, l2, px, py):
     L = (ex_bar**2 + ey_bar**2)/2
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(L)
-    c0_bar = c2*ey_bar*l2 - c4*ex_bar*l2                      # from c2, c4
-    q1_bar = _sum_like(c1*ey_bar*l1 + c0_bar - c3*ex_bar*l1, q1, shape)  # from c1, c0, c3
+    c0_bar = l2*(c2*ey_bar - c4*ex_bar)                       # from c2, c4
+    q1_bar = _sum_like(c0_bar + l1*(c1*ey_bar - c3*ex_bar), q1, shape)  # from c1, c0, c3
     q2_bar = _sum_like(c0_bar, q2, shape)                     # from c0 = q1 + q2
     return _objective(L), (q1_bar, q2_bar)
 
@@ -83,8 +83,8 @@ def _value_and_grad_scalar(q1, q2, l1, l2, px, py):
     ex_bar = ex - px
     ey_bar = ey - py
     L = (ex_bar**2 + ey_bar**2)/2
-    c0_bar = c2*ey_bar*l2 - c4*ex_bar*l2
-    return L, (c1*ey_bar*l1 + c0_bar - c3*ex_bar*l1, c0_bar)
+    c0_bar = l2*(c2*ey_bar - c4*ex_bar)
+    return L, (c0_bar + l1*(c1*ey_bar - c3*ex_bar), c0_bar)
 
 
 def grad(q1, q2, l1, l2, px, py):

@@ -58,7 +58,7 @@ def value_and_grad(x):
         c3 = _window(x, "x", 1 + _lo, 1 + _hi, 1) - c0**2
         c3_bar = 200*c3  # from L = sum(c2**2 + 100*c3**2)
         L += _lane_dot(c2, c2) + 100*_lane_dot(c3, c3)
-        _add_windows(x_bar, ((c3_bar, 1 + _lo, 1 + _hi, 1), (-2*c0*c3_bar - 2*c2, _lo, _hi, 1),))
+        _add_windows(x_bar, ((c3_bar, 1 + _lo, 1 + _hi, 1), (-2*(c2 + c0*c3_bar), _lo, _hi, 1),))
     return L, (x_bar,)
 
 
