@@ -75,7 +75,7 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
             if part is not None and active[a]:
                 if graph.is_matrix(part.id) and not graph.is_matrix(a):  # a scalar spread over a matrix
                     part = call(sum_entries, part)
-                part = fit_contribution(graph, part, a)  # a Sum's range summed into a scalar
+                part = fit_contribution(graph, part, a, v)  # a Sum's range summed into a scalar
                 contributions.setdefault(a, []).append(part.id)
                 appearances[part.id] += 1
                 senders.setdefault(a, []).append(v)

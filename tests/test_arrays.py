@@ -383,3 +383,32 @@ def test_a_sum_of_products_over_a_range_is_summed_by_dot_products():
     rows = [module.value_and_grad(xs, 0.3, -0.2, batch_t[e]) for e in range(4)]
     assert value == pytest.approx(sum(batch_s[e] * rows[e][0] for e in range(4)), rel=1e-12)
     np.testing.assert_allclose(grads[0], sum(batch_s[e] * rows[e][1][0] for e in range(4)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss, wrt, data", [
+    (sp.Sum(a ** 2 + x[i], (i, 0, n - 1)), [x, a], []),
+    (sp.Sum(x[0] + x[i] * t[i], (i, 0, n - 1)), [x], [t]),
+    (sp.Sum(sp.Sum(sp.exp(a) + x[j], (j, 0, i)) * x[i], (i, 0, n - 1)), [x, a], []),
+    (sp.Sum(sp.sin(a) * w + t[i] * x[i], (i, 1, n - 1)) ** 2, [x, a, w], [t]),
+])
+def test_a_term_without_the_index_gets_its_signal_once_per_entry(loss, wrt, data):
+    """In Sum(a**2 + x[i]) the term a**2 is added n times: its signal, a number the same at every
+    entry, counts n times (and its tangent too, for the Hessian-vector product)."""
+    shapes = {str(s): (5,) if isinstance(s, sp.IndexedBase) else () for s in wrt + data}
+    check_model(loss, wrt, shapes, {n: 5})
+    written = written_out(loss, {n: 5})
+    entries = [e for s in wrt for e in ([entry_symbol(s, (k,)) for k in range(5)] if s is x else [s])]
+    rng = np.random.default_rng(1)
+    point = {name: rng.uniform(-1, 1, shape) if shape else float(rng.uniform(-1, 1)) for name, shape in shapes.items()}
+    values = {s: point[str(s)] for s in wrt + data if not isinstance(s, sp.IndexedBase)}
+    for s in wrt + data:
+        if isinstance(s, sp.IndexedBase):
+            values.update({entry_symbol(s, (k,)): point[str(s)][k] for k in range(5)})
+    exact = np.array(sp.hessian(written, entries).xreplace(values), dtype=float)
+    module = bp.compile(loss, wrt=wrt, derivatives=("grad", "hvp")).load()
+    direction = rng.normal(size=len(entries))
+    split = np.split(direction, np.cumsum([5 if s is x else 1 for s in wrt])[:-1])
+    directions = [d if s is x else float(d[0]) for s, d in zip(wrt, split)]
+    _, _, products = module.hvp(*[point[str(s)] for s in wrt + data], *directions)
+    np.testing.assert_allclose(np.concatenate([np.ravel(p) for p in products]), exact @ direction,
+                               rtol=1e-10, atol=1e-12)

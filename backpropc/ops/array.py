@@ -116,6 +116,14 @@ class accumulate(ArrayOp):
         return " + ".join(parts)
 
 
+class ones_over(ArrayOp):
+    """1 at every entry of a value over a Sum's range: a number spread over the range is the
+    number times it (the signal of a term that does not depend on the index counts once per
+    entry)."""
+
+    nargs, math = 1, "ones({0})"
+
+
 class array_dim(ArrayOp):
     """Axis k of an indexed argument: its size, read at run time (a shape symbol n)."""
 
@@ -258,6 +266,24 @@ def combine_contributions(graph, target: int, parts: list[int]) -> int:
     return graph.add(graph.apply(accumulate, *args), *rest)
 
 
+def spread_over(value: Ref, like: Ref) -> Ref:
+    """A number as a value over the range of `like` (each entry the number)."""
+    return value * call(ones_over, like)
+
+
+def reduction_jvp(op):
+    """The forward rule of a Sum over a range: the Sum of the summand's tangent, a number spread
+    over the range first (it counts once per entry)."""
+    def jvp(out, args, tangents):
+        t = tangents[0]
+        if t is None:
+            return None
+        if out.graph.shapes[t.id] is None and isinstance(out.graph.shapes[args[0].id], Domain):
+            t = spread_over(t, args[0])
+        return call(op, t, *args[1:])
+    return jvp
+
+
 def _zero_rule(out_bar, out, args, needed):
     return [None] * len(args)
 
@@ -336,9 +362,9 @@ RECORDS = [
     _record(inner_of, _zero_rule, _no_tangent, "{p0}[1]", _row_shape, zero_derivative=True),
     _record(lift, lift_vjp, linear_jvp(lift), "_lift({0}, {1})", lambda g, n: g.shapes[n.args[1]],
             ("_lift",), fold=_fold_lift),
-    _record(segment_sum, segment_sum_vjp, linear_jvp(segment_sum), "_segment_sum({0}, {1}, {2})",
+    _record(segment_sum, segment_sum_vjp, reduction_jvp(segment_sum), "_segment_sum({0}, {1}, {2})",
             _like_third, ("_segment_sum",), fold=_fold_zero_first),
-    _record(total, total_vjp, linear_jvp(total), "{p0}.sum(-1)", _scalar, fold=_fold_total),
+    _record(total, total_vjp, reduction_jvp(total), "{p0}.sum(-1)", _scalar, fold=_fold_total),
     _record(window, window_vjp, linear_jvp(window), _window_code, _window_shape, ("_window",),
             math="{0}[{2}:{3}]"),
     _record(unwindow, unwindow_vjp, linear_jvp(unwindow), _unwindow_code, _like_second, ("_unwindow",),
@@ -350,6 +376,7 @@ RECORDS = [
     _record(accumulate, accumulate_vjp, accumulate_jvp, _accumulate_code, lambda g, n: g.shapes[n.args[0]],
             ("_accumulate",), math="accumulate"),
     _record(array_dim, _zero_rule, _no_tangent, "{0}.shape[{1}]", _scalar, zero_derivative=True),
+    _record(ones_over, _zero_rule, _no_tangent, "np.ones_like({0})", _domain, zero_derivative=True),
 ]
 
 
@@ -381,10 +408,15 @@ def _sliced(graph, axes) -> bool:
     return any(graph.number(step) != 0 for step in axes[2::3])
 
 
-def fit_contribution(graph, part: Ref, target: int) -> Ref:
-    """A contribution over a Sum's range sent to a value that has none (a scalar) is summed."""
-    if isinstance(graph.shapes[part.id], Domain) and graph.shapes[target] is None:
-        return call(total, part)
+def fit_contribution(graph, part: Ref, target: int, user: int) -> Ref:
+    """A contribution over a Sum's range sent to a value that has none (a scalar) is summed; so
+    is a number that a user over a range sends (the same signal at every entry: a**2 in
+    Sum(a**2 + x[i]) gets its signal once per entry)."""
+    if graph.shapes[target] is None:
+        if graph.shapes[part.id] is None and isinstance(graph.shapes[user], Domain):
+            part = spread_over(part, Ref(graph, user))
+        if isinstance(graph.shapes[part.id], Domain):
+            return call(total, part)
     return part
 
 
