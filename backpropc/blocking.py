@@ -183,7 +183,7 @@ def _emit(m, sections, phase, loops):
         where = POST if s.node < 0 or s.arg else phase[s.node]  # gradients may read `shape`
         if s.node < 0 or s.alias:  # shape = np.shape(L); v_bar = c5, a name for a value computed before
             code = s.code
-        elif graph[s.node].op == SYMBOL:  # the mean's seed 1/N: N from the data's shapes, before the loop
+        elif m.reduction == "mean" and s.node == m.seed:  # the seed 1/N: N from the data's shapes, before the loop
             m.helpers |= {"_batch_size", "_batch_shape"}
             code = f"1/_batch_size(_batch_shape({m.batch_args()}))"
         elif s.arg:  # a gradient (or a Hessian-vector product's entry): summed over any batch

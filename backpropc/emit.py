@@ -176,6 +176,8 @@ class IRPrinter:
         coeff, prec = self._mul(numbers, [done[f] for f in numbers])
         if coeff in ("1", "-1"):  # -(a*b).sum(-1) is -_lane_dot(a, b)
             return (dot, ATOM) if coeff == "1" else (f"-{dot}", NEGATIVE)
+        if coeff.startswith("1/"):  # a dot product over 16, not 1/16*_lane_dot(...): a product
+            return f"{dot}/{coeff[2:]}", MUL  # reads a factor 1/x as a division by x (_mul)
         return f"{coeff}*{dot}", NEGATIVE if prec == NEGATIVE else MUL
 
     def _is_array(self, i: int) -> bool:

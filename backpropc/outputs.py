@@ -22,6 +22,7 @@ from .forward import tangents
 from .graph import SYMBOL, Whole, closure
 from .model import Program
 from .naming import Namer, comment_text, python_string
+from .ops import constant_value
 from .ops.lanes import lane_item, lanes, table_name
 from .ops.matrix import matmul, transpose
 from .reverse import Backward, backprop
@@ -196,8 +197,8 @@ class ModuleBuilder:
         for v in sorted(backward.signals, reverse=True):
             s = backward.signals[v]
             signal_of.setdefault(s, v)
-            if v not in wanted or graph[s].is_leaf or s == seed:
-                continue  # constants and arguments are written where they are used
+            if v not in wanted or graph[s].is_leaf or s == seed or constant_value(graph, s) is not None:
+                continue  # constants (sin(1/2) too) and arguments are written where they are used
             bar = f"{wanted[v]}_bar"
             if s not in wanted:
                 wanted[s] = bar
@@ -524,7 +525,7 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
         sections.append((TANGENT_HEADER, [s for s in statements if s.section == "tangent"]
                          + _lane_runs(m, hvps, shape, names)))
     scalar = m.scalar_body([s for s in statements], names, loss, grads=list(zip(grads, backward.grads)),
-                           hvps=list(zip(hvps, hv.values())) if second_order else None)
+                           hvps=[(h, hv[g]) for h, g in zip(hvps, backward.grads)] if second_order else None)
     return sections, value, grads, hvps, schedule, statements, scalar
 
 

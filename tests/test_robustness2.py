@@ -440,3 +440,64 @@ def test_a_step_that_is_also_an_error_signal_is_read_by_its_first_name_on_floats
             _, _, hv = module.hvp(0.5, 0.3, lam_value, 1.0, 0.0)
             _, _, hv_arrays = module.hvp(np.array([0.5]), np.array([0.3]), np.array([lam_value]), 1.0, 0.0)
             np.testing.assert_allclose(np.ravel(hv), np.ravel(hv_arrays), rtol=1e-13)
+
+
+# ---- found by a fuzzing campaign over indexed models and the second-order forms -------------------
+def _hessian_of(loss, wrt, point):
+    return np.array(sp.hessian(loss, wrt).subs(point), dtype=float)
+
+
+@pytest.mark.parametrize("loss", [sp.Symbol("x0") + sp.Symbol("x1") + sp.Symbol("x2"),
+                                  sp.Symbol("x0") + 2 * sp.Symbol("x1") + sp.Symbol("x2") + sp.Symbol("x1") ** 2])
+def test_a_hessian_vector_product_has_an_entry_for_every_parameter(loss):
+    """Parameters whose gradients are one node (1, or 2 twice) each keep their own entry of the
+    product, on floats as with arrays: hvp_flat has the length of theta."""
+    xs = sp.symbols("x0:3")
+    module = bp.compile(loss, wrt=list(xs), derivatives=("grad", "hvp")).load()
+    point, direction = [0.1, 0.2, 0.3], np.array([1.0, -2.0, 0.5])
+    exact = _hessian_of(loss, xs, dict(zip(xs, point))) @ direction
+    on_floats = module.hvp(*point, *direction)[2]
+    on_arrays = module.hvp(*map(np.array, point), *map(np.array, direction))[2]
+    assert len(on_floats) == len(on_arrays) == 3
+    assert_close(np.array(on_floats, dtype=float), exact, 1e-12, atol=1e-12)
+    assert_close(np.ravel(on_arrays), exact, 1e-12, atol=1e-12)
+    assert_close(module.hvp_flat(np.array(point), direction), exact, 1e-12, atol=1e-12)
+
+
+def test_a_gradient_that_is_an_argument_of_a_blocked_model_is_that_argument():
+    """d(b*s)/db is s: in a model with a Sum (evaluated in blocks) it was printed as the mean's
+    seed 1/N."""
+    n = sp.Symbol("n", integer=True, positive=True)
+    x, i = sp.IndexedBase("x", shape=(n,)), sp.Symbol("i", integer=True)
+    a, b, s = sp.symbols("a b s")
+    module = bp.compile(b * s + a * b + sp.Sum(x[i], (i, 0, n - 1)), wrt=[x, a, b]).load()
+    _, (gx, ga, gb) = module.value_and_grad(np.ones(3), 2.0, 3.0, np.array([-0.5, 3.0]))
+    assert_close(gx, np.full(3, 2.0), 1e-12)
+    assert ga == pytest.approx(2 * 3.0) and gb == pytest.approx(-0.5 + 3.0 + 2 * 2.0)
+
+
+def test_a_dot_product_over_a_fraction_is_divided_by_it():
+    """Sum(x[n-1-i]**2/2)/8 (a gather: the dot product is printed apart from the blocks) is
+    the dot product over 16; it was printed 1/(8*2*_lane_dot(...)), a reciprocal."""
+    n = sp.Symbol("n", integer=True, positive=True)
+    x, i, j = sp.IndexedBase("x", shape=(n,)), sp.Symbol("i", integer=True), sp.Symbol("j", integer=True)
+    v = np.array([0.3, -0.5, 0.8, 0.4])
+    for loss, want, grad in [
+            (sp.Sum(x[n - 1 - i] ** 2 / 2, (i, 0, n - 1)) / 8, np.sum(v ** 2) / 16, v / 8),
+            (sp.Sum(x[i] * x[j] / 2, (j, 0, i), (i, 0, n - 1)) / 8,
+             sum(v[p] * v[q] for p in range(4) for q in range(p + 1)) / 16,
+             (np.sum(v) + v) / 16)]:
+        module = bp.compile(loss, wrt=[x], derivatives=("grad", "hvp")).load()
+        value, (g,) = module.value_and_grad(v)
+        assert value == pytest.approx(want, rel=1e-12) and module.hvp(v, np.ones(4))[0] == pytest.approx(want)
+        assert_close(g, grad, 1e-12)
+
+
+def test_a_step_that_is_a_constant_expression_is_its_value_where_used():
+    """y's signal is the step c = sin(1/2), a constant: no alias y_bar = c was named (KeyError)."""
+    a, c, y = sp.symbols("a c y")
+    module = bp.compile(bp.Model("m", steps=[(c, sp.sin(sp.Rational(1, 2))), (y, a ** 2)], loss=c * y,
+                                 wrt=[a]), derivatives=("grad", "hvp")).load()
+    value, (g,) = module.value_and_grad(1.3)
+    assert value == pytest.approx(np.sin(0.5) * 1.69) and g == pytest.approx(2 * np.sin(0.5) * 1.3)
+    assert module.hvp(1.3, 1.0)[2][0] == pytest.approx(2 * np.sin(0.5))
