@@ -18,7 +18,7 @@ from .graph import CONST, SYMBOL, Domain, Graph, Lanes, closure
 from .naming import Namer
 from .opcount import node_cost
 from .ops import RECORDS, NumPyNamesPrinter, constant_value, record_for
-from .ops.array import BATCH_FREE, spread_positions, total
+from .ops.array import PerExample, spread_positions, total
 from .ops.lanes import lane_lift, lane_sum
 from .ops.matrix import transpose
 
@@ -88,7 +88,7 @@ class IRPrinter:
         self.helpers: set[str] = set()
         # Leaves that may carry a batch (the data of an indexed model), and whether each node does.
         self.data = data
-        self._per_example: list[bool] = []
+        self._per_example = PerExample(graph, data)
 
     def print(self, root: int, names: dict[int, str]) -> str:
         graph = self.graph
@@ -280,15 +280,8 @@ class IRPrinter:
         return wrapped
 
     def per_example(self, i: int) -> bool:
-        """Whether node i may vary over a batch: it depends on data (a shape read from data,
-        like n = len(t), does not)."""
-        graph, known = self.graph, self._per_example
-        while len(known) <= i:
-            k = len(known)
-            node = graph[k]
-            known.append(k in self.data if node.is_leaf else
-                         node.op not in BATCH_FREE and any(known[a] for a in node.args))
-        return known[i]
+        """Whether node i may vary over a batch (backpropc.ops.array.PerExample)."""
+        return self._per_example(i)
 
     def _math_call(self, record, args) -> tuple[str, int]:
         texts = [t for t, _ in args]

@@ -198,6 +198,7 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     env: dict[sp.Basic, int] = {}
     named: list[tuple[sp.Symbol, int]] = []
     converter.pending = step_index
+    converter.sources = [rhs for _, rhs in steps] + (residuals or []) + ([loss_expr] if loss_expr is not None else [])
     for i, (lhs, rhs) in enumerate(steps):
         converter.pending_from, converter.pending_step = i, lhs
         node = converter.from_sympy(rhs, env)

@@ -15,7 +15,7 @@ from .factoring import factored_signal
 from .graph import SYMBOL, Domain
 from .model import Program
 from .ops import Ref, call, record_for
-from .ops.array import combine_contributions, fit_contribution
+from .ops.array import PerExample, combine_contributions, fit_contribution, spread_over
 from .ops.matrix import sum_entries
 
 
@@ -55,6 +55,7 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
     senders: dict[int, list[int]] = {}
     signals: dict[int, int] = {}
     marks: dict[int, int] = {}
+    per_example = PerExample(graph, frozenset(graph.find_symbol(s) for s in program.inputs) - {None})
     appearances: Counter = Counter()  # how often each node is a contribution to a signal to come
     for v in range(root, -1, -1):
         parts = contributions.pop(v, None)
@@ -71,7 +72,12 @@ def backprop(program: Program, seed: int, root: int | None = None) -> Backward:
             continue
         needed = [active[a] for a in node.args]
         args = [Ref(graph, a) for a in node.args]
-        for a, part in zip(node.args, record_for(node.op).vjp(Ref(graph, v_bar), Ref(graph, v), args, needed)):
+        record = record_for(node.op)
+        signal = Ref(graph, v_bar)
+        if "array" in record.tags and isinstance(graph.shapes[v], Domain) and graph.shapes[v_bar] is None \
+                and per_example(v_bar):  # an example's number at every entry: placed entry by entry
+            signal = spread_over(signal, Ref(graph, v))
+        for a, part in zip(node.args, record.vjp(signal, Ref(graph, v), args, needed)):
             if part is not None and active[a]:
                 if graph.is_matrix(part.id) and not graph.is_matrix(a):  # a scalar spread over a matrix
                     part = call(sum_entries, part)

@@ -412,3 +412,58 @@ def test_a_term_without_the_index_gets_its_signal_once_per_entry(loss, wrt, data
     _, _, products = module.hvp(*[point[str(s)] for s in wrt + data], *directions)
     np.testing.assert_allclose(np.concatenate([np.ravel(p) for p in products]), exact @ direction,
                                rtol=1e-10, atol=1e-12)
+
+
+def test_fuzz_found_indexed_models_compute_what_they_write():
+    """Models a fuzzing campaign found wrong or refused, each against sympy.diff of the model
+    written out and central finite differences (check_model):
+    - a Piecewise over the outer index around an inner Sum (its guard was not repeated to the
+      inner tuples: a broadcast error);
+    - a bound using the shape symbol of an array that only a later term reads (refused,
+      depending on SymPy's order of terms);
+    - the square of a Sum with a fixed entry beside per-index data, with the Hessian-vector
+      product (an AttributeError while compiling)."""
+    check_model(sp.Sum(sp.Piecewise((sp.Sum(x[j] ** 2, (j, 0, i)), i > 0), (1, True)), (i, 0, n - 1)),
+                [x], {"x": (4,)}, {n: 4}, low=0.1, high=0.9)
+    check_model(sp.Sum(b ** 2, (i, 0, n - 1)) + sp.Sum(t[i] * b, (i, 0, n - 1)), [b], {"b": (), "t": (4,)}, {n: 4})
+    y4, x4 = sp.IndexedBase("y", shape=(4,)), sp.IndexedBase("x", shape=(4,))
+    loss = sp.Sum(y4[i] + x4[0] ** 2, (i, 0, 3)) ** 2
+    module = bp.compile(loss, wrt=[x4], derivatives=("grad", "hvp")).load()
+    rng = np.random.default_rng(2)
+    xv, yv, direction = rng.uniform(-1, 1, 4), rng.uniform(-1, 1, 4), rng.normal(size=4)
+    entries = [entry_symbol(x4, (k,)) for k in range(4)]
+    written = written_out(loss, {})
+    values = {**dict(zip(entries, xv)), **{entry_symbol(y4, (k,)): yv[k] for k in range(4)}}
+    exact = np.array(sp.hessian(written, entries).xreplace(values), dtype=float) @ direction
+    np.testing.assert_allclose(module.hvp(xv, yv, direction)[2][0], exact, rtol=1e-12, atol=1e-12)
+
+
+def test_a_flat_gradient_of_fixed_entries_is_one_vector():
+    """A model of fixed entries only (no Sum, or an empty one) reads them as floats; its flat
+    gradient is still the 1-D vector of every entry's."""
+    x3, y2 = sp.IndexedBase("x", shape=(3,)), sp.IndexedBase("y", shape=(2,))
+    theta = np.array([0.1, 0.2, 0.3])
+    for loss in (x3[1] * x3[2], x3[2] + sp.Sum(x3[i], (i, 1, 0))):
+        module = bp.compile(loss, wrt=[x3]).load()
+        value, flat = module.value_and_grad_flat(theta)
+        assert flat.shape == (3,)
+        np.testing.assert_allclose(flat, np.ravel(module.value_and_grad(theta)[1][0]))
+    module = bp.compile(x3[1] * y2[0], wrt=[x3, y2]).load()
+    value, flat = module.value_and_grad_flat(np.array([0.1, 0.2, 0.3, 2.0, 3.0]))
+    assert value == pytest.approx(0.4)
+    np.testing.assert_allclose(flat, [0, 2.0, 0, 0.2, 0])
+
+
+def test_a_batch_of_numbers_times_a_nested_sum_sums_each_example():
+    """s*Sum(x[i], (j, 0, i), (i, 0, n - 1)) with a batch of s: the signal of the lifted x[i] is
+    each example's number at every tuple; it was placed as if the batch were the tuples (mixed
+    up when their counts agreed, refused otherwise)."""
+    s = sp.Symbol("s")
+    module = bp.compile(s * sp.Sum(x[i], (j, 0, i), (i, 0, n - 1)), wrt=[x]).load()
+    xv = np.arange(1.0, 5.0)
+    for batch in (np.array([1.0, 2.0, 3.0]), np.arange(1.0, 11.0)):  # 10 = the number of tuples
+        value, (g,) = module.value_and_grad(xv, batch)
+        one_by_one = sum(module.value_and_grad(xv, float(v))[1][0] for v in batch)
+        np.testing.assert_allclose(g, one_by_one, rtol=1e-12)
+        np.testing.assert_allclose(g, batch.sum() * np.array([1.0, 2.0, 3.0, 4.0]), rtol=1e-12)
+        assert value == pytest.approx(sum(v * np.dot(xv, [1, 2, 3, 4]) for v in batch))

@@ -81,6 +81,11 @@ def _scope(converter) -> list[Loop]:
 
 # ---- Sum ------------------------------------------------------------------------------------------
 def _sum(converter, e: sp.Sum, env: dict) -> int:
+    if not converter.__dict__.setdefault("arrays_registered", False):
+        # a bound may use the shape symbol of an array that only a later term reads
+        converter.arrays_registered = True
+        for source in getattr(converter, "sources", ()):
+            _register_arrays(converter.graph, source)
     _register_arrays(converter.graph, e)
     # SymPy's first limit is the innermost Sum: lower the outermost first.
     return _reduce(converter, e.function, list(e.limits), env)

@@ -23,6 +23,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 from ..functions import logsumexp, sigmoid, softplus
 from ..graph import CONST, Graph
 from ..ops import RECORDS
+from ..ops.array import lifted
 from ..ops.matrix import det, logdet
 
 # ---- rewrites into stable functions ----------------------------------------------------------
@@ -259,6 +260,8 @@ def _guard(graph: Graph, root: int, taken: int) -> int:
         if _needs_guard(graph, node) and graph[args[0]].op != CONST:
             safe = _safe_argument(node.op)
             safe = graph.const(1 if safe is None else safe)  # a power's base: 1
-            args[0] = graph.piecewise((args[0], taken), (safe, graph.const(sp.true)))
+            # a condition over an outer range is repeated to an inner range's tuples
+            here = lifted(graph, taken, graph.shapes[args[0]])
+            args[0] = graph.piecewise((args[0], here), (safe, graph.const(sp.true)))
         done[i] = graph.apply(node.op, *args) if args != list(node.args) else i
     return done[root]

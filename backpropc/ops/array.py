@@ -266,6 +266,17 @@ def combine_contributions(graph, target: int, parts: list[int]) -> int:
     return graph.add(graph.apply(accumulate, *args), *rest)
 
 
+def lifted(graph, value: int, target) -> int:
+    """A value over an outer range (or a number) repeated to the tuples of `target`, the Domain
+    of a range nested in it, one level at a time."""
+    shape = graph.shapes[value]
+    if not isinstance(shape, Domain) or not isinstance(target, Domain) or shape.depth >= target.depth:
+        return value
+    tuples = target.loop  # the nest node of the inner range
+    outer = graph.shapes[graph[tuples].args[2]]
+    return graph.apply(lift, lifted(graph, value, outer), graph.apply(outer_of, tuples))
+
+
 def spread_over(value: Ref, like: Ref) -> Ref:
     """A number as a value over the range of `like` (each entry the number)."""
     return value * call(ones_over, like)
@@ -382,6 +393,23 @@ RECORDS = [
 
 # Ops whose value is the same for every example of a batch (index ranges, shapes read from data).
 BATCH_FREE = frozenset({span, nest, outer_of, inner_of, array_dim})
+
+
+class PerExample:
+    """Whether a node may vary over a batch: it depends on data (the leaves `data`; a shape read
+    from data, like n = len(t), does not). Found node by node as asked, in id order."""
+
+    def __init__(self, graph, data: frozenset) -> None:
+        self.graph, self.data, self.known = graph, data, []
+
+    def __call__(self, i: int) -> bool:
+        graph, known = self.graph, self.known
+        while len(known) <= i:
+            k = len(known)
+            node = graph[k]
+            known.append(k in self.data if node.is_leaf else
+                         node.op not in BATCH_FREE and any(known[a] for a in node.args))
+        return known[i]
 
 
 def spread_positions(graph, i: int, count: int) -> range | tuple:

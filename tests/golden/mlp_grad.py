@@ -352,8 +352,13 @@ def _objective(loss, mean=False):
 def _flat_value_and_grad(result):
     """(objective, gradients) as (float, one flat vector)."""
     value, grads = result
-    if type(value) is float:  # computed on Python floats: so is every gradient
-        return value, np.array(grads)
+    if type(value) is float:  # computed on Python floats: so is every gradient, unless an
+        try:  # indexed model read fixed entries as floats (its gradients are still arrays)
+            flat = np.array(grads, dtype=float)
+            if flat.shape == (len(grads),):
+                return value, flat
+        except ValueError:
+            pass
     return float(value), _pack(grads)
 
 
