@@ -22,6 +22,8 @@ re-rolled families.
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from .emit import ATOM, IRPrinter, Statement
@@ -176,8 +178,9 @@ def _emit(m, sections, phase, loops):
         batch = namer.name(("batch",), "batch")
         pre.append(Statement(batch, -1, "forward", code=f"_batch_shape({m.batch_args()})"))
         m.helpers.add("_batch_shape")
+    late: list[Statement] = []  # what the accumulators add after the range, placed below
     for i in accumulators:
-        _accumulator(m, printer, i, names, pre, adds, post, batch)
+        _accumulator(m, printer, i, names, pre, adds, late, batch)
     done: set[int] = set()
     for s in statements:
         where = POST if s.node < 0 or s.arg else phase[s.node]  # gradients may read `shape`
@@ -189,7 +192,9 @@ def _emit(m, sections, phase, loops):
         elif s.arg:  # a gradient (or a Hessian-vector product's entry): summed over any batch
             if names.get(s.node) == s.name:
                 continue  # an indexed parameter's: its accumulator, already summed over the batch
-            code = _gradient_code(m, s, names)
+            # an accumulator under another name (a tangent's, c8) is summed over the batch too
+            code = names[s.node] if s.node in accumulators and graph[s.node].op is not total \
+                else _gradient_code(m, s, names)
         elif s.node in done:
             code = names[s.node]
         elif s.node in accumulators:
@@ -201,6 +206,7 @@ def _emit(m, sections, phase, loops):
         moved = Statement(s.name, s.node, s.section, s.origins, code, s.comment, s.arg, s.alias,
                           s._rhs, s._math, indent=0 if where in (PRE, POST) else 1)
         (pre if where == PRE else post if where == POST else body[where]).append(moved)
+    post = _placed(post, late)
     m.helpers |= printer.helpers | ({"_zeros_for", _adder(m)} if signals else set())
     m.constants["BLOCK"] = f"{BLOCK}  # entries of a Sum's range per block (backpropc.blocking, docs/arrays.md)"
     loop_lines = []
@@ -216,6 +222,24 @@ def _emit(m, sections, phase, loops):
         ("before the range: sizes, and each total and gradient set to zero", pre),
         ("the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)", loop_lines),
         ("after the range: what uses the totals", post)) if b]
+
+
+def _placed(post: list[Statement], late: list[Statement]) -> list[Statement]:
+    """The statements after the range with the accumulators' additions among them, each right
+    after the last statement that defines a name it reads (a signal computed from a total:
+    L = exp(total) before x_bar gets L)."""
+    defined = {}
+    for k, s in enumerate(post):
+        for name in s.name.split(", "):
+            defined[name] = k
+    at: dict[int, list[Statement]] = {}
+    for line in late:
+        reads = [defined[w] for w in re.findall(r"[A-Za-z_]\w*", line.code) if w in defined]
+        at.setdefault(max(reads, default=-1), []).append(line)
+    placed = at.get(-1, [])
+    for k, s in enumerate(post):
+        placed += [s] + at.get(k, [])
+    return placed
 
 
 def _adder(m) -> str:

@@ -239,3 +239,26 @@ def test_hessian_vector_products_over_a_batch_of_data_in_blocks():
     down = module.value_and_grad(args[0] - h * directions[0], args[1] - h * directions[1], *args[2:])[1]
     for got, u, d in zip(blocked[2], up, down):
         np.testing.assert_allclose(got, (np.asarray(u) - np.asarray(d)) / (2 * h), rtol=1e-6, atol=1e-7)
+
+
+def test_fuzz_found_blocked_models_order_and_sum_what_comes_after_the_range():
+    """Found by a fuzzing campaign: the signals computed after the range from a total
+    (exp(Sum(x[i])), a Sum squared) were added into the gradient before their statements
+    (UnboundLocalError); a Hessian-vector product's accumulator, already summed over a batch of
+    data, was summed over it again (B times too large, with sum and with mean)."""
+    n = sp.Symbol("n", integer=True, positive=True)
+    x, t = sp.IndexedBase("x", shape=(n,)), sp.IndexedBase("t", shape=(n,))
+    i = sp.Symbol("i", integer=True)
+    v = np.linspace(0.1, 0.4, 4)
+    for loss, value, grad in [(sp.exp(sp.Sum(x[i], (i, 0, n - 1))), np.exp(1.0), np.exp(1.0) * np.ones(4)),
+                              (sp.Sum(x[i + 1] + x[i], (i, 0, n - 2)) ** 2, 2.25, [3.0, 6.0, 6.0, 3.0])]:
+        got, (g,) = bp.compile(loss, wrt=[x]).load().value_and_grad(v)
+        assert got == pytest.approx(value) and np.allclose(g, grad)
+    loss = sp.Sum(sp.cos((sp.sin(x[i]) + sp.Rational(3, 2)) ** -3), (i, 0, n - 1)) + t[0]
+    u = sp.Symbol("u")
+    second = float(sp.diff(sp.cos((sp.sin(u) + sp.Rational(3, 2)) ** -3), u, 2).subs(u, 0.1))
+    direction = np.array([1.0, 0.0, 0.0, 0.0])
+    for reduction, copies in (("sum", 3), ("mean", 1)):
+        module = bp.compile(loss, wrt=[x], derivatives=("grad", "hvp"), reduction=reduction).load()
+        product = module.hvp(v, np.ones((3, 4)), direction)[2][0]
+        np.testing.assert_allclose(product, [copies * second, 0, 0, 0], rtol=1e-12, atol=1e-15)
