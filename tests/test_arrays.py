@@ -467,3 +467,26 @@ def test_a_batch_of_numbers_times_a_nested_sum_sums_each_example():
         np.testing.assert_allclose(g, one_by_one, rtol=1e-12)
         np.testing.assert_allclose(g, batch.sum() * np.array([1.0, 2.0, 3.0, 4.0]), rtol=1e-12)
         assert value == pytest.approx(sum(v * np.dot(xv, [1, 2, 3, 4]) for v in batch))
+
+
+def test_a_triangular_sum_reads_only_what_its_tuples_read():
+    """At i = n - 1 the range j = i + 1 .. n - 1 is empty, so x[i + 1] = x[n] is never read: it
+    was read (and refused) over the whole outer range. An entry inside x over the whole outer
+    range (X[i, 0] in a Lennard-Jones sum) is still read once per outer value and repeated."""
+    loss = sp.Sum(x[i + 1] * x[j], (j, i + 1, n - 1), (i, 0, n - 1))
+    module = bp.compile(loss, wrt=[x]).load()
+    entries = sp.symbols("x0:5")
+    written = sum(entries[p + 1] * entries[q] for p in range(5) for q in range(p + 1, 5))
+    v = np.random.default_rng(4).uniform(-1, 1, 5)
+    value, (g,) = module.value_and_grad(v)
+    point = dict(zip(entries, v))
+    assert value == pytest.approx(float(written.subs(point)), rel=1e-12)
+    np.testing.assert_allclose(g, [float(sp.diff(written, e).subs(point)) for e in entries], rtol=1e-12, atol=1e-12)
+    estimate, direction = finite_differences(module.value_and_grad, {"x": v}, "x", np.random.default_rng(5))
+    assert np.sum(g * direction) == pytest.approx(estimate, rel=1e-6)
+    with pytest.raises(IndexError, match="x"):  # a tuple that does read past the end still says so
+        bp.compile(sp.Sum(x[i + 2] * x[j], (j, i + 1, n - 1), (i, 0, n - 1)), wrt=[x]).load().value_and_grad(np.ones(4))
+    assert module.value_and_grad(np.arange(1.0, 5.0))[0] == pytest.approx(55.0)
+    r2 = sum((X[i, d] - X[j, d]) ** 2 for d in range(3))
+    source = bp.compile(sp.Sum(r2 ** -3, (j, i + 1, n - 1), (i, 0, n - 1)), wrt=[X]).source
+    assert "_lift(" in source

@@ -167,7 +167,7 @@ def _indexed(converter, e: sp.Indexed, env: dict) -> int:
     leaf = graph.symbol(base)
     used = [[s for s, a in coeffs.items() if a != 0] for coeffs, _ in affine]
     deepest = max((loops[s].depth for axis in used for s in axis), default=-1)
-    if 0 <= deepest < len(scope) - 1:
+    if 0 <= deepest < len(scope) - 1 and not _may_miss(base, affine, loops, scope, deepest):
         # x[i] inside the Sum over j: the entry at the outer depth (a view there), repeated to
         # the inner tuples; its adjoint adds the inner tuples up in order, not by scattering.
         inner = scope[deepest + 1:]
@@ -200,6 +200,31 @@ def _indexed(converter, e: sp.Indexed, env: dict) -> int:
             return graph.apply(window, leaf, graph.const(loop.values), *axes)
     index = [converter.from_sympy(sp.sympify(k), env) for k in indices]
     return graph.apply(gather, leaf, *index)
+
+
+def _may_miss(base, affine, loops, scope, deepest) -> bool:
+    """Whether x[i + 1] inside an inner Sum, read at the outer depth for every outer value, might
+    fall outside x for an outer value whose inner range is empty (j = i + 1 .. n - 1 at
+    i = n - 1): then no tuple reads it, and it is gathered through the inner tuples instead, so
+    that only what is read is range-checked. Not so when the inner bounds do not move with an
+    outer index, or when the entry is inside x over the whole outer range (X[i, 0], the usual
+    case), as SymPy can tell from the bounds and the shape."""
+    ragged = any(not {loop.symbol for loop in scope[:k]}.isdisjoint(sp.sympify(bound).free_symbols)
+                 for k, loop in enumerate(scope) if k > deepest for bound in (loop.lo, loop.hi))
+    if not ragged:
+        return False
+    for (coeffs, rest), size in zip(affine, base.shape):
+        terms = [(a, loops[sym]) for sym, a in coeffs.items() if a != 0]
+        if len(terms) > 1:
+            return True
+        low = high = rest
+        if terms:
+            a, loop = terms[0]
+            low, high = (a * loop.lo + rest, a * loop.hi + rest) if a > 0 else (a * loop.hi + rest, a * loop.lo + rest)
+        # a few symbols each (bounds and a shape): expanding them is cheap
+        if not (sp.expand(low).is_nonnegative and sp.expand(size - 1 - high).is_nonnegative):
+            return True
+    return False
 
 
 def _check_integer_affine(graph, expr, loop_symbols: set, what: str):
