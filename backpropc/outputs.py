@@ -296,7 +296,7 @@ class ModuleBuilder:
         if not graph.families:
             return False
         wrt = {self.arg_nodes[w] for w in self.program.wrt} - {None}
-        return all(graph[i].op is lanes for i in range(self.program.n_forward)
+        return all(graph[i].op is lanes for i in closure(graph, [self.program.loss])  # the live nodes
                    if not wrt.isdisjoint(graph[i].args))
 
     def lines(self, schedule: Schedule, names: dict[int, str], aliases=(), signal_of=None,

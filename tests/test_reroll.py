@@ -386,3 +386,5 @@ def test_calls_on_floats_run_scalar_statements_on_floats_and_lanes_on_numpy(smal
         want = module.value_and_grad(np.array(800.0), *args[1:])
     assert np.isinf(huge[0]) and np.isinf(want[0])
     assert_close(np.ravel(huge[1][1:]), np.ravel(want[1][1:]), 1e-12)
+    # a model whose parameters all sit in lane vectors runs its NumPy code on floats: no twin
+    assert "_value_and_grad_scalar" not in bp.compile(extended_rosenbrock(12)).source
