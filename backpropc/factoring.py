@@ -33,11 +33,11 @@ def factored_sum(graph, args: list[int], whole=frozenset()) -> int:
     for a in args:
         (terms if graph.number(a) is None else numbers).append(a)
     split = [(sp.S.One, a) if a in whole else graph.split_coeff(a) for a in terms]
-    if all(c is sp.S.One or c is sp.S.NegativeOne for c, _ in split):
-        return graph.add(*args)  # the common case (x - y): nothing to take out
+    if not any(_priced(graph, c, r) for c, r in split):
+        return graph.add(*args)  # the common case (x - y, 4/a - 4/b): no number costs a product
     if len(split) >= 2 and all(c.is_Integer for c, _ in split):
         content = math.gcd(*[int(c) for c, _ in split])
-        if content != 1 and any(_priced(graph, c, r) for c, r in split):
+        if content != 1:
             if all(c < 0 for c, _ in split):
                 content = -content
             inner = graph.add(*[graph.mul(graph.const(int(c) // content), rest) for c, rest in split])
@@ -50,7 +50,7 @@ def factored_sum(graph, args: list[int], whole=frozenset()) -> int:
         return graph.add(*args)
     summed = list(numbers)
     for key, group in groups.items():  # constant terms (log(2*pi)/2) stay as they are, folded
-        if key is None or len(group) < 2 or not any(_priced(graph, c, r) for _, c, r in group):
+        if key is None or len(group) < 2 or not any(_priced(graph, c, r) for _, c, r in group):  # 4/a + 4/b
             summed += [term for term, _, _ in group]
             continue
         sign = -1 if all(c < 0 for _, c, _ in group) else 1
@@ -62,7 +62,7 @@ def factored_sum(graph, args: list[int], whole=frozenset()) -> int:
 def _priced(graph, c, rest) -> int:
     """Whether the number c costs a multiplication in the term c*rest: not when it is 1 or -1,
     nor an integer over a reciprocal (12*x**-6 is printed 12/x**6)."""
-    if c == 1 or c == -1:
+    if c is sp.S.One or c is sp.S.NegativeOne:
         return 0
     node = graph[rest]
     if c.is_Integer and node.op is sp.Pow and (e := graph.number(node.args[1])) is not None and e < 0:
@@ -88,24 +88,32 @@ def factored_signal(graph, parts: list[int], appearances: Counter) -> int:
     return _grouped(graph, terms, whole)
 
 
+GROUPS = 8  # shared factors taken out of one sum at most: each round counts every term again
+
+
 def _grouped(graph, terms: list[tuple], whole: set) -> int:
-    """The sum of the terms (number, factors), the factor most of them share taken out of those
-    (the earliest node among equals, so that the result does not depend on hashing), and again
-    for what is left, until no factor is shared."""
-    counts = Counter(f for _, factors in terms for f in set(factors) if not graph.is_matrix(f))
-    best = max(counts, key=lambda f: (counts[f], -f), default=None)
-    if best is None or counts[best] < 2:
-        return factored_sum(graph, [graph.mul(graph.const(c), *factors) for c, factors in terms], whole)
-    inside, outside = [], []
-    for c, factors in terms:
-        if best in factors:
-            rest = list(factors)
-            rest.remove(best)
-            inside.append((c, rest))
-        else:
-            outside.append((c, factors))
-    grouped = graph.mul(best, _grouped(graph, inside, whole))
-    return graph.add(grouped, _grouped(graph, outside, whole)) if outside else grouped
+    """The sum of the terms (number, factors): the factor most of them share taken out of those
+    (the earliest node among equals, so that the result does not depend on hashing), then again
+    for the terms left, up to GROUPS times, so that a sum of k terms costs O(k)."""
+    grouped = []
+    for _ in range(GROUPS):
+        counts = Counter(f for _, factors in terms for f in set(factors) if not graph.is_matrix(f))
+        best = max(counts, key=lambda f: (counts[f], -f), default=None)
+        if best is None or counts[best] < 2:
+            break
+        inside, outside = [], []
+        for c, factors in terms:
+            if best in factors:
+                rest = list(factors)
+                rest.remove(best)
+                inside.append((c, rest))
+            else:
+                outside.append((c, factors))
+        grouped.append(graph.mul(best, _grouped(graph, inside, whole)))  # as deep as a term has factors
+        terms = outside
+    if not terms:
+        return graph.add(*grouped)
+    return graph.add(*grouped, factored_sum(graph, [graph.mul(graph.const(c), *factors) for c, factors in terms], whole))
 
 
 def _opened(graph, part: int, appearances: Counter) -> tuple:

@@ -98,7 +98,7 @@ class Graph:
         self.rewrites: list[str] = []
         # Per-example shape of each node: (rows, cols) for a matrix, None for a scalar.
         self.shapes: list[tuple | None] = []
-        # How many nodes use each node as an argument (dead ones included: an upper bound).
+        # How many times nodes use each node as an argument (dead ones included: an upper bound).
         self.users: list[int] = []
         # Symbolic matrix dimension -> (a matrix symbol that has it, axis), to read it at run time.
         self.dimension_sources: dict[sp.Symbol, tuple[sp.MatrixSymbol, int]] = {}
@@ -134,8 +134,9 @@ class Graph:
         self.nodes.append(node)
         self.shapes.append(shape)
         self.users.append(0)
-        for a in set(node.args):
-            self.users[a] += 1
+        users = self.users
+        for a in node.args:  # x*x counts x twice: an upper bound is what its readers need
+            users[a] += 1
         self._index[key] = i
         if self.current_origin is not None:
             self.origin_of[i] = self.current_origin
