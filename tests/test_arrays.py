@@ -418,13 +418,16 @@ def test_fuzz_found_indexed_models_compute_what_they_write():
     """Models a fuzzing campaign found wrong or refused, each against sympy.diff of the model
     written out and central finite differences (check_model):
     - a Piecewise over the outer index around an inner Sum (its guard was not repeated to the
-      inner tuples: a broadcast error);
+      inner tuples, nor a number it guards inside them: a broadcast error);
     - a bound using the shape symbol of an array that only a later term reads (refused,
       depending on SymPy's order of terms);
     - the square of a Sum with a fixed entry beside per-index data, with the Hessian-vector
       product (an AttributeError while compiling)."""
     check_model(sp.Sum(sp.Piecewise((sp.Sum(x[j] ** 2, (j, 0, i)), i > 0), (1, True)), (i, 0, n - 1)),
                 [x], {"x": (4,)}, {n: 4}, low=0.1, high=0.9)
+    for seed in range(3):  # a guarded number inside the inner Sum: repeated to its tuples
+        check_model(sp.Sum(sp.Piecewise((sp.Sum(x[j] / (x[0] ** 2 + 1), (j, 0, i)), x[i] > 0), (1, True)),
+                           (i, 0, n - 1)), [x], {"x": (4,)}, {n: 4}, seed=seed)
     check_model(sp.Sum(b ** 2, (i, 0, n - 1)) + sp.Sum(t[i] * b, (i, 0, n - 1)), [b], {"b": (), "t": (4,)}, {n: 4})
     y4, x4 = sp.IndexedBase("y", shape=(4,)), sp.IndexedBase("x", shape=(4,))
     loss = sp.Sum(y4[i] + x4[0] ** 2, (i, 0, 3)) ** 2

@@ -21,8 +21,8 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from ..functions import logsumexp, sigmoid, softplus
-from ..graph import CONST, Graph
-from ..ops import RECORDS
+from ..graph import CONST, Domain, Graph
+from ..ops import RECORDS, record_for
 from ..ops.array import lifted
 from ..ops.matrix import det, logdet
 
@@ -263,5 +263,11 @@ def _guard(graph: Graph, root: int, taken: int) -> int:
             # a condition over an outer range is repeated to an inner range's tuples
             here = lifted(graph, taken, graph.shapes[args[0]])
             args[0] = graph.piecewise((args[0], here), (safe, graph.const(sp.true)))
+        if args != list(node.args) and "array" not in record_for(node.op).tags:
+            # a guarded number became a value over the condition's range: an elementwise op
+            # repeats it to the deepest range among its arguments, as the front end does
+            deepest = max((graph.shapes[a] for a in args if isinstance(graph.shapes[a], Domain)),
+                          key=lambda d: d.depth, default=None)
+            args = [lifted(graph, a, deepest) for a in args]
         done[i] = graph.apply(node.op, *args) if args != list(node.args) else i
     return done[root]
