@@ -270,13 +270,7 @@ class ModuleBuilder:
         gradients of the symbols it holds) as one `*signal[a:b].tolist()`."""
         graph, texts, k = self.graph, [], 0
         while k < len(nodes):
-            node = graph[nodes[k]]
-            run = 1
-            if node.op is lane_item:
-                vector, first = node.args[0], int(graph.number(node.args[1]))
-                while k + run < len(nodes) and graph[nodes[k + run]].op is lane_item and \
-                        graph[nodes[k + run]].args[0] == vector and graph.number(graph[nodes[k + run]].args[1]) == first + run:
-                    run += 1
+            vector, first, run = _lane_run(graph, nodes, k)
             if run > 1:
                 signal = current[vector] if vector in current else printer.print(vector, current)
                 if (first, first + run) != (0, graph.shapes[vector].count):
@@ -529,21 +523,29 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
     return sections, value, grads, hvps, schedule, statements, scalar
 
 
+def _lane_run(graph, nodes: list[int], k: int) -> tuple[int | None, int, int]:
+    """(lane vector, first lane, length) of the run of consecutive entries of one lane vector
+    that starts at nodes[k] (the gradients of the symbols it holds); (None, 0, 1) when nodes[k]
+    is not an entry of one."""
+    node = graph[nodes[k]]
+    if node.op is not lane_item:
+        return None, 0, 1
+    vector, first, run = node.args[0], int(graph.number(node.args[1])), 1
+    while k + run < len(nodes) and graph[nodes[k + run]].op is lane_item and \
+            graph[nodes[k + run]].args[0] == vector and graph.number(graph[nodes[k + run]].args[1]) == first + run:
+        run += 1
+    return vector, first, run
+
+
 def _lane_runs(m: ModuleBuilder, statements: list[Statement], shape: str, names) -> list[Statement]:
     """Gradients that are consecutive entries of one lane vector's signal (a re-rolled model)
     become one statement, `x0_bar, ..., x9_bar = _unlanes(c0_bar, (x0, ..., x9), shape)`."""
     graph, result, k = m.graph, [], 0
+    nodes = [s.node for s in statements]
     while k < len(statements):
-        run, g = [statements[k]], statements[k].node
-        if graph[g].op is lane_item:
-            vector, first = graph[g].args[0], int(graph.number(graph[g].args[1]))
-            for s in statements[k + 1:]:
-                node = graph[s.node]
-                if node.op is not lane_item or node.args[0] != vector or \
-                        graph.number(node.args[1]) != first + len(run):
-                    break
-                run.append(s)
-        k += len(run)
+        vector, first, length = _lane_run(graph, nodes, k)
+        run = statements[k:k + length]
+        k += length
         if len(run) == 1:
             if not run[0].code:
                 run[0].code = m.gradient_code(run[0].node, run[0].arg, shape, False, names)
