@@ -61,6 +61,22 @@ def test_zero_derivatives_of_step_functions():
     assert m.grad(0.0, y=3.0)[0] == 3.0 and m.grad(1.5, y=3.0)[0] == 3.0
 
 
+def test_mod_and_frac_have_derivative_one_in_their_argument_across_the_jumps():
+    m = module(sp.Mod(3 * x, 2) + sp.frac(x) * y, [x, y])
+    for at in (0.0, 1.0, 2 / 3, 0.25, -0.5):  # 0, 1, 2/3, -0.5 sit on a jump of one or both
+        assert m.grad(at, 2.0) == (3.0 + 2.0, at - np.floor(at))
+    m = module(sp.Mod(x, y), [x, y])  # x - y*floor(x/y): d/dy = -floor(x/y)
+    assert m.grad(7.0, 2.0) == (1.0, -3.0) and m.grad(-1.0, 2.0) == (1.0, 1.0)
+
+
+def test_sinc_at_zero_has_value_one_and_derivative_zero_without_a_warning():
+    m = module(sp.sinc(x) * y, [x, y])
+    value, grads = m.value_and_grad(np.array([0.0, 1.5]), np.array([2.0, 2.0]))
+    assert value == pytest.approx(2 + 2 * np.sin(1.5) / 1.5, rel=1e-15)
+    assert grads[0][0] == 0.0  # sinc is even
+    assert grads[0][1] == pytest.approx(2 * (np.cos(1.5) - np.sin(1.5) / 1.5) / 1.5, rel=1e-14)
+
+
 # ---- untaken branches are safe -------------------------------------------------------------
 @pytest.mark.parametrize("branch, point", [
     (sp.log(x), 0.0), (sp.log(x), -1.0), (sp.sqrt(x), -4.0), (1 / x, 0.0), (x ** -2, 0.0),

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import mpmath as mp
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.cfunctions import Cbrt, Sqrt, exp2, expm1, hypot, log1p, log2, log10
 
 from ..functions import relu, sigmoid, softplus
-from .base import Op, call, zero_jvp, zero_vjp
+from .base import Op, call, where, zero_jvp, zero_vjp
 
 REAL, POSITIVE, UNIT, ABOVE_ONE = (-2.0, 2.0), (0.2, 3.0), (-0.9, 0.9), (1.1, 3.0)
 
@@ -27,16 +27,18 @@ def digamma(x):
     return call(sp.polygamma, 0, x)
 
 
-def elementwise(op, derivative, code, *, safe=None, mpmath=None, domain=REAL, helpers=(), scalar="") -> Op:
-    """The record of f(x) from its local derivative f'(x) = derivative(x, out)."""
+def elementwise(op, derivative, code, *, safe=None, mpmath=None, domain=REAL, helpers=(), scalar=None) -> Op:
+    """The record of f(x) from its local derivative f'(x) = derivative(x, out). Its form on Python
+    floats is `scalar`, or the math function of the same name by default ("" for none)."""
     def vjp(out_bar, out, args, needed):
         return [out_bar * derivative(args[0], out) if needed[0] else None]
 
     def jvp(out, args, tangents):
         return None if tangents[0] is None else tangents[0] * derivative(args[0], out)
 
-    if not scalar and code.startswith("np.") and code.count("(") == 1:
-        scalar = "math." + code[3:].replace("arc", "a")  # np.arcsin({0}) -> math.asin({0})
+    if scalar is None:
+        simple = code.startswith("np.") and code.count("(") == 1
+        scalar = "math." + code[3:].replace("arc", "a") if simple else ""  # np.arcsin({0}) -> math.asin({0})
     return Op(op, vjp, jvp, code, helpers=helpers, safe=safe, mpmath=mpmath, domain=domain, scalar=scalar)
 
 
@@ -59,7 +61,13 @@ def _polygamma_jvp(out, args, tangents):
     return None if tangents[1] is None else tangents[1] * call(sp.polygamma, k + 1, x)
 
 
-def _two_argument(op, partials, code, helpers, mpmath, domain) -> Op:
+def _sinc_derivative(x, out):
+    """(cos x - sinc x)/x, and 0 at x = 0 (sinc is even), with no 0/0 where x is 0."""
+    nonzero = call(sp.Ne, x, 0)
+    return where(nonzero, call(sp.cos, x) - out) / where(nonzero, x, 1)
+
+
+def _two_argument(op, partials, code, helpers=(), mpmath=None, domain=REAL, scalar="") -> Op:
     """f(a, b) from its two partial derivatives, each (a, b, out) -> Ref."""
     def vjp(out_bar, out, args, needed):
         return [out_bar * d(*args, out) if n else None for d, n in zip(partials, needed)]
@@ -68,7 +76,7 @@ def _two_argument(op, partials, code, helpers, mpmath, domain) -> Op:
         parts = [t * d(*args, out) for d, t in zip(partials, tangents) if t is not None]
         return None if not parts else sum(parts[1:], parts[0])
 
-    return Op(op, vjp, jvp, code, helpers=helpers, mpmath=mpmath, domain=domain)
+    return Op(op, vjp, jvp, code, helpers=helpers, mpmath=mpmath, domain=domain, scalar=scalar)
 
 
 def _mp_heaviside(x, h0=0.5):
@@ -90,6 +98,10 @@ RECORDS = [
                 domain=UNIT),
     elementwise(sp.csc,    lambda x, out: -out * call(sp.cot, x), "1/np.sin({0})", safe=1, mpmath=mp.csc, scalar="1/math.sin({0})",
                 domain=POSITIVE),
+    elementwise(sp.asec,   lambda x, out: 1 / (x ** 2 * sqrt(1 - x ** -2)), "np.arccos(1/{p0})", safe=2,
+                mpmath=mp.asec, scalar="math.acos(1/{p0})", domain=ABOVE_ONE),
+    elementwise(sp.acsc,   lambda x, out: -1 / (x ** 2 * sqrt(1 - x ** -2)), "np.arcsin(1/{p0})", safe=2,
+                mpmath=mp.acsc, scalar="math.asin(1/{p0})", domain=ABOVE_ONE),
     elementwise(sp.asin,   lambda x, out: 1 / sqrt(1 - x ** 2), "np.arcsin({0})", safe=0, mpmath=mp.asin,
                 domain=UNIT),
     elementwise(sp.acos,   lambda x, out: -1 / sqrt(1 - x ** 2), "np.arccos({0})", safe=0, mpmath=mp.acos,
@@ -121,6 +133,25 @@ RECORDS = [
     elementwise(log1p,     lambda x, out: 1 / (1 + x),          "np.log1p({0})", safe=0, mpmath=mp.log1p,
                 domain=UNIT),
     elementwise(expm1,     lambda x, out: out + 1,              "np.expm1({0})", safe=0, mpmath=mp.expm1),
+    elementwise(exp2,      lambda x, out: out * sp.log(2),       "np.exp2({0})", safe=0,
+                mpmath=lambda x: mp.power(2, x), scalar="2.0**{p0}"),
+    elementwise(log2,      lambda x, out: 1 / (x * sp.log(2)),   "np.log2({0})", safe=1, mpmath=lambda x: mp.log(x, 2),
+                scalar="math.log2({0})", domain=POSITIVE),
+    elementwise(log10,     lambda x, out: 1 / (x * sp.log(10)),  "np.log10({0})", safe=1, mpmath=mp.log10,
+                scalar="math.log10({0})", domain=POSITIVE),
+    elementwise(Sqrt,      lambda x, out: 1 / (2 * out),         "np.sqrt({0})", safe=1, mpmath=mp.sqrt,
+                domain=POSITIVE),
+    elementwise(Cbrt,      lambda x, out: 1 / (3 * out ** 2),    "np.cbrt({0})", safe=1,  # real for x < 0
+                mpmath=lambda x: mp.sign(x) * mp.cbrt(abs(x)), scalar="", domain=POSITIVE),  # math.cbrt: 3.11
+    elementwise(sp.sinc,   _sinc_derivative,                    "np.sinc({p0}/np.pi)",  # SymPy's sinc is sin(x)/x
+                mpmath=lambda x: mp.sin(x) / x if x else mp.mpf(1), scalar=""),
+    elementwise(sp.frac,   lambda x, out: 1,                     "np.mod({0}, 1.0)",  # frac' = 1 away from the jumps
+                mpmath=lambda x: x - mp.floor(x), scalar="{p0} % 1.0"),
+    _two_argument(hypot, (lambda a, b, out: a / out, lambda a, b, out: b / out), "np.hypot({0}, {1})",
+                  mpmath=lambda a, b: mp.sqrt(a * a + b * b), scalar="math.hypot({0}, {1})"),
+    _two_argument(sp.Mod, (lambda a, b, out: 1, lambda a, b, out: -call(sp.floor, a / b)),  # a - b*floor(a/b)
+                  "np.mod({0}, {1})", mpmath=lambda a, b: a - b * mp.floor(a / b), domain=POSITIVE,
+                  scalar="{p0} % {p1}"),
     elementwise(sp.loggamma, lambda x, out: digamma(x),         "_loggamma({0})", safe=1,
                 helpers=("_loggamma",), mpmath=mp.loggamma, domain=POSITIVE, scalar="math.lgamma({0})"),
     elementwise(sp.gamma,  lambda x, out: out * digamma(x),     "_gamma({0})", safe=1, helpers=("_gamma",),
