@@ -16,7 +16,7 @@ from sympy.logic.boolalg import Boolean, BooleanAtom
 from ..errors import ModelError, NonRealConstantError, UnsupportedFunctionError
 from ..graph import CONST, Graph
 from ..factoring import factored_sum
-from ..ops import REGISTRY, constant_value, has_record, supported_functions
+from ..ops import REGISTRY, constant_value, has_record, record_for, supported_functions
 from . import indexed, matrices, stable
 
 
@@ -166,6 +166,11 @@ def check_supported(e: sp.Basic) -> None:
             f"function {e.func.__name__!r} is undefined; define it as a sympy.Function subclass "
             f"with fdiff (its derivative) and _numpycode (its NumPy form), or write it out")
     if isinstance(e, (sp.Expr, Boolean)) and has_record(e.func):
+        arity = record_for(e.func).arity
+        if arity is not None and len(e.args) != arity:  # LambertW(x, k): another branch
+            raise UnsupportedFunctionError(
+                f"{name} with {len(e.args)} arguments is not supported; backpropc's {name} takes "
+                f"{arity} (write {name}({', '.join('xyz'[:arity])}))")
         return
     if isinstance(e, sp.Function) and e.func.__module__.startswith("sympy."):
         raise UnsupportedFunctionError(

@@ -42,6 +42,7 @@ class Op:
     shape: Callable | None = None             # matrix ops: (graph, node) -> (rows, cols) | None
     fold: Callable | None = None              # (graph, args) -> node | None, applied on building
     zero_derivative: bool = False             # piecewise constant: no contributions at all
+    arity: int | None = None                  # the number of arguments, when it is fixed
     commutative: bool = False                 # argument order does not matter
     tags: frozenset = field(default_factory=frozenset)
     kind: str = ""                            # the module it is defined in: elementwise, ...

@@ -39,7 +39,7 @@ def elementwise(op, derivative, code, *, safe=None, mpmath=None, domain=REAL, he
     if scalar is None:
         simple = code.startswith("np.") and code.count("(") == 1
         scalar = "math." + code[3:].replace("arc", "a") if simple else ""  # np.arcsin({0}) -> math.asin({0})
-    return Op(op, vjp, jvp, code, helpers=helpers, safe=safe, mpmath=mpmath, domain=domain, scalar=scalar)
+    return Op(op, vjp, jvp, code, helpers=helpers, safe=safe, mpmath=mpmath, domain=domain, scalar=scalar, arity=1)
 
 
 def piecewise_constant(op, code, *, mpmath=None, domain=REAL, scalar="") -> Op:
@@ -76,7 +76,7 @@ def _two_argument(op, partials, code, helpers=(), mpmath=None, domain=REAL, scal
         parts = [t * d(*args, out) for d, t in zip(partials, tangents) if t is not None]
         return None if not parts else sum(parts[1:], parts[0])
 
-    return Op(op, vjp, jvp, code, helpers=helpers, mpmath=mpmath, domain=domain, scalar=scalar)
+    return Op(op, vjp, jvp, code, helpers=helpers, mpmath=mpmath, domain=domain, scalar=scalar, arity=2)
 
 
 def _mp_heaviside(x, h0=0.5):
@@ -123,6 +123,10 @@ RECORDS = [
                 helpers=("_erf",), mpmath=mp.erf, scalar="math.erf({0})"),
     elementwise(sp.erfc,   lambda x, out: -2 / sp.sqrt(sp.pi) * call(sp.exp, -x ** 2), "_erfc({0})",
                 helpers=("_erfc",), mpmath=mp.erfc, scalar="math.erfc({0})"),
+    elementwise(sp.erfinv, lambda x, out: sp.sqrt(sp.pi) / 2 * call(sp.exp, out ** 2), "_erfinv({0})", safe=0,
+                helpers=("_erfinv",), mpmath=mp.erfinv, domain=UNIT),
+    elementwise(sp.LambertW, lambda x, out: call(sp.exp, -out) / (1 + out), "_lambertw({0})", safe=0,  # W/(x(1 + W))
+                helpers=("_lambertw",), mpmath=lambda x: mp.re(mp.lambertw(x)), domain=(-0.3, 3.0)),
     elementwise(sp.Abs,    lambda x, out: call(sp.sign, x),     "np.abs({0})", mpmath=abs, scalar="abs({0})"),  # Abs'(0) = 0
     elementwise(sigmoid,   lambda x, out: out * (1 - out),      "_sigmoid({0})", helpers=("_sigmoid",),
                 mpmath=lambda x: 1 / (1 + mp.exp(-x)), scalar="1/(1 + math.exp(-{p0}))"),
