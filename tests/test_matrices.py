@@ -21,6 +21,7 @@ S, P = sp.MatrixSymbol("S", 3, 3), sp.MatrixSymbol("P", 3, 3)
 u, v = sp.MatrixSymbol("u", 3, 1), sp.MatrixSymbol("v", 2, 1)
 a, s = sp.symbols("a s")
 I3 = sp.Identity(3)
+ROTATION = sp.Matrix([[sp.cos(a), -sp.sin(a), 0], [sp.sin(a), sp.cos(a), 0], [0, 0, 1]])
 
 # (name, loss, wrt, inputs): each exercises one matrix rule (u, v and s are batched data)
 CASES = [
@@ -40,6 +41,9 @@ CASES = [
     ("ones_and_identity", bp.sum(sp.OneMatrix(1, 3) * (S + I3) * u), [S], [u]),
     ("one_by_one_entry", (v.T * v)[0, 0] * a + bp.sum(A * v), [a, A], [v]),
     ("data_gradient", bp.sum(sp.HadamardPower(S * u, 2)), [u], [S]),
+    # explicit sympy.Matrix objects of scalars beside matrix symbols: a rotation of data, a weighting
+    ("explicit_rotation", (ROTATION * u - sp.Matrix([s, 1, 2])).T * (ROTATION * u - sp.Matrix([s, 1, 2])), [a], [u, s]),
+    ("explicit_entries", bp.sum(sp.Matrix([[a, 2 * a, 0], [1, a ** 2, sp.exp(a)]]) * S * u), [a, S], [u]),
 ]
 
 
@@ -246,6 +250,11 @@ def test_random_matrix_models_agree_with_the_scalar_path(loss):
         assert_close(g, scalar.gather(w, by_entry), 1e-9, atol=1e-9, what=f"d/d{w} of {loss}")
     backprop, finite = directional_derivatives(module, point, grads, rng).T
     assert_close(backprop, finite, 1e-5, atol=1e-7, what=f"{loss} vs finite differences")
+
+
+def test_a_block_matrix_is_refused_by_name():
+    with pytest.raises(ModelError, match="BlockMatrix is not supported in matrix expressions"):
+        bp.compile(sp.Trace(sp.BlockMatrix([[S, P]]) * sp.BlockMatrix([[S], [P]])), wrt=[S])
 
 
 def test_indexing_a_symbolic_product_says_to_use_the_product_itself():

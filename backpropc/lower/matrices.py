@@ -19,6 +19,7 @@ from ..ops.matrix import (
     block,
     det,
     dim,
+    entries,
     entry,
     eye,
     eye_like,
@@ -39,6 +40,10 @@ def children(e: sp.Basic) -> tuple:
         return (e.expr,)
     if isinstance(e, (MatrixElement, sp.MatrixSlice)):
         return (e.parent,)
+    if isinstance(e, sp.MatrixBase):  # an explicit matrix: its entries, row by row
+        return tuple(e)
+    if isinstance(e, sp.BlockMatrix):  # refused below, before its blocks are looked at
+        return ()
     return e.args
 
 
@@ -95,6 +100,11 @@ def convert(converter, e: sp.Basic, args: list[int], env: dict) -> int:
     if isinstance(e, ElementwiseApplyFunction):
         variable, body = e.function.variables[0], e.function.expr
         return converter.from_sympy(body, {**env, variable: args[0]})
+    if isinstance(e, sp.MatrixBase):
+        if any(graph.shapes[a] is not None for a in args):
+            raise ModelError(f"an explicit sympy.Matrix inside a matrix expression must hold scalars; "
+                             f"got a matrix entry in {sp.sstr(e)[:60]}")
+        return graph.apply(entries, *args, graph.const(e.rows), graph.const(e.cols))
     if isinstance(e, sp.ZeroMatrix):
         return graph.const(0)
     if isinstance(e, sp.Identity):
@@ -103,7 +113,8 @@ def convert(converter, e: sp.Basic, args: list[int], env: dict) -> int:
         return graph.apply(ones, dimension_node(graph, e.rows), dimension_node(graph, e.cols))
     raise ModelError(f"{type(e).__name__} is not supported in matrix expressions; supported: "
                      f"MatMul, MatAdd, Transpose, HadamardProduct, HadamardPower, applyfunc, Trace, "
-                     f"Inverse, Determinant, bp.sum, slices, Identity, OneMatrix, ZeroMatrix")
+                     f"Inverse, Determinant, bp.sum, slices, Identity, OneMatrix, ZeroMatrix, explicit "
+                     f"sympy.Matrix of scalars")
 
 
 def dimension_expr(converter, d) -> int:

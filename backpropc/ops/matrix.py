@@ -110,6 +110,23 @@ class ones(MatrixOp):
     nargs, math = 2, "1"
 
 
+def _grid(texts) -> str:
+    """[a, b; c, d]: the notation of an explicit matrix from its entries, rows and columns."""
+    *values, rows, cols = texts
+    cols = int(cols)
+    return "[" + "; ".join(", ".join(values[r:r + cols]) for r in range(0, len(values), cols)) + "]"
+
+
+class entries(MatrixOp):
+    """A matrix written out entry by entry (an explicit sympy.Matrix): its scalars row by row,
+    then its rows and columns."""
+
+    math = staticmethod(_grid)
+
+    def _sympystr(self, printer):
+        return _grid([printer._print(a) for a in self.args])
+
+
 # ---- rules: (out_bar, out, args, needed) -> contributions; (out, args, tangents) -> tangent ----
 def T(x):
     return call(transpose, x)
@@ -134,6 +151,21 @@ def linear_jvp(op):
     def jvp(out, args, tangents):
         return None if tangents[0] is None else call(op, tangents[0], *args[1:])
     return jvp
+
+
+def entries_vjp(out_bar, out, args, needed):
+    """Each entry gets its own entry of the signal."""
+    *values, rows, cols = args
+    c = int(cols.number)
+    return [call(entry, out_bar, k // c, k % c) if n else None
+            for k, n in enumerate(needed[:-2])] + [None, None]
+
+
+def entries_jvp(out, args, tangents):
+    *values, rows, cols = args
+    if all(t is None for t in tangents[:-2]):
+        return None
+    return call(entries, *[0 if t is None else t for t in tangents[:-2]], rows, cols)
 
 
 def transpose_vjp(out_bar, out, args, needed):
@@ -304,6 +336,8 @@ RECORDS = [
     _record(dim, zero_vjp, zero_jvp, "np.shape({0})[{1}]", scalar_shape, zero_derivative=True),
     _record(eye, zero_vjp, zero_jvp, "np.eye({0})", lambda g, n: (_dimension(g, n.args[0]),) * 2,
             zero_derivative=True),
+    _record(entries, entries_vjp, entries_jvp, lambda *texts: f"_entries({texts[-2]}, {texts[-1]}, {', '.join(texts[:-2])})",
+            lambda g, n: (_dimension(g, n.args[-2]), _dimension(g, n.args[-1])), helpers=("_entries",)),
     _record(ones, zero_vjp, zero_jvp, "np.ones(({0}, {1}))",
             lambda g, n: (_dimension(g, n.args[0]), _dimension(g, n.args[1])), zero_derivative=True),
 ]

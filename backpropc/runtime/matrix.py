@@ -72,6 +72,13 @@ def _unblock(g, like, r0, r1, rs, c0, c1, cs):
     return result
 
 
+def _entries(rows, cols, *values):
+    """A matrix from its entries, row by row; per-example entries give a stack of matrices."""
+    stacked = np.stack(np.broadcast_arrays(*values), axis=-1)
+    stacked = stacked.astype(np.result_type(stacked, 1.0), copy=False)
+    return stacked.reshape(stacked.shape[:-1] + (rows, cols))
+
+
 def _logdet(x):
     """log(det(x)) from the LU factors (no overflow); NaN where det(x) <= 0, as log would give."""
     sign, value = np.linalg.slogdet(x)
