@@ -79,6 +79,17 @@ def _two_argument(op, partials, code, helpers=(), mpmath=None, domain=REAL, scal
     return Op(op, vjp, jvp, code, helpers=helpers, mpmath=mpmath, domain=domain, scalar=scalar, arity=2)
 
 
+def real_part(op, *, zero: bool) -> Op:
+    """re, conjugate (the identity) and im (zero): every value a model computes is real, so
+    they fold away as they are built, and what SymPy wraps around symbols it cannot prove
+    real (an IndexedBase without real=True, Abs(x)**2 = x*conjugate(x)) costs nothing."""
+    if zero:
+        return Op(op, zero_vjp, zero_jvp, "0.0", mpmath=lambda x: mp.mpf(0), zero_derivative=True,
+                  fold=lambda graph, args: graph.const(0), arity=1)
+    return Op(op, lambda out_bar, out, args, needed: [out_bar], lambda out, args, tangents: tangents[0],
+              "{0}", mpmath=lambda x: x, fold=lambda graph, args: args[0], arity=1)
+
+
 def _mp_heaviside(x, h0=0.5):
     return mp.mpf(1) if x > 0 else (mp.mpf(0) if x < 0 else mp.mpf(h0))
 
@@ -170,6 +181,9 @@ RECORDS = [
     _two_argument(sp.binomial, (lambda n, k, out: out * (digamma(n + 1) - digamma(n - k + 1)),
                                 lambda n, k, out: out * (digamma(n - k + 1) - digamma(k + 1))),
                   "_binomial({0}, {1})", ("_binomial",), mp.binomial, ABOVE_ONE),
+    real_part(sp.re, zero=False),
+    real_part(sp.conjugate, zero=False),
+    real_part(sp.im, zero=True),
     piecewise_constant(sp.sign,      "np.sign({0})", mpmath=mp.sign),
     piecewise_constant(sp.Heaviside, "np.heaviside({0}, {1})", mpmath=_mp_heaviside),
     piecewise_constant(sp.floor,     "np.floor({0})", mpmath=mp.floor, scalar="float(math.floor({0}))"),
