@@ -112,8 +112,7 @@ class ones(MatrixOp):
 
 def _grid(texts) -> str:
     """[a, b; c, d]: the notation of an explicit matrix from its entries, rows and columns."""
-    *values, rows, cols = texts
-    cols = int(cols)
+    values, cols = texts[:-2], int(texts[-1])
     return "[" + "; ".join(", ".join(values[r:r + cols]) for r in range(0, len(values), cols)) + "]"
 
 
@@ -155,17 +154,16 @@ def linear_jvp(op):
 
 def entries_vjp(out_bar, out, args, needed):
     """Each entry gets its own entry of the signal."""
-    *values, rows, cols = args
-    c = int(cols.number)
+    c = int(args[-1].number)
     return [call(entry, out_bar, k // c, k % c) if n else None
             for k, n in enumerate(needed[:-2])] + [None, None]
 
 
 def entries_jvp(out, args, tangents):
-    *values, rows, cols = args
+    """The matrix of the entries' tangents (linear in every entry)."""
     if all(t is None for t in tangents[:-2]):
         return None
-    return call(entries, *[0 if t is None else t for t in tangents[:-2]], rows, cols)
+    return call(entries, *[0 if t is None else t for t in tangents[:-2]], *args[-2:])
 
 
 def transpose_vjp(out_bar, out, args, needed):
