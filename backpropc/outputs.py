@@ -704,22 +704,26 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.add(hvp_output)
     m.add(hvp_flat_output)
     sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
-    if all(size == 1 for size in sizes):
-        # read off the terms one by one: over the lanes of a re-rolled model every entry would
-        # look coupled to every other
-        side = m if m.term_by_term is None else ModuleBuilder(m.term_by_term(), m.reduction)
-        hv = side.second_order
-        rows = [hv.get(g) for g in side.backward.grads]
-        pattern = hessian_pattern(side.graph, rows, [side.directions[w] for w in program.wrt])
-    else:  # a matrix parameter is one node: its block is taken as dense
-        n = sum(sizes)
-        pattern = [list(range(n)) for _ in range(n)]
-    colours = colour_columns(pattern)
-    coo = [(i, j) for i, cols in enumerate(pattern) for j in cols]
-    # integer arrays, as _hessian_coo indexes with them (not tuples to convert on every call)
-    for name, values in (("HESSIAN_ROWS", [i for i, _ in coo]), ("HESSIAN_COLS", [j for _, j in coo]),
-                         ("HESSIAN_COLOURS", colours)):
-        m.constants[name] = f"np.array({tuple_source(str(v) for v in values) if values else '()'}, dtype=np.intp)"
+    # a re-rolled model's terms are read one by one: over its lanes every entry would look
+    # coupled to every other
+    rerolled = m.term_by_term is not None and all(size == 1 for size in sizes)
+    side = ModuleBuilder(m.term_by_term(), m.reduction) if rerolled else m
+    hv = side.second_order
+    rows = [hv.get(g) for g in side.backward.grads]
+    pattern = hessian_pattern(side.graph, rows, [side.directions[w] for w in program.wrt], sizes)
+    n = sum(sizes)
+    if pattern is None:  # dense: a product per column, and the entries as ranges, not listed
+        colours = range(n)
+        m.constants["HESSIAN_ROWS"] = f"np.repeat(np.arange({n}), {n})"
+        m.constants["HESSIAN_COLS"] = f"np.tile(np.arange({n}), {n})"
+        m.constants["HESSIAN_COLOURS"] = f"np.arange({n})"
+    else:
+        colours = colour_columns(pattern)
+        coo = [(i, j) for i, cols in enumerate(pattern) for j in cols]
+        # integer arrays, as _hessian_coo indexes with them (not tuples to convert on every call)
+        for name, values in (("HESSIAN_ROWS", [i for i, _ in coo]), ("HESSIAN_COLS", [j for _, j in coo]),
+                             ("HESSIAN_COLOURS", colours)):
+            m.constants[name] = f"np.array({tuple_source(str(v) for v in values) if values else '()'}, dtype=np.intp)"
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     m.helpers |= {"_hessian_coo", "_dense", "_pack"}
     data = [a for a in m.arg_names if a not in m.wrt_names]

@@ -119,6 +119,88 @@ def test_a_banded_hessian_costs_three_products_whatever_its_size(n):
     np.testing.assert_allclose(dense @ p, module.hvp_flat(theta, p), rtol=1e-12, atol=1e-9)
 
 
+def _indexed_hessian_case(loss, base, size, seed=0):
+    """Compile an indexed loss over one parameter of numeric shape with a Hessian, and check the
+    Hessian against sympy.hessian of the Sum written out (.doit()) and central differences of
+    the gradient; (compiled, module, Hessian)."""
+    compiled = bp.compile(loss, wrt=[base], derivatives=("hvp", "hessian"))
+    module = compiled.load()
+    shape = tuple(int(d) for d in base.shape)
+    theta = np.random.default_rng(seed).uniform(0.2, 1.0, size)
+    dense = module.hessian_flat(theta)
+    rows, cols, values = module.hessian_coo(theta.reshape(shape))
+    np.testing.assert_array_equal(dense[rows, cols], values)
+    entries = [base[k] for k in np.ndindex(*shape)]
+    exact = sp.hessian(loss.doit(), entries).xreplace(dict(zip(entries, theta)))
+    np.testing.assert_allclose(dense, np.array(exact, dtype=float), rtol=1e-10, atol=1e-10)
+    point = {base.name: theta.reshape(shape)}
+    for p in np.eye(size)[:3].tolist() + [np.cos(np.arange(size)).tolist()]:
+        np.testing.assert_allclose(dense @ p, gradient_differences(module, point, np.array(p)), rtol=1e-5, atol=1e-5)
+    return compiled, module, dense
+
+
+def _sizes(compiled, module) -> tuple[int, int]:
+    return compiled.ops["hessian_products"], len(module.HESSIAN_ROWS)
+
+
+@pytest.mark.parametrize("n", [6, 40])
+def test_an_indexed_parameter_gets_the_hessian_structure_its_windows_give(n):
+    x, i = sp.IndexedBase("x", shape=(n,)), sp.Idx("i")
+    rosenbrock = sp.Sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2, (i, 0, n - 2))
+    assert _sizes(*_indexed_hessian_case(rosenbrock, x, n)[:2]) == (3, 3 * n - 2)  # tridiagonal
+    reversed_pairs = sp.Sum(x[i] ** 2 * x[n - 1 - i], (i, 0, n - 1))  # the diagonal and the anti-diagonal
+    compiled, module, dense = _indexed_hessian_case(reversed_pairs, x, n, seed=1)
+    assert _sizes(compiled, module) == (2, 2 * n)
+    broyden = sp.Sum(((3 - 2 * x[i]) * x[i] - x[i - 1] - 2 * x[i + 1] + 1) ** 2, (i, 1, n - 2))
+    products, nnz = _sizes(*_indexed_hessian_case(broyden, x, n, seed=2)[:2])
+    assert products == 5 and nnz == 5 * n - 6 - 4 + 4  # pentadiagonal except at the ends
+    gathered = sp.Sum((x[2 * i] - x[2 * i + 1]) ** 4, (i, 0, n // 2 - 1))  # 2-by-2 blocks
+    assert _sizes(*_indexed_hessian_case(gathered, x, n, seed=3)[:2]) == (2, 2 * n)
+
+
+def test_a_matrix_of_rows_coupled_only_within_each_row_is_block_diagonal():
+    W, i, j = sp.IndexedBase("W", shape=(7, 3)), sp.Idx("i"), sp.Idx("j")
+    row_norms = sp.Sum((sp.Sum(W[i, j] ** 2, (j, 0, 2)) - 1) ** 2, (i, 0, 6))
+    assert _sizes(*_indexed_hessian_case(row_norms, W, 21)[:2]) == (3, 7 * 9)
+    diagonal = sp.Sum(sp.exp(W[i, i]) + W[i, i] ** 3, (i, 0, 2))
+    assert _sizes(*_indexed_hessian_case(diagonal, W, 21, seed=1)[:2]) == (1, 3)
+    M = sp.MatrixSymbol("M", 2, 3)
+    v = sp.MatrixSymbol("v", 3, 1)
+    module = bp.compile(bp.Model("m", [], bp.sum((M * v).applyfunc(sp.tanh)), [M], [v]),
+                        derivatives=("hessian",)).load()
+    blocks = np.zeros((6, 6), dtype=bool)
+    blocks[module.HESSIAN_ROWS, module.HESSIAN_COLS] = True
+    assert np.array_equal(blocks, np.kron(np.eye(2), np.ones((3, 3))).astype(bool))  # one block per row of M
+
+
+def test_a_dense_indexed_hessian_is_one_product_per_column_written_as_ranges():
+    n = 30
+    x, i = sp.IndexedBase("x", shape=(n,)), sp.Idx("i")
+    compiled, module, dense = _indexed_hessian_case(sp.log(1 + sp.Sum(x[i] ** 2, (i, 0, n - 1))), x, n)
+    assert _sizes(compiled, module) == (n, n * n) and np.all(dense != 0)
+    assert "np.repeat(np.arange(30), 30)" in compiled.source
+
+
+def test_a_large_indexed_hessian_compiles_into_a_module_proportional_to_its_band():
+    sizes = {}
+    for n in (100, 10_000):
+        x, i = sp.IndexedBase("x", shape=(n,)), sp.Idx("i")
+        compiled = bp.compile(sp.Sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2, (i, 0, n - 2)),
+                              wrt=[x], derivatives=("hessian",))
+        assert compiled.ops["hessian_products"] == 3
+        sizes[n] = len(compiled.source)
+    module = compiled.load()
+    theta = np.linspace(-1.2, 1.0, 10_000)
+    rows, cols, values = module.hessian_coo(theta)
+    assert len(rows) == 3 * 10_000 - 2 and np.all(np.abs(rows - cols) <= 1)
+    p = np.sin(np.arange(10_000))
+    hv = np.zeros(10_000)
+    np.add.at(hv, rows, values * p[cols])
+    np.testing.assert_allclose(hv, module.hvp_flat(theta, p), rtol=1e-12, atol=1e-9)
+    # the index arrays grow with the band, about 20 characters an entry, not with n squared
+    assert sizes[10_000] - sizes[100] < 30 * 3 * 9_900
+
+
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(model=models(), seed=st.integers(0, 2 ** 16))
