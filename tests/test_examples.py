@@ -80,3 +80,10 @@ def test_every_golden_module_passes_ruff():
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", str(GOLDEN)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_readme_shows_the_generated_code_as_it_is():
+    """The README's listing of the logistic model's value_and_grad is the golden module's."""
+    readme = (GOLDEN.parent.parent / "README.md").read_text(encoding="utf-8")
+    listing = readme.split("The generated `value_and_grad` reads like")[1].split("```python\n")[1].split("```")[0]
+    assert listing.startswith("def value_and_grad(") and listing in (GOLDEN / "logistic_grad.py").read_text()
