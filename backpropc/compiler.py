@@ -151,6 +151,7 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
         functions=functions,
         uses_math=builder.uses_math,
         constants=builder.constants,
+        tables=builder.tables,
         broadcast=bool(broadcast),
         helpers=runtime.source(helpers),
     )

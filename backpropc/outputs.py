@@ -26,7 +26,7 @@ from .ops import constant_value
 from .ops.lanes import lane_item, lanes, table_name
 from .ops.matrix import matmul, transpose
 from .reverse import Backward, backprop
-from .sparsity import colour_columns, hessian_pattern
+from .sparsity import colour_columns, hessian_pattern, runs
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
 # beside their work, and compiling (and the module) would double.
@@ -134,6 +134,7 @@ class ModuleBuilder:
         self.added: list = []
         self.uses_math = False           # a scalar body calls the math module
         self.constants: dict[str, str] = {}  # module-level constants: name -> source
+        self.tables: dict[str, str] = {}  # module-level values the helpers compute, after them
         self.objective = ""                  # value_and_grad's objective, as code
         self.lane_signals: dict[int, str] = {}  # a lane vector's signal node -> its code
         # For a re-rolled program: () -> the same model lowered term by term (its Hessian's structure).
@@ -717,13 +718,15 @@ def hessian_output(m: ModuleBuilder) -> None:
         m.constants["HESSIAN_ROWS"] = f"np.repeat(np.arange({n}), {n})"
         m.constants["HESSIAN_COLS"] = f"np.tile(np.arange({n}), {n})"
         m.constants["HESSIAN_COLOURS"] = f"np.arange({n})"
-    else:
+    else:  # written as runs of rows, so that a band is a line whatever n is
         colours = colour_columns(pattern)
-        coo = [(i, j) for i, cols in enumerate(pattern) for j in cols]
+        offsets = [tuple(j - i for j in cols) for i, cols in enumerate(pattern)]
+        m.constants["HESSIAN_ROW_RUNS"] = f"{runs(offsets)!r}  # (repeats, rows): a row's columns less its index"
+        m.constants["HESSIAN_COLOUR_RUNS"] = f"{runs(colours)!r}  # (repeats, colours of columns)"
         # integer arrays, as _hessian_coo indexes with them (not tuples to convert on every call)
-        for name, values in (("HESSIAN_ROWS", [i for i, _ in coo]), ("HESSIAN_COLS", [j for _, j in coo]),
-                             ("HESSIAN_COLOURS", colours)):
-            m.constants[name] = f"np.array({tuple_source(str(v) for v in values) if values else '()'}, dtype=np.intp)"
+        m.tables["HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS"] = \
+            "_hessian_pattern(HESSIAN_ROW_RUNS, HESSIAN_COLOUR_RUNS)"
+        m.helpers.add("_hessian_pattern")
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     m.helpers |= {"_hessian_coo", "_dense", "_pack"}
     data = [a for a in m.arg_names if a not in m.wrt_names]

@@ -283,3 +283,31 @@ def colour_columns(pattern: list[list[int]]) -> list[int]:
             c += 1
         colour[j] = c
     return colour
+
+
+def runs(items: list, longest: int = 8) -> tuple:
+    """`items` as (repeats, block) pairs, each block of up to `longest` items repeated in turn:
+    at each point the period that covers the most items; items that repeat nothing share one
+    block. A banded pattern is then a few runs whatever its size."""
+    out, loose, k = [], [], 0
+    while k < len(items):
+        period, repeats = 1, 1
+        for p in range(1, longest + 1):
+            block = items[k:k + p]
+            r = 1
+            while items[k + r * p:k + (r + 1) * p] == block:
+                r += 1
+            if r > 1 and r * p > repeats * period:
+                period, repeats = p, r
+        if repeats == 1:
+            loose.append(items[k])
+            k += 1
+            continue
+        if loose:
+            out.append((1, tuple(loose)))
+            loose = []
+        out.append((repeats, tuple(items[k:k + period])))
+        k += repeats * period
+    if loose:
+        out.append((1, tuple(loose)))
+    return tuple(out)

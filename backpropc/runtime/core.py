@@ -250,6 +250,17 @@ def _hessian_coo(product, theta):
     return rows, cols, values
 
 
+def _hessian_pattern(row_runs, colour_runs):
+    """(HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS) from their runs, (repeats, block) pairs
+    whose block is repeated in turn: a row is given as its columns less its own index."""
+    def unrun(runs):
+        return [item for repeats, block in runs for _ in range(repeats) for item in block]
+    offsets = unrun(row_runs)
+    rows = np.repeat(np.arange(len(offsets), dtype=np.intp), [len(o) for o in offsets])
+    cols = rows + np.array([j for row in offsets for j in row], dtype=np.intp)
+    return rows, cols, np.array(unrun(colour_runs), dtype=np.intp)
+
+
 def _dense(coo, n):
     """A dense n x n matrix from (rows, columns, values)."""
     rows, cols, values = coo
