@@ -202,6 +202,61 @@ def test_a_large_indexed_hessian_compiles_into_a_module_of_the_same_size():
     assert "HESSIAN_ROW_RUNS = ((1, ((0, 1),)), (9998, ((-1, 0, 1),)), (1, ((-1, 0),)))" in compiled.source
 
 
+
+# ---- the structure is never missing an entry: random indexed and matrix models ----------------------
+def _affine_index(i, size, kind):
+    """An index expression over i and the largest i it allows in an array of `size`."""
+    a, c = ((1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (-1, size - 1))[kind]
+    return a * i + c, size - 1 if a < 0 else (size - 1 - c) // a
+
+
+INNER = [lambda v: v, lambda v: v ** 2, sp.sin, sp.exp, lambda v: 1 / (2 + v ** 2)]
+OUTER = [lambda s: s, lambda s: s ** 2, lambda s: sp.log(1 + s ** 2)]
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(5, 8), st.lists(st.tuples(st.sampled_from(range(6)), st.sampled_from(range(6)),
+                                             st.sampled_from(range(len(INNER))), st.sampled_from(range(len(OUTER)))),
+                                   min_size=1, max_size=3))
+def test_random_indexed_hessians_have_every_non_zero_in_their_structure(size, sums):
+    """Sums of products of windows, strided and reversed entries, some under a nonlinear outer
+    function (which couples the whole range): the Hessian through its structure and colouring
+    equals sympy.hessian of the sums written out."""
+    x, i = sp.IndexedBase("x", shape=(size,)), sp.Idx("i")
+    loss = sp.S.Zero
+    for first, second, inner, outer in sums:
+        (e1, top1), (e2, top2) = _affine_index(i, size, first), _affine_index(i, size, second)
+        loss += OUTER[outer](sp.Sum(INNER[inner](x[e1]) * x[e2], (i, 0, min(top1, top2))))
+    _indexed_hessian_case(loss, x, size, seed=size)
+
+
+W23 = sp.MatrixSymbol("W", 2, 3)
+v31, t21 = sp.MatrixSymbol("v", 3, 1), sp.MatrixSymbol("t", 2, 1)
+
+
+@pytest.mark.parametrize("expr", [
+    bp.sum((W23 * v31).applyfunc(sp.tanh)),
+    bp.sum(sp.HadamardPower(W23 * v31 - t21, 2)),
+    bp.sum((W23.T * W23).applyfunc(sp.exp)),
+    sp.Trace(W23[:, :2] * W23[:, 1:]) + (W23[1, :] * v31)[0, 0] ** 3,
+    bp.sum(W23.applyfunc(sp.sin)) + bp.sum(sp.HadamardProduct(W23[:, :1], W23[:, 2:])) ** 2,
+    sp.log(1 + bp.sum(sp.HadamardPower(W23 * v31, 2))),
+])
+def test_matrix_hessians_have_every_non_zero_in_their_structure(expr):
+    """Matrix products, transposes, slices and entries: the Hessian through its structure equals
+    the Hessian-vector products (which read no structure) column by column, and those equal
+    central differences of the gradient."""
+    module = bp.compile(expr, wrt=[W23], inputs=[v31, t21], derivatives=("hvp", "hessian")).load()
+    rng = np.random.default_rng(3)
+    point = {"W": rng.uniform(-1, 1, (2, 3)), "v": rng.uniform(-1, 1, (3, 3, 1)), "t": rng.uniform(-1, 1, (3, 2, 1))}
+    data = [point[a] for a in module.ARGS if a != "W"]
+    theta = module.pack(point["W"])
+    dense = module.hessian_flat(theta, *data)
+    for k, column in enumerate(np.eye(6)):
+        np.testing.assert_allclose(dense[:, k], module.hvp_flat(theta, column, *data), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dense[:, k], gradient_differences(module, point, column), rtol=1e-5, atol=1e-6)
+
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(model=models(), seed=st.integers(0, 2 ** 16))
