@@ -694,6 +694,10 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
     m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))
 
 
+# entries of the largest dense Hessian a module is given (its index arrays are built at import)
+DENSE_HESSIAN_MAX = 5 * 10 ** 7
+
+
 def hessian_output(m: ModuleBuilder) -> None:
     """hessian, hessian_coo and hessian_flat: the Hessian of the objective (summed over the batch)
     from as few Hessian-vector products as its structure allows (backpropc.sparsity)."""
@@ -713,6 +717,10 @@ def hessian_output(m: ModuleBuilder) -> None:
     rows = [hv.get(g) for g in side.backward.grads]
     pattern = hessian_pattern(side.graph, rows, [side.directions[w] for w in program.wrt], sizes)
     n = sum(sizes)
+    if pattern is None and n * n > DENSE_HESSIAN_MAX:
+        raise ModelError(f"the Hessian of these {n:,} parameters has no structure the compiler can follow "
+                         f"({n * n:.1e} entries); ask for derivatives=('hvp',) and minimise with hvp_flat "
+                         f"(Newton-CG, trust-krylov)")
     if pattern is None:  # dense: a product per column, and the entries as ranges, not listed
         colours = range(n)
         m.constants["HESSIAN_ROWS"] = f"np.repeat(np.arange({n}), {n})"

@@ -3,12 +3,13 @@
 The Hessian-vector product's output for a parameter is a graph node that is linear in the
 directions: the direction entries it depends on are the non-zero columns of its rows of the
 Hessian (structurally: an entry that is zero at every point is left out). Dependence is carried
-node by node as bit sets (Python integers, bit j for column j): a scalar node has one, a value
-over a Sum's range or an indexed array an object array of them, entry by entry, so that a
+node by node as sets of columns (frozensets, or EVERY for all of them): a scalar node has one, a
+value over a Sum's range or an indexed array an object array of them, entry by entry, so that a
 window x[i + 1] or the add into a slice moves each entry's set to where the runtime moves the
-entry's value. An op this pass does not follow entry by entry makes its value depend on every
-column any of its arguments depends on: larger sets, never smaller ones, so the pattern always
-holds every non-zero.
+entry's value. An entry's set is as large as its row of the Hessian, so a banded Hessian is
+read in time proportional to n. An op this pass does not follow entry by entry makes its value
+depend on every column any of its arguments depends on: larger sets, never smaller ones, so the
+pattern always holds every non-zero.
 
 Columns that never share a row can be seeded together in one product (Curtis, Powell and Reid):
 a greedy colouring of the column-intersection graph gives the groups, so a banded Hessian costs a
@@ -47,6 +48,24 @@ class _NotFollowed(Exception):
     """An index this pass cannot read at compile time (a named size, an index computed by an op)."""
 
 
+class _Every:
+    """The set of every column: its union with any set is itself (so a value that depends on
+    the whole of the parameters costs one object, not n columns per entry)."""
+
+    def __or__(self, other):
+        return NotImplemented if isinstance(other, np.ndarray) else self  # arrays: entry by entry
+
+    __ror__ = __or__
+
+    def __repr__(self):
+        return "EVERY"
+
+
+EMPTY, EVERY = frozenset(), _Every()
+# set entries an array value may hold in all before the Hessian is read as dense (memory)
+BUDGET = 20_000_000
+
+
 def hessian_pattern(graph: Graph, rows: list[int | None], directions: list[int],
                     sizes: list[int]) -> list[list[int]] | None:
     """For each flat row (the parameters' entries in order), the sorted columns it depends on,
@@ -54,37 +73,29 @@ def hessian_pattern(graph: Graph, rows: list[int | None], directions: list[int],
     (None for zero rows), `directions` its direction node, `sizes` its number of entries. None
     when every row is full (a dense Hessian)."""
     offsets = np.cumsum([0] + sizes)
-    seeds = {}
+    n, seeds = int(offsets[-1]), {}
     for d, start, size in zip(directions, offsets, sizes):
-        bits = [1 << int(j) for j in range(start, start + size)]
-        seeds[d] = bits[0] if graph.shapes[d] is None else \
-            np.array(bits, dtype=object).reshape(_dims(graph.shapes[d]))
+        sets = np.empty(size, dtype=object)
+        sets[:] = [frozenset((j,)) for j in range(start, start + size)]
+        seeds[d] = sets[0] if graph.shapes[d] is None else sets.reshape(_dims(graph.shapes[d]))
     try:
-        depends = _Dependence(graph, seeds).of([r for r in rows if r is not None])
+        depends = _Dependence(graph, seeds, n).of([r for r in rows if r is not None])
     except (_NotFollowed, ValueError, IndexError):  # read as dense
         return None
-    n, flat = int(offsets[-1]), []
+    flat = []
     for r, d, size in zip(rows, directions, sizes):
-        value = 0 if r is None else depends[r]
+        value = EMPTY if r is None else depends[r]
         if np.ndim(value):  # an entry's set per entry of the parameter, in C order
             flat += np.broadcast_to(value, np.shape(seeds[d])).ravel().tolist()
         else:
             flat += [value] * size
-    full = (1 << n) - 1
-    if all(b == full for b in flat):
+    if all(c is EVERY or len(c) == n for c in flat):
         return None
-    pattern = [set(_columns(b)) for b in flat]
+    pattern = [set(range(n)) if c is EVERY else set(c) for c in flat]
     for i, cols in enumerate([sorted(c) for c in pattern]):
         for j in cols:
             pattern[j].add(i)
     return [sorted(c) for c in pattern]
-
-
-def _columns(bits: int):
-    while bits:
-        low = bits & -bits
-        yield low.bit_length() - 1
-        bits ^= low
 
 
 def _dims(shape) -> tuple[int, ...]:
@@ -94,15 +105,29 @@ def _dims(shape) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-def _union(values):
-    """Every column any of the values depends on, as one set."""
-    return reduce(lambda a, b: a | b, (np.bitwise_or.reduce(v, axis=None) if np.ndim(v) else v for v in values), 0)
+def _union(values, n: int):
+    """Every column any of the values depends on, as one set (EVERY when that is all n)."""
+    parts = [p for v in values for p in (np.ravel(v).tolist() if np.ndim(v) else [v])]
+    if any(p is EVERY for p in parts):
+        return EVERY
+    union = EMPTY.union(*parts)
+    return EVERY if len(union) == n else union
+
+
+def _rows_of(a: np.ndarray, n: int) -> np.ndarray:
+    """The union of each row of a 2-D array of sets."""
+    out = np.empty(a.shape[0], dtype=object)
+    out[:] = [_union([row], n) for row in a]
+    return out
 
 
 def _elementwise(deps):
     arrays = [d for d in deps if np.ndim(d)]
-    scalar = reduce(lambda a, b: a | b, (d for d in deps if not np.ndim(d)), 0)
-    return reduce(np.bitwise_or, arrays) | scalar if arrays else scalar
+    scalar = reduce(lambda a, b: a | b, (d for d in deps if not np.ndim(d)), EMPTY)
+    if not arrays:
+        return scalar
+    out = reduce(np.bitwise_or, arrays)
+    return out | scalar if scalar else out
 
 
 # ops that compute indices from indices (the runtime's own helpers evaluate them)
@@ -114,8 +139,8 @@ NO_DEPENDENCE = frozenset({array_dim, span, nest, outer_of, inner_of, ones_over,
 class _Dependence:
     """The columns each node depends on, and the compile-time values of index nodes."""
 
-    def __init__(self, graph: Graph, seeds: dict) -> None:
-        self.graph, self.seeds, self.indices = graph, seeds, {}
+    def __init__(self, graph: Graph, seeds: dict, n: int) -> None:
+        self.graph, self.seeds, self.n, self.indices = graph, seeds, n, {}
         self.rules = {window: self._window, unwindow: self._unwindow, gather: self._gather,
                       scatter: self._scatter, accumulate: self._accumulate, lift: self._lift,
                       segment_sum: self._segment_sum, matmul: self._matmul, transpose: self._transpose,
@@ -130,7 +155,7 @@ class _Dependence:
                 depends[i] = self.seeds[i]
                 continue
             if not node.args or node.op in NO_DEPENDENCE:
-                depends[i] = 0
+                depends[i] = EMPTY
                 continue
             deps = [depends[a] for a in node.args]
             rule = self.rules.get(node.op)
@@ -146,9 +171,11 @@ class _Dependence:
             # any other array or matrix op: each entry may read every entry of its arguments
             like = node.args[1] if node.op in (unwindow, scatter) else node.args[0]
             whole = rule is not None and isinstance(self.graph.shapes[like], Whole)
-            union = _union(deps)
+            union = _union(deps, self.n)
             depends[i] = np.full(_dims(self.graph.shapes[like]), union, dtype=object) if whole and \
                 node.op in (unwindow, scatter, accumulate) else union
+            if np.ndim(depends[i]) and sum(0 if c is EVERY else len(c) for c in depends[i].flat) > BUDGET:
+                raise _NotFollowed  # too many columns in too many entries: read as dense
         return depends
 
     def index(self, i: int):
@@ -182,7 +209,7 @@ class _Dependence:
         return _key([self.index(a) for a in args])
 
     def _zeros(self, like: int) -> np.ndarray:
-        return np.zeros(_dims(self.graph.shapes[like]), dtype=object)
+        return np.full(_dims(self.graph.shapes[like]), EMPTY, dtype=object)
 
     def _window(self, node, deps):
         x = deps[0]
@@ -222,7 +249,7 @@ class _Dependence:
 
     def _lift(self, node, deps):
         a = deps[0]
-        return a[self.index(node.args[1])] if np.ndim(a) == 1 else _union([a])
+        return a[self.index(node.args[1])] if np.ndim(a) == 1 else _union([a], self.n)
 
     def _segment_sum(self, node, deps):
         parent = self.index(node.args[1])
@@ -230,14 +257,14 @@ class _Dependence:
         loop = self.index(shape.loop) if isinstance(shape, Domain) else None
         if loop is None or np.ndim(deps[0]) > 1:
             raise _NotFollowed
-        return self._scattered(np.zeros(np.shape(loop)[-1], dtype=object), deps[0], [node.args[1]]) \
-            if np.ndim(parent) == 1 else _union([deps[0]])
+        return self._scattered(np.full(np.shape(loop)[-1], EMPTY, dtype=object), deps[0], [node.args[1]]) \
+            if np.ndim(parent) == 1 else _union([deps[0]], self.n)
 
     # matrices (a parameter's matrix has no batch axes: the data's sets are empty)
     def _matmul(self, node, deps):
         a, b = deps
-        rows = np.bitwise_or.reduce(a, axis=1)[:, None] if np.ndim(a) else a
-        cols = np.bitwise_or.reduce(b, axis=0)[None, :] if np.ndim(b) else b
+        rows = _rows_of(a, self.n)[:, None] if np.ndim(a) else a
+        cols = _rows_of(b.T, self.n)[None, :] if np.ndim(b) else b
         return rows | cols  # entry (i, j) reads row i of a and column j of b
 
     def _transpose(self, node, deps):

@@ -1,0 +1,148 @@
+"""Hessians of indexed models: the structure read entry by entry, against jax.jit(jax.hessian).
+
+    python benchmarks/indexed_hessian.py [--quick] [--repeats 7] [--out benchmarks/results]
+
+The four problems of benchmarks/arrays.py (extended Rosenbrock, extended Powell, Broyden
+tridiagonal, a Lennard-Jones cluster), each written once with IndexedBase and Sum, compiled at
+each n as a number in the shape with derivatives=("grad", "hvp", "hessian"). For each: the
+compile time, the generated source's size, the structural non-zeros and the products (colours)
+a Hessian costs, the median time of hessian_coo (the non-zeros) and hessian_flat (the n x n
+array), one hvp_flat, and jax.jit(jax.hessian) of the same function where a dense Hessian fits
+(n <= 1,000). Every Hessian is checked: against JAX's where it runs, else its product with a
+random direction against hvp_flat. Prints a table and writes indexed_hessian.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from arrays import PROBLEMS, jax_functions, point
+
+import backpropc as bp
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"rosenbrock": (10, 100, 1000, 10 ** 4, 10 ** 6), "powell": (12, 100, 1000, 10 ** 4, 10 ** 6),
+         "broyden": (10, 100, 1000, 10 ** 4, 10 ** 6), "lennard_jones": (13, 38, 100)}
+QUICK = {"rosenbrock": (10, 100), "powell": (12,), "broyden": (10,), "lennard_jones": (13,)}
+JAX_MAX = 1000  # parameters: a dense n x n Hessian past this is gigabytes of intermediates
+
+
+def median(f, repeats: int) -> float:
+    f()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def jax_hessians():
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax_functions()  # float64 on the CPU
+
+    def rosenbrock(x):
+        return jnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    def powell(x):
+        X = x.reshape(-1, 4)
+        return jnp.sum((X[:, 0] + 10 * X[:, 1]) ** 2 + 5 * (X[:, 2] - X[:, 3]) ** 2
+                       + (X[:, 1] - 2 * X[:, 2]) ** 4 + 10 * (X[:, 0] - X[:, 3]) ** 4)
+
+    def broyden(x):
+        padded = jnp.concatenate((jnp.zeros(1), x, jnp.zeros(1)))
+        f = (3 - 2 * x) * x - padded[:-2] - 2 * padded[2:] + 1
+        return jnp.sum(f * f)
+
+    def lennard_jones(x):
+        X = x.reshape(-1, 3)
+        a, b = np.triu_indices(X.shape[0], 1)
+        r2 = jnp.sum((X[a] - X[b]) ** 2, axis=1)
+        return jnp.sum(4 * (r2 ** -6 - r2 ** -3))
+
+    def compiled(f):
+        h = jax.jit(jax.hessian(f))
+        return lambda v: np.asarray(jax.block_until_ready(h(v)))
+    return {f.__name__: compiled(f) for f in (rosenbrock, powell, broyden, lennard_jones)}
+
+
+def run(quick: bool, repeats: int) -> dict:
+    jax = jax_hessians()
+    rows = []
+    for name, build, _, shape_of, _, _ in PROBLEMS:
+        for n in (QUICK if quick else SIZES)[name]:
+            start = time.perf_counter()
+            compiled = bp.compile(build(n), derivatives=("grad", "hvp", "hessian"))
+            compile_s = time.perf_counter() - start
+            module = compiled.load()
+            theta = point(name, shape_of(n)).ravel()
+            size = theta.size
+            rows_, cols, values = module.hessian_coo(theta.reshape(shape_of(n)))
+            p = np.random.default_rng(1).standard_normal(size)
+            row = {"problem": name, "n": n, "parameters": size, "compile_s": compile_s,
+                   "source_kb": len(compiled.source) / 1000, "nonzeros": len(rows_),
+                   "products": compiled.ops["hessian_products"],
+                   "hessian_coo_s": median(lambda: module.hessian_coo(theta.reshape(shape_of(n))), repeats),
+                   "hvp_s": median(lambda: module.hvp_flat(theta, p), repeats)}
+            if size <= JAX_MAX:  # n x n float64s
+                row["hessian_flat_s"] = median(lambda: module.hessian_flat(theta), repeats)
+            if jax is not None and size <= JAX_MAX:
+                row["jax_hessian_s"] = median(lambda: jax[name](theta), repeats)
+                dense = module.hessian_flat(theta)
+                ref = jax[name](theta)
+                row["agrees"] = float(np.max(np.abs(dense - ref)) / max(1.0, np.max(np.abs(ref))))
+            else:
+                hv = np.zeros(size)
+                np.add.at(hv, rows_, values * p[cols])
+                ref = module.hvp_flat(theta, p)
+                row["agrees"] = float(np.max(np.abs(hv - ref)) / max(1.0, np.max(np.abs(ref))))
+            assert row["agrees"] < 1e-10, row
+            rows.append(row)
+            print(format_row(row), flush=True)
+    return {"machine": f"{platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}",
+            "quick": quick, "repeats": repeats, "rows": rows}
+
+
+def _time(s) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1e6:.3g} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
+HEADER = ("| problem | n | parameters | compile | source | non-zeros | products | hessian_coo | hessian_flat "
+          "| hvp_flat | JAX hessian | agrees |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def format_row(r: dict) -> str:
+    return (f"| {r['problem']} | {r['n']:,} | {r['parameters']:,} | {_time(r['compile_s'])} | {r['source_kb']:.0f} KB "
+            f"| {r['nonzeros']:,} | {r['products']} | {_time(r['hessian_coo_s'])} | {_time(r.get('hessian_flat_s'))} "
+            f"| {_time(r['hvp_s'])} | {_time(r.get('jax_hessian_s'))} | {r['agrees']:.0e} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    print(HEADER)
+    data = run(args.quick, args.repeats)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / ("indexed_hessian.quick.json" if args.quick else "indexed_hessian.json")
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
