@@ -844,6 +844,8 @@ def _wrt_shapes(m: ModuleBuilder) -> str:
     shapes = [f"({dim(w.shape[0])}, {dim(w.shape[1])})" if isinstance(w, sp.MatrixSymbol)
               else tuple_source(dim(d) for d in w.shape) if isinstance(w, sp.IndexedBase) else "()"
               for w in m.program.wrt]
+    if len(shapes) > 8 and all(shape == "()" for shape in shapes):  # many scalars: one repeat
+        return f"((),) * {len(shapes)}"
     return tuple_source(shapes)
 
 

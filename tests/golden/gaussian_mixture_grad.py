@@ -97,7 +97,7 @@ def pack(a1, a2, a3, mu1, mu2, mu3, s1, s2, s3):
 
 def unpack(theta):
     """The WRT values from theta, each in its own shape (pack's inverse)."""
-    return _unpack(theta, ((), (), (), (), (), (), (), (), ()))
+    return _unpack(theta, ((),) * 9)
 
 
 def value_and_grad_flat(theta, x):

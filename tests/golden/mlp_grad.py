@@ -164,7 +164,7 @@ def pack(w1_1_1, w1_1_2, w1_1_3, w1_2_1, w1_2_2, w1_2_3, w1_3_1, w1_3_2, w1_3_3,
 
 def unpack(theta):
     """The WRT values from theta, each in its own shape (pack's inverse)."""
-    return _unpack(theta, ((), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), (), ()))
+    return _unpack(theta, ((),) * 26)
 
 
 def value_and_grad_flat(theta, x1, x2, x3, t1, t2):

@@ -82,7 +82,7 @@ def pack(w11, w12, w21, w22, w31, w32, b1, b2, b3):
 
 def unpack(theta):
     """The WRT values from theta, each in its own shape (pack's inverse)."""
-    return _unpack(theta, ((), (), (), (), (), (), (), (), ()))
+    return _unpack(theta, ((),) * 9)
 
 
 def value_and_grad_flat(theta, x1, x2, t1, t2, t3):
