@@ -185,6 +185,18 @@ def test_dimension_of_a_constant_matrix_must_be_an_argument_size():
         bp.compile(sp.Trace(Q) + bp.sum(sp.OneMatrix(j, 1)), wrt=[Q])
 
 
+
+def test_a_product_with_the_identity_is_not_computed():
+    """The trace's signal is the identity: its products with other signals fold away."""
+    W, Aq = sp.MatrixSymbol("W", 3, 3), sp.MatrixSymbol("A", 3, 3)
+    compiled = bp.compile(sp.Trace(W * Aq) + sp.Trace(W * W), wrt=[W], inputs=[Aq])
+    body = compiled.source.split("def value_and_grad(")[1].split("\ndef ")[0]
+    assert "np.eye" not in body and body.count("_matmul(") == 2  # W @ A and W @ W only
+    rng = np.random.default_rng(4)
+    w, a = rng.standard_normal((3, 3)), rng.standard_normal((2, 3, 3))
+    _, (g,) = compiled.load().value_and_grad(w, a)
+    np.testing.assert_allclose(g, np.sum(np.swapaxes(a, -1, -2), axis=0) + 2 * 2 * w.T, rtol=1e-12)
+
 # ---- random matrix models ------------------------------------------------------------------------
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

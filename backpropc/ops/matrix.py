@@ -289,7 +289,10 @@ def elementwise_shape(graph, node):
 
 
 def _fold_matmul(graph, args):
-    return graph.const(0) if any(graph.number(a) == 0 for a in args) else None
+    if any(graph.number(a) == 0 for a in args):
+        return graph.const(0)
+    a, b = args
+    return b if graph[a].op is eye else a if graph[b].op is eye else None  # I @ X = X @ I = X
 
 
 def _fold_transpose(graph, args):
