@@ -789,13 +789,17 @@ def jacobian_output(m: ModuleBuilder) -> None:
     program, graph = m.program, m.graph
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
-    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
-        raise ModelError("jacobian needs scalar wrt symbols; write a matrix or indexed parameter's "
-                         "entries as symbols")
+    if any(isinstance(w, sp.IndexedBase) for w in program.wrt):
+        raise ModelError("jacobian needs scalar or matrix wrt symbols; write an indexed parameter as a "
+                         "MatrixSymbol or its entries as symbols")
+    matrices = [w for w in program.wrt if isinstance(w, sp.MatrixSymbol)]
+    if any(not all(d.is_Integer for d in w.shape) for w in matrices):
+        raise ModelError("the Jacobian needs numeric shapes for matrix parameters; give them numbers")
     m.add(residuals_output)
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     zero = graph.const(0)
-    if len(program.residuals) <= len(wrt_nodes):
+    # a matrix parameter's signal gives all its columns at once: reverse mode
+    if matrices or len(program.residuals) <= len(wrt_nodes):
         entries = []
         for r in program.residuals:
             back = backprop(program, graph.const(1), root=r)
@@ -814,11 +818,12 @@ def jacobian_output(m: ModuleBuilder) -> None:
     schedule = Schedule(graph, [], dict(m.step_names), m.namer, program.n_forward, flat)
     statements = m.lines(schedule, names)
     rows = ", ".join("(" + ", ".join(m.ref(e, names) for e in row) + ",)" for row in entries)
+    layout = f", {_wrt_shapes(m)}" if matrices else ""  # a matrix's signal fills a column per entry
     m.helpers |= {"_assemble_jacobian", "_batch_shape"}
     m.ops["jacobian"] = schedule.ops
     m.functions.append(Function(
         "jacobian", f"Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) ({mode}).",
-        m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}))",
+        m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}){layout})",
         '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
     call = ", ".join([_unpacked(m, m.theta)] + data)

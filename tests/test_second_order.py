@@ -333,6 +333,38 @@ def test_jacobian_of_residuals_matches_sympy(residuals):
     assert module.hessian_flat(theta, ts, ys).shape == (3, 3)
 
 
+@pytest.mark.parametrize("residual_count", [2, 5])  # fewer and more residuals than matrix entries
+def test_jacobian_with_a_matrix_parameter_matches_sympy(residual_count):
+    """A 2x2 calibration matrix and an offset fitted to points: each residual's row of the
+    Jacobian holds a column per entry of the matrix (C order), then the offset's."""
+    W, x = sp.MatrixSymbol("W", 2, 2), sp.MatrixSymbol("x", 2, 1)
+    b, y0, y1 = sp.symbols("b y0 y1")
+    Wx = W * x
+    exprs = [Wx[0, 0] + b - y0, sp.tanh(Wx[1, 0]) - y1, Wx[0, 0] * Wx[1, 0], sp.exp(b * Wx[1, 0]), W[0, 1] ** 2]
+    exprs = exprs[:residual_count]
+    model = bp.Model("calibration", [], residuals=exprs, wrt=[W, b], inputs=[x, y0, y1])
+    module = bp.compile(model, derivatives=("jacobian",)).load()
+    rng = np.random.default_rng(residual_count)
+    w, xs, a, c = rng.uniform(-1, 1, (2, 2)), rng.uniform(-1, 1, (6, 2, 1)), rng.uniform(-1, 1, 6), rng.uniform(-1, 1, 6)
+    jacobian = module.jacobian(w, 0.3, xs, a, c)
+    assert jacobian.shape == (6, residual_count, 5)
+    entries = sp.Matrix(2, 2, lambda r, k: sp.Symbol(f"w{r}{k}"))
+    xe = sp.Matrix(2, 1, lambda r, _: sp.Symbol(f"x{r}"))
+    explicit = [sp.sympify(e).xreplace({W: sp.ImmutableMatrix(entries), x: sp.ImmutableMatrix(xe)}).doit()
+                for e in exprs]
+    params = list(entries) + [b]
+    oracle = sp.lambdify(params + list(xe) + [y0, y1], sp.Matrix(explicit).jacobian(params))
+    for k in range(6):
+        expected = np.asarray(oracle(*w.ravel(), 0.3, *xs[k].ravel(), a[k], c[k]), dtype=float)
+        np.testing.assert_allclose(jacobian[k], expected, rtol=1e-12, atol=1e-14)
+    theta = module.pack(w, 0.3)
+    flat = module.jacobian_flat(theta, xs, a, c)
+    np.testing.assert_allclose(flat, jacobian.reshape(-1, 5))
+    h = 1e-6
+    differences = np.stack([(module.residuals_flat(theta + h * e, xs, a, c) - module.residuals_flat(theta - h * e, xs, a, c))
+                            / (2 * h) for e in np.eye(5)], axis=-1)
+    np.testing.assert_allclose(flat, differences, rtol=1e-6, atol=1e-8)
+
 def test_scipy_fits_with_the_flat_forms():
     scipy_optimize = pytest.importorskip("scipy.optimize")
     model, _, _, _ = decay_model("one")
@@ -375,6 +407,9 @@ def test_bad_second_order_input_gets_typed_errors():
         bp.compile(w ** 2, wrt=[w], derivatives=("hessain",))
     with pytest.raises(ModelError, match="needs residuals"):
         bp.compile(w ** 2, wrt=[w], derivatives=("jacobian",))
+    u = sp.IndexedBase("u", shape=(3,))
+    with pytest.raises(ModelError, match="jacobian needs scalar or matrix wrt symbols"):
+        bp.compile(bp.Model("m", [], residuals=[u[0] * x - 1, u[1] * u[2]], wrt=[u], inputs=[x]), derivatives=("jacobian",))
     with pytest.raises(NonScalarLossError, match="residual 0"):
         bp.Model("m", [], None, [w], [x], residuals=[sp.Matrix([w, x])])
         bp.compile(bp.Model("m", [], None, [w], [x], residuals=[sp.Matrix([w, x])]))

@@ -274,13 +274,23 @@ def _stack(values, shape):
     return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
 
 
-def _assemble_jacobian(entries, shape):
-    """The per-example Jacobian, shape + (rows, columns), from its entries (each broadcast)."""
+def _assemble_jacobian(entries, shape, wrt_shapes=None):
+    """The per-example Jacobian, shape + (rows, columns), from its entries (each broadcast); with
+    `wrt_shapes`, a matrix parameter's entry is its per-example signal (shape + its own shape),
+    which fills one column per element of the matrix, in C order."""
+    shape = tuple(shape)
+    wrt_shapes = wrt_shapes or ((),) * len(entries[0])
+    sizes = [int(np.prod(s)) for s in wrt_shapes]
     dtype = np.result_type(*[e for row in entries for e in row], 1.0)
-    result = np.empty(tuple(shape) + (len(entries), len(entries[0])), dtype=dtype)
+    result = np.empty(shape + (len(entries), sum(sizes)), dtype=dtype)
     for k, row in enumerate(entries):
-        for j, e in enumerate(row):
-            result[..., k, j] = e
+        start = 0
+        for e, own, size in zip(row, wrt_shapes, sizes):
+            if own:
+                result[..., k, start:start + size] = np.reshape(np.broadcast_to(e, shape + own), shape + (size,))
+            else:
+                result[..., k, start] = e
+            start += size
     return result
 
 
