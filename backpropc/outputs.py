@@ -257,7 +257,7 @@ class ModuleBuilder:
                 current[s.node] = s.name
             if self.reduction == "mean" and grads is not None:
                 lines.insert(0, (self.leaf_names[self.seed], "1.0"))
-            results = [float_literal(loss)]
+            results = [] if loss is None else [float_literal(loss)]
             for group in (grads, hvps):
                 if group is not None:
                     results.append(tuple_source(self._float_results([g for _, g in group], printer, current)))
@@ -696,6 +696,9 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
 
 # entries of the largest dense Hessian a module is given (its index arrays are built at import)
 DENSE_HESSIAN_MAX = 5 * 10 ** 7
+# a Hessian of scalar parameters with at most this many colours, in at most this many
+# statements, is written out as straight-line code (_direct_hessian)
+DIRECT_HESSIAN_COLOURS, DIRECT_HESSIAN_STATEMENTS = 16, 2000
 
 
 def hessian_output(m: ModuleBuilder) -> None:
@@ -736,8 +739,13 @@ def hessian_output(m: ModuleBuilder) -> None:
             "_hessian_pattern(HESSIAN_ROW_RUNS, HESSIAN_COLOUR_RUNS)"
         m.helpers.add("_hessian_pattern")
     m.ops["hessian_products"] = max(colours, default=-1) + 1
-    m.helpers |= {"_hessian_coo", "_dense", "_pack"}
     data = [a for a in m.arg_names if a not in m.wrt_names]
+    if all(size == 1 for size in sizes) and m.reduction == "sum" and \
+            m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS:
+        full = [list(range(n))] * n
+        if _direct_hessian(m, full if pattern is None else pattern, list(colours), data):
+            return
+    m.helpers |= {"_hessian_coo", "_dense", "_pack"}
     # one flat Hessian-vector product per colour: hvp_flat, which a re-rolled model computes
     # straight from the flat vectors
     product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
@@ -753,6 +761,53 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
         [m.theta] + data, [], f"_dense(_hessian_coo({product}, {m.theta}), {len(colours)})", None))
+
+
+def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[int], data: list[str]) -> bool:
+    """hessian_coo of scalar parameters as straight-line code: one tangent sweep per colour
+    with the directions set to 0 and 1 (so that they fold away), the forward and backward passes
+    shared, and each entry computed once for both triangles. False when that code would be long
+    (then hessian_coo calls hvp_flat once per colour)."""
+    program, graph = m.program, m.graph
+    wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
+    grads, zero = m.backward.grads, graph.const(0)
+    products = []
+    for c in range(max(colours, default=-1) + 1):
+        seeds = {w: graph.const(1) for w, colour in zip(wrt_nodes, colours) if colour == c and w is not None}
+        along = tangents(graph, grads, seeds)
+        products.append([along.get(g) or zero for g in grads])
+    graph.current_origin = None
+    # entry (i, j) is row i of column j's product: for i <= j and for its mirror image alike
+    entries = [products[colours[max(i, j)]][min(i, j)] for i, cols in enumerate(pattern) for j in cols]
+    names = dict(m.leaf_names)
+    schedule = Schedule(graph, [], dict(m.step_names), m.namer, program.n_forward, list(dict.fromkeys(entries)))
+    statements = m.lines(schedule, names)
+    if len(statements) > DIRECT_HESSIAN_STATEMENTS:
+        return False
+    values = tuple_source(m.ref(e, names) for e in entries) if entries else "()"
+    m.helpers |= {"_summed_entries", "_batch_shape", "_dense"}
+    m.ops["hessian"] = schedule.ops
+    scalar = m.scalar_body(statements, names, None, hvps=[(None, e) for e in entries])
+    if scalar is not None:
+        scalar = scalar[0], f"np.array({scalar[1]})"
+    m.functions.append(Function(
+        "hessian_values", "The Hessian's structural non-zeros in the order of HESSIAN_ROWS and "
+        "HESSIAN_COLS, summed over the batch: the passes, then a tangent pass per colour of columns.",
+        m.arg_names, [("", statements)], f"_summed_entries({values}, _batch_shape({m.batch_args()}))",
+        '"total"', scalar))
+    m.functions.append(Function(
+        "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
+        "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS).",
+        m.arg_names, [], f"HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({', '.join(m.arg_names)})", None))
+    n = len(pattern)
+    m.functions.append(Function(
+        "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
+        m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {n})", None))
+    call = ", ".join([_unpacked(m, m.theta)] + data)
+    m.functions.append(Function(
+        "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
+        [m.theta] + data, [], f"_dense((HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({call})), {n})", None))
+    return True
 
 
 def residuals_output(m: ModuleBuilder) -> None:

@@ -1,6 +1,6 @@
-"""Smoke test of benchmarks/indexed_hessian.py --quick: each Hessian agrees with JAX's or with
-the Hessian-vector products (the script asserts it), and the structure costs what the problem's
-band says; timings are never asserted."""
+"""Smoke tests of benchmarks/indexed_hessian.py and benchmarks/mgh_hessian.py --quick: each
+Hessian agrees with JAX's or with the Hessian-vector products (the scripts assert it), and the
+structure costs what the problem's band says; timings are never asserted."""
 
 import json
 import subprocess
@@ -21,3 +21,12 @@ def test_quick_run_reads_each_problems_band(tmp_path):
     assert products[("broyden", 10)] == (5, 44)
     assert products[("lennard_jones", 13)] == (39, 39 * 39)  # every atom meets every other
     assert all(r["agrees"] < 1e-10 for r in rows)
+
+
+def test_mgh_hessian_quick_run_writes_every_problem_out(tmp_path):
+    script = SCRIPT.parent / "mgh_hessian.py"
+    result = subprocess.run([sys.executable, str(script), "--quick", "--no-jax", "--out", str(tmp_path)],
+                            check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "mgh_hessian.quick.json").read_text())["rows"]
+    assert [r["form"] for r in rows] == ["straight-line"] * 3 and all(r["agrees"] < 1e-10 for r in rows)

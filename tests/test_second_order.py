@@ -119,6 +119,42 @@ def test_a_banded_hessian_costs_three_products_whatever_its_size(n):
     np.testing.assert_allclose(dense @ p, module.hvp_flat(theta, p), rtol=1e-12, atol=1e-9)
 
 
+def test_a_hessian_of_few_colours_is_straight_line_code_exactly_symmetric():
+    """Powell's singular function: the four colours' tangent sweeps written out with the
+    directions' 0s and 1s folded in, each entry computed once for both triangles, equal to
+    sympy.hessian; on a batch it is summed over the examples."""
+    x = sp.symbols("x0:4")
+    f = (x[0] + 10 * x[1]) ** 2 + 5 * (x[2] - x[3]) ** 2 + (x[1] - 2 * x[2]) ** 4 + 10 * (x[0] - x[3]) ** 4
+    compiled = bp.compile(f, wrt=list(x), derivatives=("hessian",))
+    body = compiled.source.split("\ndef hessian_flat(")[1].split("\ndef ")[0]
+    assert "hvp_flat" not in body and "_hessian_values(" in body
+    assert compiled.ops["hessian"] < compiled.ops["hvp"]  # all of it for less than one product
+    module = compiled.load()
+    theta = np.array([3.0, -1.0, 0.5, 1.0])
+    dense = module.hessian_flat(theta)
+    assert np.array_equal(dense, dense.T)
+    exact = np.array(sp.hessian(f, x).xreplace(dict(zip(x, theta))), dtype=float)
+    np.testing.assert_allclose(dense, exact, rtol=1e-13)
+    np.testing.assert_allclose(module.hessian(*theta.tolist()), exact, rtol=1e-13)  # Python floats
+    a, t = sp.symbols("a t")
+    model = bp.Model("fit", [], (x[0] * sp.exp(-a * t) - x[1]) ** 2 * x[2] ** 2, [x[0], x[1], x[2], a], [t])
+    batch = bp.compile(model, derivatives=("hessian",)).load()
+    point = {"x0": 1.2, "x1": 0.3, "x2": -0.7, "a": 0.4, "t": np.linspace(0, 1, 5)}
+    dense = batch.hessian_flat(np.array([1.2, 0.3, -0.7, 0.4]), point["t"])
+    np.testing.assert_allclose(dense, sympy_hessian(model, point), rtol=1e-12)
+
+def test_a_hessian_of_many_colours_takes_one_product_per_colour():
+    """Twenty parameters all coupled: past 16 colours the entries are not written out; the
+    module calls hvp_flat once per colour."""
+    x = sp.symbols("x0:20")
+    f = sp.log(1 + sum(v ** 2 for v in x)) + x[0] * x[19]
+    compiled = bp.compile(f, wrt=list(x), derivatives=("hessian",))
+    assert compiled.ops["hessian_products"] == 20 and "hessian" not in compiled.ops
+    assert "_hessian_coo(lambda p: hvp_flat(theta, p), theta)" in compiled.source
+    theta = np.linspace(-1, 1, 20)
+    exact = np.array(sp.hessian(f, x).xreplace(dict(zip(x, theta))), dtype=float)
+    np.testing.assert_allclose(compiled.load().hessian_flat(theta), exact, rtol=1e-12, atol=1e-14)
+
 def _indexed_hessian_case(loss, base, size, seed=0):
     """Compile an indexed loss over one parameter of numeric shape with a Hessian, and check the
     Hessian against sympy.hessian of the Sum written out (.doit()) and central differences of

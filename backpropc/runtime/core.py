@@ -261,6 +261,13 @@ def _hessian_pattern(row_runs, colour_runs):
     return rows, cols, np.array(unrun(colour_runs), dtype=np.intp)
 
 
+def _summed_entries(entries, shape):
+    """The Hessian's entries from their per-example values: each summed over the batch."""
+    if not shape:
+        return np.array(entries, dtype=np.result_type(*entries, 1.0))
+    return np.array([np.sum(np.broadcast_to(e, shape)) for e in entries], dtype=np.result_type(*entries, 1.0))
+
+
 def _dense(coo, n):
     """A dense n x n matrix from (rows, columns, values)."""
     rows, cols, values = coo
