@@ -740,34 +740,37 @@ def hessian_output(m: ModuleBuilder) -> None:
         m.helpers.add("_hessian_pattern")
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     data = [a for a in m.arg_names if a not in m.wrt_names]
+    args = ", ".join(m.arg_names)
     if all(size == 1 for size in sizes) and m.reduction == "sum" and \
-            m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS:
-        full = [list(range(n))] * n
-        if _direct_hessian(m, full if pattern is None else pattern, list(colours), data):
-            return
-    m.helpers |= {"_hessian_coo", "_dense", "_pack"}
-    # one flat Hessian-vector product per colour: hvp_flat, which a re-rolled model computes
-    # straight from the flat vectors
-    product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
-    wrt = ", ".join(m.wrt_names) + ("," if len(m.wrt_names) == 1 else "")
+            m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS and \
+            _direct_hessian(m, [list(range(n))] * n if pattern is None else pattern, list(colours)):
+        first = []
+        coo = f"HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({args})"
+        flat = f"(HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({', '.join([_unpacked(m, m.theta)] + data)}))"
+    else:  # one flat Hessian-vector product per colour: hvp_flat, which a re-rolled model
+        # computes straight from the flat vectors
+        m.helpers |= {"_hessian_coo", "_pack"}
+        product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
+        wrt = ", ".join(m.wrt_names) + ("," if len(m.wrt_names) == 1 else "")
+        first = [("", [Statement(m.theta, -1, "forward", code=f"_pack(({wrt}))")])]
+        coo = flat = f"_hessian_coo({product}, {m.theta})"
+    m.helpers.add("_dense")
     m.functions.append(Function(
         "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
-        "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS).",
-        m.arg_names, [("", [Statement(m.theta, -1, "forward", code=f"_pack(({wrt}))")])],
-        f"_hessian_coo({product}, {m.theta})", None))
+        "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS).", m.arg_names, first, coo, None))
     m.functions.append(Function(
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
-        m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {len(colours)})", None))
+        m.arg_names, [], f"_dense(hessian_coo({args}), {n})", None))
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
-        [m.theta] + data, [], f"_dense(_hessian_coo({product}, {m.theta}), {len(colours)})", None))
+        [m.theta] + data, [], f"_dense({flat}, {n})", None))
 
 
-def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[int], data: list[str]) -> bool:
-    """hessian_coo of scalar parameters as straight-line code: one tangent sweep per colour
-    with the directions set to 0 and 1 (so that they fold away), the forward and backward passes
-    shared, and each entry computed once for both triangles. False when that code would be long
-    (then hessian_coo calls hvp_flat once per colour)."""
+def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[int]) -> bool:
+    """hessian_values(*args) for scalar parameters, as straight-line code: one tangent sweep per
+    colour with the directions set to 0 and 1 (so that they fold away), the forward and backward
+    passes shared, and each entry computed once for both triangles. False when that code would
+    be long (then hessian_coo calls hvp_flat once per colour)."""
     program, graph = m.program, m.graph
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     grads, zero = m.backward.grads, graph.const(0)
@@ -785,28 +788,14 @@ def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[in
     if len(statements) > DIRECT_HESSIAN_STATEMENTS:
         return False
     values = tuple_source(m.ref(e, names) for e in entries) if entries else "()"
-    m.helpers |= {"_summed_entries", "_batch_shape", "_dense"}
+    m.helpers |= {"_summed_entries", "_batch_shape"}
     m.ops["hessian"] = schedule.ops
     scalar = m.scalar_body(statements, names, None, hvps=[(None, e) for e in entries])
-    if scalar is not None:
-        scalar = scalar[0], f"np.array({scalar[1]})"
     m.functions.append(Function(
         "hessian_values", "The Hessian's structural non-zeros in the order of HESSIAN_ROWS and "
         "HESSIAN_COLS, summed over the batch: the passes, then a tangent pass per colour of columns.",
         m.arg_names, [("", statements)], f"_summed_entries({values}, _batch_shape({m.batch_args()}))",
-        '"total"', scalar))
-    m.functions.append(Function(
-        "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
-        "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS).",
-        m.arg_names, [], f"HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({', '.join(m.arg_names)})", None))
-    n = len(pattern)
-    m.functions.append(Function(
-        "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
-        m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {n})", None))
-    call = ", ".join([_unpacked(m, m.theta)] + data)
-    m.functions.append(Function(
-        "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
-        [m.theta] + data, [], f"_dense((HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({call})), {n})", None))
+        '"total"', scalar and (scalar[0], f"np.array({scalar[1]})")))
     return True
 
 
