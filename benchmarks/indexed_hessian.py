@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 from arrays import PROBLEMS, jax_functions, point
+from mgh_hessian import median_call as median
 
 import backpropc as bp
 
@@ -31,16 +31,6 @@ SIZES = {"rosenbrock": (10, 100, 1000, 10 ** 4, 10 ** 6), "powell": (12, 100, 10
          "broyden": (10, 100, 1000, 10 ** 4, 10 ** 6), "lennard_jones": (13, 38, 100)}
 QUICK = {"rosenbrock": (10, 100), "powell": (12,), "broyden": (10,), "lennard_jones": (13,)}
 JAX_MAX = 1000  # parameters: a dense n x n Hessian past this is gigabytes of intermediates
-
-
-def median(f, repeats: int) -> float:
-    f()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def jax_hessians():
@@ -76,39 +66,40 @@ def jax_hessians():
     return {f.__name__: compiled(f) for f in (rosenbrock, powell, broyden, lennard_jones)}
 
 
+def measure(name: str, model, shape: tuple, repeats: int, jax) -> dict:
+    start = time.perf_counter()
+    compiled = bp.compile(model, derivatives=("grad", "hvp", "hessian"))
+    compile_s = time.perf_counter() - start
+    module = compiled.load()
+    x = point(name, shape)
+    theta = x.ravel()
+    rows, cols, values = module.hessian_coo(x)
+    p = np.random.default_rng(1).standard_normal(theta.size)
+    row = {"problem": name, "parameters": theta.size, "compile_s": compile_s,
+           "source_kb": len(compiled.source) / 1000, "nonzeros": len(rows),
+           "products": compiled.ops["hessian_products"],
+           "hessian_coo_s": median(lambda: module.hessian_coo(x), repeats),
+           "hvp_s": median(lambda: module.hvp_flat(theta, p), repeats)}
+    if theta.size <= JAX_MAX:  # n x n float64s
+        row["hessian_flat_s"] = median(lambda: module.hessian_flat(theta), repeats)
+    if jax is not None and theta.size <= JAX_MAX:
+        row["jax_hessian_s"] = median(lambda: jax[name](theta), repeats)
+        ours, ref = module.hessian_flat(theta), jax[name](theta)
+    else:  # the non-zeros times a direction, against hvp_flat
+        ours, ref = np.zeros(theta.size), module.hvp_flat(theta, p)
+        np.add.at(ours, rows, values * p[cols])
+    row["agrees"] = float(np.max(np.abs(ours - ref)) / max(1.0, np.max(np.abs(ref))))
+    assert row["agrees"] < 1e-10, row
+    return row
+
+
 def run(quick: bool, repeats: int) -> dict:
     jax = jax_hessians()
     rows = []
     for name, build, _, shape_of, _, _ in PROBLEMS:
         for n in (QUICK if quick else SIZES)[name]:
-            start = time.perf_counter()
-            compiled = bp.compile(build(n), derivatives=("grad", "hvp", "hessian"))
-            compile_s = time.perf_counter() - start
-            module = compiled.load()
-            theta = point(name, shape_of(n)).ravel()
-            size = theta.size
-            rows_, cols, values = module.hessian_coo(theta.reshape(shape_of(n)))
-            p = np.random.default_rng(1).standard_normal(size)
-            row = {"problem": name, "n": n, "parameters": size, "compile_s": compile_s,
-                   "source_kb": len(compiled.source) / 1000, "nonzeros": len(rows_),
-                   "products": compiled.ops["hessian_products"],
-                   "hessian_coo_s": median(lambda: module.hessian_coo(theta.reshape(shape_of(n))), repeats),
-                   "hvp_s": median(lambda: module.hvp_flat(theta, p), repeats)}
-            if size <= JAX_MAX:  # n x n float64s
-                row["hessian_flat_s"] = median(lambda: module.hessian_flat(theta), repeats)
-            if jax is not None and size <= JAX_MAX:
-                row["jax_hessian_s"] = median(lambda: jax[name](theta), repeats)
-                dense = module.hessian_flat(theta)
-                ref = jax[name](theta)
-                row["agrees"] = float(np.max(np.abs(dense - ref)) / max(1.0, np.max(np.abs(ref))))
-            else:
-                hv = np.zeros(size)
-                np.add.at(hv, rows_, values * p[cols])
-                ref = module.hvp_flat(theta, p)
-                row["agrees"] = float(np.max(np.abs(hv - ref)) / max(1.0, np.max(np.abs(ref))))
-            assert row["agrees"] < 1e-10, row
-            rows.append(row)
-            print(format_row(row), flush=True)
+            rows.append({"n": n, **measure(name, build(n), shape_of(n), repeats, jax)})
+            print(format_row(rows[-1]), flush=True)
     return {"machine": f"{platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}",
             "quick": quick, "repeats": repeats, "rows": rows}
 

@@ -27,9 +27,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import mgh  # noqa: E402
+import mgh
+from calls import load_jax
 
-import backpropc as bp  # noqa: E402
+import backpropc as bp
 
 QUICK = (1, 13, 21)  # Rosenbrock, Powell singular, extended Rosenbrock
 
@@ -44,17 +45,6 @@ def median_call(f, calls: int) -> float:
     return statistics.median(times)
 
 
-def load_jax():
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        return None
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_platforms", "cpu")
-    return jax, jnp
-
-
 def measure(p: mgh.Problem, calls: int, jax) -> dict:
     with warnings.catch_warnings():  # a problem whose residuals leave out a parameter says so
         warnings.simplefilter("ignore")
@@ -66,8 +56,7 @@ def measure(p: mgh.Problem, calls: int, jax) -> dict:
            "form": "straight-line" if "hessian" in compiled.ops else "products",
            "ours_s": median_call(lambda: module.hessian_flat(x0), calls)}
     if jax is not None:
-        jax_, jnp = jax
-        h = jax_.jit(jax_.hessian(p.function(mgh.array_namespace(jnp))))
+        h = jax.jit(jax.hessian(p.function(mgh.array_namespace(jax.numpy))))
         reference = np.asarray(h(x0))
         row["jax_s"] = median_call(lambda: h(x0).block_until_ready(), calls)
         row["ratio"] = row["ours_s"] / row["jax_s"]

@@ -42,6 +42,7 @@ from types import SimpleNamespace
 import numpy as np
 import reporting
 from baselines import flat_args
+from calls import load_jax
 from measuring import BATCHES, loadavg
 from workloads import workloads
 
@@ -69,16 +70,6 @@ def median_time(f) -> tuple[float, int]:
 def relative_diff(got, ref) -> float:
     got, ref = np.asarray(got, float), np.asarray(ref, float)
     return float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-300))
-
-
-def load_jax():
-    try:
-        import jax
-    except ImportError:
-        return None
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_platforms", "cpu")
-    return jax
 
 
 class JaxSecondOrder:
