@@ -255,7 +255,7 @@ class ModuleBuilder:
                     continue
                 lines.append((s.name, code))
                 current[s.node] = s.name
-            if self.reduction == "mean" and grads is not None:
+            if self.reduction == "mean" and (grads is not None or loss is None):  # a signal of the mean
                 lines.insert(0, (self.leaf_names[self.seed], "1.0"))
             results = [] if loss is None else [float_literal(loss)]
             for group in (grads, hvps):
@@ -741,8 +741,7 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     data = [a for a in m.arg_names if a not in m.wrt_names]
     args = ", ".join(m.arg_names)
-    if all(size == 1 for size in sizes) and m.reduction == "sum" and \
-            m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS and \
+    if all(size == 1 for size in sizes) and m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS and \
             _direct_hessian(m, [list(range(n))] * n if pattern is None else pattern, list(colours)):
         first = []
         coo = f"HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({args})"
@@ -782,19 +781,27 @@ def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[in
     graph.current_origin = None
     # entry (i, j) is row i of column j's product: for i <= j and for its mirror image alike
     entries = [products[colours[max(i, j)]][min(i, j)] for i, cols in enumerate(pattern) for j in cols]
-    names = dict(m.leaf_names)
-    schedule = Schedule(graph, [], dict(m.step_names), m.namer, program.n_forward, list(dict.fromkeys(entries)))
+    names, wanted = dict(m.leaf_names), dict(m.step_names)
+    for (i, j), e in zip([(i, j) for i, cols in enumerate(pattern) for j in cols], entries):
+        if i < j and not graph[e].is_leaf and e not in wanted:  # read twice: named once, h_i_j
+            wanted[e] = f"h_{i}_{j}"
+    schedule = Schedule(graph, [], wanted, m.namer, program.n_forward, list(dict.fromkeys(entries)))
     statements = m.lines(schedule, names)
     if len(statements) > DIRECT_HESSIAN_STATEMENTS:
         return False
+    scalar = m.scalar_body(statements, names, None, hvps=[(None, e) for e in entries])
+    batch = f"_batch_shape({m.batch_args()})"
+    if m.reduction == "mean":  # the loss's signal, 1/N, as value_and_grad sets it
+        m.helpers.add("_batch_size")
+        statements.insert(0, Statement(names[m.seed], m.seed, "backward", code=f"1/_batch_size({batch})",
+                                       _rhs=_symbol("1/N")))
     values = tuple_source(m.ref(e, names) for e in entries) if entries else "()"
     m.helpers |= {"_summed_entries", "_batch_shape"}
     m.ops["hessian"] = schedule.ops
-    scalar = m.scalar_body(statements, names, None, hvps=[(None, e) for e in entries])
     m.functions.append(Function(
         "hessian_values", "The Hessian's structural non-zeros in the order of HESSIAN_ROWS and "
         "HESSIAN_COLS, summed over the batch: the passes, then a tangent pass per colour of columns.",
-        m.arg_names, [("", statements)], f"_summed_entries({values}, _batch_shape({m.batch_args()}))",
+        m.arg_names, [("", statements)], f"_summed_entries({values}, {batch})",
         '"total"', scalar and (scalar[0], f"np.array({scalar[1]})")))
     return True
 

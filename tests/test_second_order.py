@@ -142,6 +142,10 @@ def test_a_hessian_of_few_colours_is_straight_line_code_exactly_symmetric():
     point = {"x0": 1.2, "x1": 0.3, "x2": -0.7, "a": 0.4, "t": np.linspace(0, 1, 5)}
     dense = batch.hessian_flat(np.array([1.2, 0.3, -0.7, 0.4]), point["t"])
     np.testing.assert_allclose(dense, sympy_hessian(model, point), rtol=1e-12)
+    mean = bp.compile(model, derivatives=("hessian",), reduction="mean").load()
+    np.testing.assert_allclose(mean.hessian_flat(np.array([1.2, 0.3, -0.7, 0.4]), point["t"]),
+                               sympy_hessian(model, point, "mean"), rtol=1e-12)
+    assert np.allclose(mean.hessian(1.2, 0.3, -0.7, 0.4, 0.5), batch.hessian(1.2, 0.3, -0.7, 0.4, 0.5))  # one example
 
 def test_a_hessian_of_many_colours_takes_one_product_per_colour():
     """Twenty parameters all coupled: past 16 colours the entries are not written out; the
@@ -185,7 +189,7 @@ def test_an_indexed_parameter_gets_the_hessian_structure_its_windows_give(n):
     rosenbrock = sp.Sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2, (i, 0, n - 2))
     assert _sizes(*_indexed_hessian_case(rosenbrock, x, n)[:2]) == (3, 3 * n - 2)  # tridiagonal
     reversed_pairs = sp.Sum(x[i] ** 2 * x[n - 1 - i], (i, 0, n - 1))  # the diagonal and the anti-diagonal
-    compiled, module, dense = _indexed_hessian_case(reversed_pairs, x, n, seed=1)
+    compiled, module, _ = _indexed_hessian_case(reversed_pairs, x, n, seed=1)
     assert _sizes(compiled, module) == (2, 2 * n - n % 2)  # odd n: the two meet in the middle
     broyden = sp.Sum(((3 - 2 * x[i]) * x[i] - x[i - 1] - 2 * x[i + 1] + 1) ** 2, (i, 1, n - 2))
     products, nnz = _sizes(*_indexed_hessian_case(broyden, x, n, seed=2)[:2])
