@@ -26,7 +26,7 @@ from .ops import constant_value
 from .ops.lanes import lane_item, lanes, table_name
 from .ops.matrix import matmul, transpose
 from .reverse import Backward, backprop
-from .sparsity import colour_columns, hessian_pattern, runs
+from .sparsity import HessianTooLarge, colour_columns, hessian_pattern, runs
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
 # beside their work, and compiling (and the module) would double.
@@ -694,8 +694,8 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
     m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))
 
 
-# entries of the largest dense Hessian a module is given (its index arrays are built at import)
-DENSE_HESSIAN_MAX = 5 * 10 ** 7
+# structural non-zeros of the largest Hessian a module is given (its index arrays are built at import)
+HESSIAN_MAX_ENTRIES = 5 * 10 ** 7
 # a Hessian of scalar parameters with at most this many colours, in at most this many
 # statements, is written out as straight-line code (_direct_hessian)
 DIRECT_HESSIAN_COLOURS, DIRECT_HESSIAN_STATEMENTS = 16, 2000
@@ -718,12 +718,14 @@ def hessian_output(m: ModuleBuilder) -> None:
     side = ModuleBuilder(m.term_by_term(), m.reduction) if rerolled else m
     hv = side.second_order
     rows = [hv.get(g) for g in side.backward.grads]
-    pattern = hessian_pattern(side.graph, rows, [side.directions[w] for w in program.wrt], sizes)
     n = sum(sizes)
-    if pattern is None and n * n > DENSE_HESSIAN_MAX:
-        raise ModelError(f"the Hessian of these {n:,} parameters has no structure the compiler can follow "
-                         f"({n * n:.1e} entries); ask for derivatives=('hvp',) and minimise with hvp_flat "
-                         f"(Newton-CG, trust-krylov)")
+    try:
+        pattern = hessian_pattern(side.graph, rows, [side.directions[w] for w in program.wrt], sizes,
+                                  HESSIAN_MAX_ENTRIES)
+    except HessianTooLarge as too_many:
+        raise ModelError(f"the Hessian of these {n:,} parameters has {too_many.args[0]:.1e} structural non-zeros, "
+                         f"more than a module indexes ({HESSIAN_MAX_ENTRIES:.0e}); ask for derivatives=('hvp',) "
+                         f"and minimise with hvp_flat (Newton-CG, trust-krylov)") from None
     if pattern is None:  # dense: a product per column, and the entries as ranges, not listed
         colours = range(n)
         m.constants["HESSIAN_ROWS"] = f"np.repeat(np.arange({n}), {n})"

@@ -48,6 +48,10 @@ class _NotFollowed(Exception):
     """An index this pass cannot read at compile time (a named size, an index computed by an op)."""
 
 
+class HessianTooLarge(Exception):
+    """More structural non-zeros than a module can index (the count is the argument)."""
+
+
 class _Every:
     """The set of every column: its union with any set is itself (so a value that depends on
     the whole of the parameters costs one object, not n columns per entry)."""
@@ -67,11 +71,11 @@ BUDGET = 20_000_000
 
 
 def hessian_pattern(graph: Graph, rows: list[int | None], directions: list[int],
-                    sizes: list[int]) -> list[list[int]] | None:
+                    sizes: list[int], max_entries: int) -> list[list[int]] | None:
     """For each flat row (the parameters' entries in order), the sorted columns it depends on,
     made symmetric as the Hessian is; `rows` holds each parameter's Hessian-vector product node
     (None for zero rows), `directions` its direction node, `sizes` its number of entries. None
-    when every row is full (a dense Hessian)."""
+    when every row is full (a dense Hessian); HessianTooLarge past `max_entries` non-zeros."""
     offsets = np.cumsum([0] + sizes)
     n, seeds = int(offsets[-1]), {}
     for d, start, size in zip(directions, offsets, sizes):
@@ -89,7 +93,10 @@ def hessian_pattern(graph: Graph, rows: list[int | None], directions: list[int],
             flat += np.broadcast_to(value, np.shape(seeds[d])).ravel().tolist()
         else:
             flat += [value] * size
-    if all(c is EVERY or len(c) == n for c in flat):
+    count = sum(n if c is EVERY else len(c) for c in flat)
+    if count > max_entries:
+        raise HessianTooLarge(count)
+    if count == n * n:
         return None
     pattern = [set(range(n)) if c is EVERY else set(c) for c in flat]
     for i, cols in enumerate([sorted(c) for c in pattern]):
