@@ -429,7 +429,10 @@ def print_tables(data: dict) -> None:
 COMPILE_TIME_TITLE = "Compile time against sympy.lambdify and SymEngine"
 CALLS_TITLE = "Per-call latency on the Moré-Garbow-Hillstrom problems"
 SECOND_ORDER_TITLE = "Second derivatives"   # written by benchmarks/second_order.py
-SECTION_TITLES = (COMPILE_TIME_TITLE, CALLS_TITLE, SECOND_ORDER_TITLE)
+# from the tables benchmarks/mgh_hessian.py and benchmarks/indexed_hessian.py print
+MGH_HESSIAN_TITLE = "Hessians of the Moré-Garbow-Hillstrom problems"
+INDEXED_HESSIAN_TITLE = "Hessians of indexed models"
+SECTION_TITLES = (COMPILE_TIME_TITLE, CALLS_TITLE, SECOND_ORDER_TITLE, MGH_HESSIAN_TITLE, INDEXED_HESSIAN_TITLE)
 
 
 def _sections(text: str) -> dict[str, str]:

@@ -544,3 +544,29 @@ def test_a_dense_hessian_too_large_to_index_is_refused_with_the_fix():
     with pytest.raises(ModelError, match="8,000 parameters has 6.4e\\+07 structural non-zeros.*derivatives=\\('hvp',\\)"):
         bp.compile(sp.log(1 + sp.Sum(x[i] ** 2, (i, 0, n - 1))), wrt=[x], derivatives=("hessian",))
     assert bp.compile(sp.log(1 + sp.Sum(x[i] ** 2, (i, 0, n - 1))), wrt=[x], derivatives=("hvp",)).ops["hvp"] > 0
+
+
+def test_second_order_modules_pass_ruff_and_their_self_check(tmp_path):
+    """A straight-line Hessian (mean over a batch), a matrix Jacobian and an indexed Hessian:
+    the modules pass ruff's default rules and their own gradient check."""
+    import subprocess
+    import sys
+
+    x, (a, t) = sp.symbols("x0:3"), sp.symbols("a t")
+    W, v = sp.MatrixSymbol("W", 2, 2), sp.MatrixSymbol("v", 2, 1)
+    y0, b = sp.symbols("y0 b")
+    u, i = sp.IndexedBase("u", shape=(9,)), sp.Idx("i")
+    modules = {
+        "straight": bp.compile(bp.Model("fit", [], (x[0] * sp.exp(-a * t) - x[1]) ** 2 * x[2] ** 2, [*x, a], [t]),
+                               derivatives=("hvp", "hessian"), reduction="mean"),
+        "calibration": bp.compile(bp.Model("cal", [], residuals=[(W * v)[0, 0] + b - y0, sp.tanh((W * v)[1, 0])],
+                                           wrt=[W, b], inputs=[v, y0]), derivatives=("jacobian", "hessian")),
+        "indexed": bp.compile(sp.Sum((u[i + 1] - u[i] ** 2) ** 2, (i, 0, 7)), wrt=[u], derivatives=("hessian",)),
+    }
+    for name, compiled in modules.items():
+        compiled.write(tmp_path / f"{name}.py")
+        check = subprocess.run([sys.executable, str(tmp_path / f"{name}.py")], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
