@@ -697,8 +697,9 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
 # structural non-zeros of the largest Hessian a module is given (its index arrays are built at import)
 HESSIAN_MAX_ENTRIES = 5 * 10 ** 7
 # a Hessian of scalar parameters with at most this many colours, in at most this many
-# statements, is written out as straight-line code (_direct_hessian)
-DIRECT_HESSIAN_COLOURS, DIRECT_HESSIAN_STATEMENTS = 16, 2000
+# statements (and, re-rolled, this many entries), is written out as straight-line code
+# (_direct_hessian)
+DIRECT_HESSIAN_COLOURS, DIRECT_HESSIAN_STATEMENTS, DIRECT_HESSIAN_LANE_ENTRIES = 16, 2000, 128
 
 
 def hessian_output(m: ModuleBuilder) -> None:
@@ -743,7 +744,10 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     data = [a for a in m.arg_names if a not in m.wrt_names]
     args = ", ".join(m.arg_names)
+    # (a re-rolled model reads each entry out of a lane vector on its own: only a few of them)
+    entries = n * n if pattern is None else sum(map(len, pattern))
     if all(size == 1 for size in sizes) and m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS and \
+            (not rerolled or entries <= DIRECT_HESSIAN_LANE_ENTRIES) and \
             _direct_hessian(m, [list(range(n))] * n if pattern is None else pattern, list(colours)):
         first = []
         coo = f"HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({args})"
