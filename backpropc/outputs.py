@@ -24,7 +24,8 @@ from .model import Program
 from .naming import Namer, comment_text, python_string
 from .ops import constant_value
 from .ops.lanes import lane_item, lanes, table_name
-from .ops.matrix import matmul, transpose
+from .ops.matrix import entries as entries_op
+from .ops.matrix import entry, matmul, transpose
 from .reverse import Backward, backprop
 from .sparsity import HessianTooLarge, colour_columns, hessian_pattern, runs
 
@@ -746,9 +747,10 @@ def hessian_output(m: ModuleBuilder) -> None:
     args = ", ".join(m.arg_names)
     # (a re-rolled model reads each entry out of a lane vector on its own: only a few of them)
     entries = n * n if pattern is None else sum(map(len, pattern))
-    if all(size == 1 for size in sizes) and m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS and \
+    if not any(isinstance(w, sp.IndexedBase) for w in program.wrt) and \
+            m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS and \
             (not rerolled or entries <= DIRECT_HESSIAN_LANE_ENTRIES) and \
-            _direct_hessian(m, [list(range(n))] * n if pattern is None else pattern, list(colours)):
+            _direct_hessian(m, [list(range(n))] * n if pattern is None else pattern, list(colours), sizes):
         first = []
         coo = f"HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({args})"
         flat = f"(HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({', '.join([_unpacked(m, m.theta)] + data)}))"
@@ -771,22 +773,41 @@ def hessian_output(m: ModuleBuilder) -> None:
         [m.theta] + data, [], f"_dense({flat}, {n})", None))
 
 
-def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[int]) -> bool:
-    """hessian_values(*args) for scalar parameters, as straight-line code: one tangent sweep per
-    colour with the directions set to 0 and 1 (so that they fold away), the forward and backward
-    passes shared, and each entry computed once for both triangles. False when that code would
-    be long (then hessian_coo calls hvp_flat once per colour)."""
+def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[int], sizes: list[int]) -> bool:
+    """hessian_values(*args) for scalar and matrix parameters, as straight-line code: one tangent
+    sweep per colour with the directions set to 0 and 1 (so that they fold away; a matrix's
+    direction is a matrix of them), the forward and backward passes shared, and each entry
+    computed once for both triangles. False when that code would be long (then hessian_coo
+    calls hvp_flat once per colour)."""
     program, graph = m.program, m.graph
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     grads, zero = m.backward.grads, graph.const(0)
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    owner = [(k, e) for k, size in enumerate(sizes) for e in range(size)]  # flat index -> (wrt, entry)
     products = []
     for c in range(max(colours, default=-1) + 1):
-        seeds = {w: graph.const(1) for w, colour in zip(wrt_nodes, colours) if colour == c and w is not None}
+        seeds = {}
+        for w, node, start, size in zip(program.wrt, wrt_nodes, starts, sizes):
+            picked = [int(colours[j] == c) for j in range(start, start + size)]
+            if node is None or not any(picked):
+                continue
+            seeds[node] = graph.const(1) if not isinstance(w, sp.MatrixSymbol) else \
+                graph.apply(entries_op, *[graph.const(v) for v in picked + [int(d) for d in w.shape]])
         along = tangents(graph, grads, seeds)
         products.append([along.get(g) or zero for g in grads])
     graph.current_origin = None
+
+    def row(c: int, i: int) -> int:
+        """Entry i of the flat product of colour c."""
+        k, e = owner[i]
+        w, t = program.wrt[k], products[c][k]
+        if not isinstance(w, sp.MatrixSymbol) or t == zero:
+            return t
+        cols = int(w.shape[1])
+        return graph.apply(entry, t, graph.const(e // cols), graph.const(e % cols))
+
     # entry (i, j) is row i of column j's product: for i <= j and for its mirror image alike
-    entries = [products[colours[max(i, j)]][min(i, j)] for i, cols in enumerate(pattern) for j in cols]
+    entries = [row(colours[max(i, j)], min(i, j)) for i, cols in enumerate(pattern) for j in cols]
     names, wanted = dict(m.leaf_names), dict(m.step_names)
     for (i, j), e in zip([(i, j) for i, cols in enumerate(pattern) for j in cols], entries):
         if i < j and not graph[e].is_leaf and e not in wanted:  # read twice: named once, h_i_j

@@ -147,6 +147,26 @@ def test_a_hessian_of_few_colours_is_straight_line_code_exactly_symmetric():
                                sympy_hessian(model, point, "mean"), rtol=1e-12)
     assert np.allclose(mean.hessian(1.2, 0.3, -0.7, 0.4, 0.5), batch.hessian(1.2, 0.3, -0.7, 0.4, 0.5))  # one example
 
+def test_a_matrix_parameters_hessian_is_straight_line_code_too():
+    """Logistic regression with a 1x3 weight matrix: each colour's direction is a matrix of 0s
+    and 1s, whose entries fold away; the Hessian, summed over the batch, equals sympy.hessian of
+    the model written out on explicit entries, for less than the work of one product."""
+    W, x = sp.MatrixSymbol("W", 1, 3), sp.MatrixSymbol("x", 3, 1)
+    b, t = sp.symbols("b t")
+    model = bp.Model("logistic", [], sp.log(1 + sp.exp((W * x)[0, 0] + b)) - t * ((W * x)[0, 0] + b), [W, b], [x, t])
+    compiled = bp.compile(model, derivatives=("hessian",))
+    assert "hessian" in compiled.ops and compiled.ops["hessian"] < compiled.ops["hvp"]
+    assert "= _entries(" not in compiled.source.split("def hessian_values(")[1].split("\ndef ")[0]
+    rng = np.random.default_rng(7)
+    w, xs, ts = rng.standard_normal((1, 3)), rng.standard_normal((5, 3, 1)), rng.uniform(0, 1, 5)
+    dense = compiled.load().hessian_flat(np.append(w.ravel(), 0.2), xs, ts)
+    ws, xe = sp.symbols("w0:3"), sp.symbols("e0:3")
+    z = sum(wk * ek for wk, ek in zip(ws, xe)) + b
+    f = sp.log(1 + sp.exp(z)) - t * z
+    exact = sp.lambdify([*ws, b, *xe, t], sp.hessian(f, [*ws, b]))
+    expected = sum(np.array(exact(*w.ravel(), 0.2, *xs[k].ravel(), ts[k]), dtype=float) for k in range(5))
+    np.testing.assert_allclose(dense, expected, rtol=1e-12)
+
 def test_a_hessian_of_many_colours_takes_one_product_per_colour():
     """Twenty parameters all coupled: past 16 colours the entries are not written out; the
     module calls hvp_flat once per colour."""

@@ -305,6 +305,27 @@ def _fold_zero(graph, args):
     return graph.const(0) if graph.number(args[0]) == 0 else None
 
 
+def _fold_entry(graph, args):
+    """X[i, j] at numeric i, j read through what built X: an explicit matrix gives its entry, a
+    placed scalar itself or 0, a sum (or a scalar times a matrix) the same of the entries."""
+    x, i, j = args
+    if graph.number(x) == 0:
+        return graph.const(0)
+    at = graph.number(i), graph.number(j)
+    node = graph[x]
+    if None in at or not graph.is_matrix(x):
+        return None
+    if node.op is entries:
+        return node.args[int(at[0]) * int(graph.number(node.args[-1])) + int(at[1])]
+    if node.op is place and None not in (graph.number(node.args[2]), graph.number(node.args[3])):
+        return node.args[0] if (graph.number(node.args[2]), graph.number(node.args[3])) == at else graph.const(0)
+    matrices = [a for a in node.args if graph.is_matrix(a)]
+    if node.op is sp.Add or node.op is sp.Mul and len(matrices) == 1:
+        parts = [graph.apply(entry, a, i, j) if graph.is_matrix(a) else a for a in node.args]
+        return graph.add(*parts) if node.op is sp.Add else graph.mul(*parts)
+    return None
+
+
 def eye_like(graph, x):
     """The identity matrix with as many rows as x's columns."""
     n = graph.shapes[x.id][1]
@@ -326,7 +347,7 @@ RECORDS = [
     _record(logdet, logdet_vjp, logdet_jvp, "_logdet({0})", scalar_shape, helpers=("_logdet",)),
     _record(sum_entries, sum_entries_vjp, linear_jvp(sum_entries), "np.sum({0}, axis=(-2, -1))",
             scalar_shape, _fold_zero),
-    _record(entry, entry_vjp, linear_jvp(entry), "{p0}[..., {1}, {2}]", scalar_shape),
+    _record(entry, entry_vjp, linear_jvp(entry), "{p0}[..., {1}, {2}]", scalar_shape, _fold_entry),
     _record(place, place_vjp, linear_jvp(place), "_place({0}, {1}, {2}, {3})",
             lambda g, n: g.shapes[n.args[1]], helpers=("_place",)),
     _record(fill, fill_vjp, linear_jvp(fill), "_fill({0}, {1})", lambda g, n: g.shapes[n.args[1]],
