@@ -198,7 +198,7 @@ def test_a_product_with_the_identity_is_not_computed():
     np.testing.assert_allclose(g, np.sum(np.swapaxes(a, -1, -2), axis=0) + 2 * 2 * w.T, rtol=1e-12)
 
 # ---- random matrix models ------------------------------------------------------------------------
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 # Parameters and data of every shape the generator asks for (2 and 3 rows or columns).
@@ -274,3 +274,28 @@ def test_indexing_a_symbolic_product_says_to_use_the_product_itself():
     A, x = sp.MatrixSymbol("A", m, n), sp.MatrixSymbol("x", n, 1)
     with pytest.raises(ModelError, match=r"needs numeric indices .*use the 1x1 product itself, or bp.sum of it"):
         bp.compile(((A * x).T * (A * x))[0, 0], wrt=[x], inputs=[A])
+
+
+@pytest.mark.filterwarnings("ignore::backpropc.errors.UnusedWrtWarning")
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(matrix_losses())
+def test_random_matrix_models_hessians_agree_with_their_products(loss):
+    """The Hessian over matrix parameters, through its structure (straight-line or product by
+    product), column by column against hvp_flat, which reads no structure, symmetric, and times a
+    direction against central differences of the gradient."""
+    free = {s for s in loss.atoms(sp.MatrixSymbol, sp.Symbol) if s.name in ("P23", "P32", "P22", "a")}
+    wrt = sorted(free, key=lambda s: s.name)
+    inputs = sorted({s for s in loss.atoms(sp.MatrixSymbol) if s.name.startswith("d")}, key=lambda s: s.name)
+    if not wrt:
+        return
+    module = bp.compile(bp.Model("random", [], loss, wrt, inputs), derivatives=("hvp", "hessian")).load()
+    point = random_point(module, np.random.default_rng(1), 3, default=(-1, 1))
+    theta = module.pack(*[point[w] for w in module.WRT])
+    data = [point[a] for a in module.ARGS if a not in module.WRT]
+    dense = module.hessian_flat(theta, *data)
+    assert np.array_equal(dense, dense.T)
+    for k, column in enumerate(np.eye(theta.size)):
+        assert_close(dense[:, k], module.hvp_flat(theta, column, *data), 1e-10, atol=1e-10, what=f"H column {k} of {loss}")
+    p, h = np.random.default_rng(2).standard_normal(theta.size), 1e-6  # and the products, against differences
+    differences = (module.value_and_grad_flat(theta + h * p, *data)[1] - module.value_and_grad_flat(theta - h * p, *data)[1]) / (2 * h)
+    assert_close(dense @ p, differences, 1e-5, atol=1e-6, what=f"H p of {loss} vs differences")
