@@ -272,7 +272,11 @@ class _Dependence:
         a, b = deps
         rows = _rows_of(a, self.n)[:, None] if np.ndim(a) else a
         cols = _rows_of(b.T, self.n)[None, :] if np.ndim(b) else b
-        return rows | cols  # entry (i, j) reads row i of a and column j of b
+        if not (np.ndim(a) or np.ndim(b)):
+            return a | b
+        shapes = [self.graph.shapes[x] for x in node.args]
+        dims = (_dims(shapes[0])[0] if shapes[0] else 1, _dims(shapes[1])[1] if shapes[1] else 1)
+        return np.broadcast_to(rows | cols, dims)  # entry (i, j) reads row i of a and column j of b
 
     def _transpose(self, node, deps):
         return deps[0].T if np.ndim(deps[0]) else deps[0]

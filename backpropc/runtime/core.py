@@ -263,9 +263,11 @@ def _hessian_pattern(row_runs, colour_runs):
 
 def _summed_entries(entries, shape):
     """The Hessian's entries from their per-example values: each summed over the batch."""
+    # float32 stays float32 (Python numbers are weak); the distinct dtypes are a handful
+    dtype = np.result_type(1.0, *{np.result_type(e) for e in entries if not isinstance(e, (int, float))})
     if not shape:
-        return np.array(entries, dtype=np.result_type(*entries, 1.0))
-    return np.array([np.sum(np.broadcast_to(e, shape)) for e in entries], dtype=np.result_type(*entries, 1.0))
+        return np.array(entries, dtype=dtype)
+    return np.array([np.sum(np.broadcast_to(e, shape)) for e in entries], dtype=dtype)
 
 
 def _dense(coo, n):
