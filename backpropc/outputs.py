@@ -794,7 +794,7 @@ def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[in
             seeds[node] = graph.const(1) if not isinstance(w, sp.MatrixSymbol) else \
                 graph.apply(entries_op, *[graph.const(v) for v in picked + [int(d) for d in w.shape]])
         along = tangents(graph, grads, seeds)
-        products.append([along.get(g) or zero for g in grads])
+        products.append([zero if along.get(g) is None else along[g] for g in grads])  # (node 0 is a node)
     graph.current_origin = None
 
     def row(c: int, i: int) -> int:

@@ -590,3 +590,12 @@ def test_second_order_modules_pass_ruff_and_their_self_check(tmp_path):
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", str(tmp_path)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_straight_line_hessian_entry_that_is_the_graphs_first_node():
+    """d²/dp² of p² + s with s = 2p is the constant 2, the first node the graph made: it is an
+    entry like any other (a node number 0 is not a missing one)."""
+    p, s, d = sp.symbols("p s d")
+    module = bp.compile(bp.Model("m", [(s, 2 * p)], p ** 2 + s, [p], [d]), derivatives=("hessian",)).load()
+    assert module.hessian(0.4, 1.0).tolist() == [[2.0]]
+    assert module.hessian_flat(np.array([0.4]), np.ones(3)).tolist() == [[6.0]]
