@@ -867,16 +867,13 @@ def jacobian_output(m: ModuleBuilder) -> None:
     program, graph = m.program, m.graph
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
-    if any(isinstance(w, sp.IndexedBase) for w in program.wrt):
-        raise ModelError("jacobian needs scalar or matrix wrt symbols; write an indexed parameter as a "
-                         "MatrixSymbol or its entries as symbols")
-    matrices = [w for w in program.wrt if isinstance(w, sp.MatrixSymbol)]
+    matrices = [w for w in program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase))]
     if any(not all(d.is_Integer for d in w.shape) for w in matrices):
-        raise ModelError("the Jacobian needs numeric shapes for matrix parameters; give them numbers")
+        raise ModelError("the Jacobian needs numeric shapes for matrix and indexed parameters; give them numbers")
     m.add(residuals_output)
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     zero = graph.const(0)
-    # a matrix parameter's signal gives all its columns at once: reverse mode
+    # a matrix or indexed parameter's signal gives all its columns at once: reverse mode
     if matrices or len(program.residuals) <= len(wrt_nodes):
         entries = []
         for r in program.residuals:
@@ -896,7 +893,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
     schedule = Schedule(graph, [], dict(m.step_names), m.namer, program.n_forward, flat)
     statements = m.lines(schedule, names)
     rows = ", ".join("(" + ", ".join(m.ref(e, names) for e in row) + ",)" for row in entries)
-    layout = f", {_wrt_shapes(m)}" if matrices else ""  # a matrix's signal fills a column per entry
+    layout = f", {_wrt_shapes(m)}" if matrices else ""  # an array's signal fills a column per entry
     m.helpers |= {"_assemble_jacobian", "_batch_shape"}
     m.ops["jacobian"] = schedule.ops
     m.functions.append(Function(

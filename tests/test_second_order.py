@@ -425,6 +425,37 @@ def test_jacobian_with_a_matrix_parameter_matches_sympy(residual_count):
                             / (2 * h) for e in np.eye(5)], axis=-1)
     np.testing.assert_allclose(flat, differences, rtol=1e-6, atol=1e-8)
 
+def test_jacobian_with_indexed_parameters_fits_a_polynomial():
+    """Coefficients c[k] of a polynomial, a smoothness residual over neighbouring coefficients,
+    per-index data T[k] and a 2-D A[i, j]: a column per entry (C order, in pack's layout), against
+    central differences of residuals_flat and, for the polynomial, the exact -t**k; then
+    least_squares recovers the coefficients."""
+    K, k, i, j = 4, sp.Idx("k"), sp.Idx("i"), sp.Idx("j")
+    c, T, A = sp.IndexedBase("c", shape=(K,)), sp.IndexedBase("T", shape=(K,)), sp.IndexedBase("A", shape=(2, 2))
+    t, y = sp.symbols("t y")
+    polynomial = sp.Sum(c[k] * t ** k, (k, 0, K - 1))
+    residuals = [y - polynomial, sp.Sum((c[k + 1] - c[k]) ** 2, (k, 0, K - 2)) * t / 100,
+                 sp.Sum(sp.exp(c[k]) * T[k], (k, 0, K - 1)) * sp.Sum(A[i, j] * t ** j, (i, 0, 1), (j, 0, 1))]
+    module = bp.compile(bp.Model("poly", [], residuals=residuals, wrt=[c, A], inputs=[t, y, T]),
+                        derivatives=("jacobian",)).load()
+    rng = np.random.default_rng(3)
+    ts, ys, Ts = np.linspace(0, 1, 7), np.cos(np.linspace(0, 1, 7)), rng.uniform(0, 1, (7, K))
+    theta = np.concatenate([[0.3, -0.2, 0.5, 0.1], rng.uniform(-1, 1, 4)])
+    jacobian = module.jacobian(*module.unpack(theta), ts, ys, Ts)
+    assert jacobian.shape == (7, 3, K + 4)
+    np.testing.assert_allclose(jacobian[:, 0, :K], -ts[:, None] ** np.arange(K), rtol=1e-14, atol=1e-15)
+    h = 1e-6
+    flat = module.jacobian_flat(theta, ts, ys, Ts)
+    differences = np.stack([(module.residuals_flat(theta + h * e, ts, ys, Ts) - module.residuals_flat(theta - h * e, ts, ys, Ts))
+                            / (2 * h) for e in np.eye(theta.size)], axis=-1)
+    np.testing.assert_allclose(flat, differences, rtol=1e-6, atol=1e-8)
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    fit = bp.compile(bp.Model("fit", [], residuals=[y - polynomial], wrt=[c], inputs=[t, y]), derivatives=("jacobian",)).load()
+    samples = np.linspace(-1, 1, 20)
+    solution = scipy_optimize.least_squares(fit.residuals_flat, np.zeros(K), jac=fit.jacobian_flat,
+                                            args=(samples, 1 - 2 * samples + 0.5 * samples ** 3))
+    np.testing.assert_allclose(solution.x, [1, -2, 0, 0.5], atol=1e-10)
+
 def test_scipy_fits_with_the_flat_forms():
     scipy_optimize = pytest.importorskip("scipy.optimize")
     model, _, _, _ = decay_model("one")
@@ -467,9 +498,11 @@ def test_bad_second_order_input_gets_typed_errors():
         bp.compile(w ** 2, wrt=[w], derivatives=("hessain",))
     with pytest.raises(ModelError, match="needs residuals"):
         bp.compile(w ** 2, wrt=[w], derivatives=("jacobian",))
-    u = sp.IndexedBase("u", shape=(3,))
-    with pytest.raises(ModelError, match="jacobian needs scalar or matrix wrt symbols"):
-        bp.compile(bp.Model("m", [], residuals=[u[0] * x - 1, u[1] * u[2]], wrt=[u], inputs=[x]), derivatives=("jacobian",))
+    n, i = sp.Symbol("n", integer=True, positive=True), sp.Idx("i")
+    u = sp.IndexedBase("u", shape=(n,))
+    with pytest.raises(ModelError, match="the Jacobian needs numeric shapes for matrix and indexed parameters"):
+        bp.compile(bp.Model("m", [], residuals=[sp.Sum(u[i] * x, (i, 0, n - 1)) - 1], wrt=[u], inputs=[x]),
+                   derivatives=("jacobian",))
     with pytest.raises(NonScalarLossError, match="residual 0"):
         bp.Model("m", [], None, [w], [x], residuals=[sp.Matrix([w, x])])
         bp.compile(bp.Model("m", [], None, [w], [x], residuals=[sp.Matrix([w, x])]))

@@ -285,8 +285,8 @@ def _stack(values, shape):
 
 def _assemble_jacobian(entries, shape, wrt_shapes=None):
     """The per-example Jacobian, shape + (rows, columns), from its entries (each broadcast); with
-    `wrt_shapes`, a matrix parameter's entry is its per-example signal (shape + its own shape),
-    which fills one column per element of the matrix, in C order."""
+    `wrt_shapes`, a matrix or indexed parameter's entry is its per-example signal (shape + its own
+    shape), which fills one column per element, in C order."""
     shape = tuple(shape)
     wrt_shapes = wrt_shapes or ((),) * len(entries[0])
     sizes = [int(np.prod(s)) for s in wrt_shapes]
