@@ -256,7 +256,7 @@ class ModuleBuilder:
                     continue
                 lines.append((s.name, code))
                 current[s.node] = s.name
-            if self.reduction == "mean" and (grads is not None or loss is None):  # a signal of the mean
+            if self.reduction == "mean" and (grads is not None or hvps is not None):  # derivatives: 1/N
                 lines.insert(0, (self.leaf_names[self.seed], "1.0"))
             results = [] if loss is None else [float_literal(loss)]
             for group in (grads, hvps):
@@ -746,10 +746,10 @@ def hessian_output(m: ModuleBuilder) -> None:
     data = [a for a in m.arg_names if a not in m.wrt_names]
     args = ", ".join(m.arg_names)
     # (a re-rolled model reads each entry out of a lane vector on its own: only a few of them)
-    entries = n * n if pattern is None else sum(map(len, pattern))
+    nonzeros = n * n if pattern is None else sum(map(len, pattern))
     if not any(isinstance(w, sp.IndexedBase) for w in program.wrt) and \
             m.ops["hessian_products"] <= DIRECT_HESSIAN_COLOURS and \
-            (not rerolled or entries <= DIRECT_HESSIAN_LANE_ENTRIES) and \
+            (not rerolled or nonzeros <= DIRECT_HESSIAN_LANE_ENTRIES) and \
             _direct_hessian(m, [list(range(n))] * n if pattern is None else pattern, list(colours), sizes):
         first = []
         coo = f"HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({args})"
@@ -867,14 +867,14 @@ def jacobian_output(m: ModuleBuilder) -> None:
     program, graph = m.program, m.graph
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
-    matrices = [w for w in program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase))]
-    if any(not all(d.is_Integer for d in w.shape) for w in matrices):
+    arrays = [w for w in program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase))]
+    if any(not all(d.is_Integer for d in w.shape) for w in arrays):
         raise ModelError("the Jacobian needs numeric shapes for matrix and indexed parameters; give them numbers")
     m.add(residuals_output)
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     zero = graph.const(0)
     # a matrix or indexed parameter's signal gives all its columns at once: reverse mode
-    if matrices or len(program.residuals) <= len(wrt_nodes):
+    if arrays or len(program.residuals) <= len(wrt_nodes):
         entries = []
         for r in program.residuals:
             back = backprop(program, graph.const(1), root=r)
@@ -893,7 +893,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
     schedule = Schedule(graph, [], dict(m.step_names), m.namer, program.n_forward, flat)
     statements = m.lines(schedule, names)
     rows = ", ".join("(" + ", ".join(m.ref(e, names) for e in row) + ",)" for row in entries)
-    layout = f", {_wrt_shapes(m)}" if matrices else ""  # an array's signal fills a column per entry
+    layout = f", {_wrt_shapes(m)}" if arrays else ""  # an array's signal fills a column per entry
     m.helpers |= {"_assemble_jacobian", "_batch_shape"}
     m.ops["jacobian"] = schedule.ops
     m.functions.append(Function(

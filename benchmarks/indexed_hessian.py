@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from arrays import PROBLEMS, jax_functions, point
+from mgh_hessian import format_time
 from mgh_hessian import median_call as median
 
 import backpropc as bp
@@ -104,20 +105,14 @@ def run(quick: bool, repeats: int) -> dict:
             "quick": quick, "repeats": repeats, "rows": rows}
 
 
-def _time(s) -> str:
-    if s is None:
-        return "-"
-    return f"{s * 1e6:.3g} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
-
-
 HEADER = ("| problem | n | parameters | compile | source | non-zeros | products | hessian_coo | hessian_flat "
           "| hvp_flat | JAX hessian | agrees |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def format_row(r: dict) -> str:
-    return (f"| {r['problem']} | {r['n']:,} | {r['parameters']:,} | {_time(r['compile_s'])} | {r['source_kb']:.0f} KB "
-            f"| {r['nonzeros']:,} | {r['products']} | {_time(r['hessian_coo_s'])} | {_time(r.get('hessian_flat_s'))} "
-            f"| {_time(r['hvp_s'])} | {_time(r.get('jax_hessian_s'))} | {r['agrees']:.0e} |")
+    return (f"| {r['problem']} | {r['n']:,} | {r['parameters']:,} | {format_time(r['compile_s'])} | {r['source_kb']:.0f} KB "
+            f"| {r['nonzeros']:,} | {r['products']} | {format_time(r['hessian_coo_s'])} | {format_time(r.get('hessian_flat_s'))} "
+            f"| {format_time(r['hvp_s'])} | {format_time(r.get('jax_hessian_s'))} | {r['agrees']:.0e} |")
 
 
 def main(argv=None) -> int:

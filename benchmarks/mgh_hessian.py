@@ -68,16 +68,18 @@ def measure(p: mgh.Problem, calls: int, jax) -> dict:
     return row
 
 
-def _us(s: float) -> str:
-    return f"{s * 1e6:.3g} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms"
+def format_time(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1e6:.3g} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| problem | colours | form | hessian_flat | JAX hessian | x JAX | agrees |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
-        jax_cells = f"{_us(r['jax_s'])} | {r['ratio']:.2f}" if "jax_s" in r else "- | -"
-        lines.append(f"| {r['problem']} | {r['colours']} | {r['form']} | {_us(r['ours_s'])} | {jax_cells} "
+        jax_cells = f"{format_time(r['jax_s'])} | {r['ratio']:.2f}" if "jax_s" in r else "- | -"
+        lines.append(f"| {r['problem']} | {r['colours']} | {r['form']} | {format_time(r['ours_s'])} | {jax_cells} "
                      f"| {r['agrees']:.0e} |")
     ratios = [r["ratio"] for r in rows if "ratio" in r]
     if ratios:
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
     rows = []
     for p in chosen:
         rows.append(measure(p, calls, jax))
-        print(f"  {p.label}: {_us(rows[-1]['ours_s'])}", flush=True)
+        print(f"  {p.label}: {format_time(rows[-1]['ours_s'])}", flush=True)
     print(table(rows))
     data = {"machine": f"{platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}",
             "calls": calls, "jax": jax is not None, "rows": rows}
