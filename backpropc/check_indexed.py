@@ -15,7 +15,7 @@ import sympy as sp
 
 from .compiler import compile
 from .errors import UnusedWrtWarning
-from .model import Model
+from .model import Model, parse_residual
 
 
 def written_out_indexed(model: Model, program, size: int):
@@ -44,7 +44,12 @@ def written_out_indexed(model: Model, program, size: int):
     for step in model.steps:
         lhs, rhs = (step.lhs, step.rhs) if isinstance(step, sp.Equality) else step
         steps.append((lhs, explicit(rhs)))
-    loss = explicit(model.loss if model.loss is not None else steps[-1][0])
+    if model.loss is None and model.residuals is not None:  # half the sum of the squared residuals
+        squares = [r ** 2 if limit is None else sp.Sum(r ** 2, limit)
+                   for r, limit in (parse_residual(r, "a residual") for r in model.residuals)]
+        loss = explicit(sp.Add(*squares) / 2)
+    else:
+        loss = explicit(model.loss if model.loss is not None else steps[-1][0])
     n_wrt = len(program.wrt)
     flat = [s for _, _, entries in layout for s in entries]
     n_flat_wrt = sum(len(entries) for _, _, entries in layout[:n_wrt])

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
-from .graph import SYMBOL, Graph, closure
+from .graph import SYMBOL, Domain, Graph, closure
 from .lower import Converter
+from .lower.indexed import free_indices, over_range
 from .lower.matrices import loss_scalar
+from .ops.array import total
 from .reroll import reroll as reroll_families
 
 REDUCTIONS = ("sum", "mean")
@@ -49,7 +51,8 @@ class Program:
     wrt: list[sp.Symbol]
     inputs: list[sp.Symbol]
     n_forward: int                         # nodes with smaller ids belong to the forward pass
-    residuals: list[int] = field(default_factory=list)  # per-example residual nodes, in order
+    # per-example residual nodes, in order; one over a range (graph shape Domain) is a residual per index
+    residuals: list[int] = field(default_factory=list)
 
     @property
     def args(self) -> list[sp.Symbol]:
@@ -77,7 +80,8 @@ def _as_symbol_list(values, what: str) -> list[sp.Symbol]:
                              f"declare it with sympy.symbols, sympy.MatrixSymbol or sympy.IndexedBase")
         if isinstance(v, sp.IndexedBase) and v.shape is None:
             raise ModelError(f"{what} lists {v}, an IndexedBase without a shape; declare it with "
-                             f"sympy.IndexedBase({str(v)!r}, shape=(n,)) (its gradient has that shape)")
+                             f"sympy.IndexedBase({str(v)!r}, shape=(n,)) ("
+                             f"{'its gradient has that shape' if what == 'wrt' else 'its range checks need one'})")
         if v in seen:
             raise ModelError(f"{what} lists {v} twice; list each symbol once")
         seen.add(v)
@@ -119,6 +123,30 @@ def _parse_steps(steps) -> list[tuple[sp.Symbol, sp.Basic]]:
             raise ModelError(f"step {lhs} = ... must assign to a single SymPy Symbol or MatrixSymbol")
         parsed.append((lhs, _scalar(rhs, f"step {lhs}")))
     return parsed
+
+
+def parse_residual(r, what: str) -> tuple[sp.Basic, tuple | None]:
+    """(expression, range or None) of a residual: a scalar expression, one for each index of a
+    range, (expr, (i, lo, hi)), or an expression whose free sympy.Idx has bounds (Idx('i', n))."""
+    if isinstance(r, (tuple, sp.Tuple)) and len(r) == 2 and isinstance(r[1], (tuple, list, sp.Tuple)) \
+            and not isinstance(r[0], (tuple, list, sp.Tuple)):
+        expr, limit = r
+        if len(limit) != 3 or not isinstance(limit[0], sp.Symbol):
+            raise ModelError(f"{what}: the range of a residual is (i, lo, hi), as in sympy.Sum; got {_short(limit)}")
+        expr = _scalar(expr, what)
+        return expr, tuple(sp.sympify(b) for b in limit)
+    expr = _scalar(r, what)
+    free = free_indices(expr)
+    if not free:
+        return expr, None
+    if len(free) > 1:
+        raise ModelError(f"{what} has the free indices {', '.join(map(str, free))}; a residual ranges over "
+                         f"one index: sum over the others, or give one residual per value")
+    index = free[0]
+    if index.lower is None or index.upper is None:
+        raise ModelError(f"{what} has the free index {index} without a range; give it one, "
+                         f"sympy.Idx({str(index)!r}, n), or write the residual as ({_short(expr)}, ({index}, 0, n - 1))")
+    return expr, (index, index.lower, index.upper)
 
 
 def _scalar(expr, what: str) -> sp.Basic:
@@ -166,7 +194,7 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     if model.residuals is not None:
         if isinstance(model.residuals, (sp.Basic, str)) or not hasattr(model.residuals, "__iter__"):
             raise ModelError("residuals must be a list of scalar expressions, [r1, r2, ...]")
-        residuals = [_scalar(r, f"residual {k}") for k, r in enumerate(model.residuals)]
+        residuals = [parse_residual(r, f"residual {k}") for k, r in enumerate(model.residuals)]
         if not residuals:
             raise ModelError("residuals is empty; give at least one residual expression")
     if model.loss is None and residuals is not None:
@@ -198,7 +226,8 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     env: dict[sp.Basic, int] = {}
     named: list[tuple[sp.Symbol, int]] = []
     converter.pending = step_index
-    converter.sources = [rhs for _, rhs in steps] + (residuals or []) + ([loss_expr] if loss_expr is not None else [])
+    converter.sources = [rhs for _, rhs in steps] + [r for r, _ in residuals or []] + \
+        ([loss_expr] if loss_expr is not None else [])
     for i, (lhs, rhs) in enumerate(steps):
         converter.pending_from, converter.pending_step = i, lhs
         node = converter.from_sympy(rhs, env)
@@ -208,11 +237,13 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
         graph.protected.add(node)
         named.append((lhs, node))
     converter.pending = {}
-    residual_nodes = [loss_scalar(graph, converter.from_sympy(r, env)) for r in residuals or []]
+    residual_nodes = [loss_scalar(graph, converter.from_sympy(r, env)) if limit is None
+                      else over_range(converter, r, limit, env) for r, limit in residuals or []]
     for node in residual_nodes:
         graph.protected.add(node)
-    if loss_expr is None:
+    if loss_expr is None:  # a residual over a range adds the sum of its squares
         squares = [graph.pow(r, graph.const(2)) for r in residual_nodes]
+        squares = [graph.apply(total, q) if isinstance(graph.shapes[q], Domain) else q for q in squares]
         loss = graph.mul(graph.const(sp.S.Half), graph.add(*squares))
     else:
         loss = loss_scalar(graph, converter.from_sympy(loss_expr, env))

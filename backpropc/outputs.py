@@ -19,7 +19,7 @@ from .blocking import blocked
 from .emit import IRPrinter, NoScalarForm, Schedule, Statement, float_literal
 from .errors import ModelError
 from .forward import tangents
-from .graph import SYMBOL, Whole, closure
+from .graph import SYMBOL, Domain, Whole, closure
 from .model import Program
 from .naming import Namer, comment_text, python_string
 from .ops import constant_value
@@ -835,7 +835,8 @@ def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[in
 
 def residuals_output(m: ModuleBuilder) -> None:
     """residuals(*args), shape batch + (m,), and residuals_flat(theta, *data): every example's
-    residuals stacked into one vector, as scipy.optimize.least_squares calls it."""
+    residuals stacked into one vector, as scipy.optimize.least_squares calls it. A residual over a
+    range gives a row per index."""
     program, graph = m.program, m.graph
     if not program.residuals:
         return
@@ -847,11 +848,11 @@ def residuals_output(m: ModuleBuilder) -> None:
     schedule = Schedule(graph, program.residuals, wanted, m.namer, program.n_forward)
     statements = m.lines(schedule, names)
     values = [m.ref(r, names) for r in program.residuals]
-    m.helpers |= {"_stack", "_batch_shape"}
     shape = f"_batch_shape({m.batch_args()})"
+    m.helpers.add("_batch_shape")
     m.functions.append(Function(
         "residuals", "The residuals of each example, shape batch + (number of residuals,).",
-        m.arg_names, [("", statements)], f"_stack(({', '.join(values)},), {shape})", '"example"'))
+        m.arg_names, [("", statements)], _rows(m, values, _residual_kinds(m), shape), '"example"'))
     data = [a for a in m.arg_names if a not in m.wrt_names]
     call = ", ".join([_unpacked(m, m.theta)] + data)
     m.functions.append(Function(
@@ -860,10 +861,59 @@ def residuals_output(m: ModuleBuilder) -> None:
         [m.theta] + data, [], f"np.ravel(_residuals({call}))", None))
 
 
+def _residual_kinds(m: ModuleBuilder) -> list[str]:
+    """Each residual's rows: "one", or "range" for a residual per index of a range."""
+    return ["range" if isinstance(m.graph.shapes[r], Domain) else "one" for r in m.program.residuals]
+
+
+def _rows(m: ModuleBuilder, values: list[str], kinds: list[str], shape: str, residuals: str = "") -> str:
+    """The code that sets per-example residuals (or tangents) side by side along a last axis."""
+    if all(kind == "one" for kind in kinds):
+        m.helpers.add("_stack")
+        return f"_stack({tuple_source(values)}, {shape})"
+    m.helpers.add("_residual_rows")
+    return f"_residual_rows({tuple_source(values)}, {tuple_source(map(python_string, kinds))}, {shape}{residuals})"
+
+
+def residuals_jvp_output(m: ModuleBuilder) -> None:
+    """residuals_jvp(*args, *directions): the residuals of each example and their derivatives
+    along the directions (the Jacobian times them), by one tangent sweep."""
+    program, graph = m.program, m.graph
+    directions = m.directions
+    seeds = {m.arg_nodes[w]: d for w, d in directions.items() if m.arg_nodes[w] is not None}
+    found = tangents(graph, program.residuals, seeds)
+    zero = graph.const(0)
+    names = {node: name for node, name in m.leaf_names.items() if graph[node].op == SYMBOL}
+    wanted = dict(m.step_names)
+    for k, r in enumerate(program.residuals):
+        if r not in wanted and not graph[r].is_leaf:
+            wanted[r] = m.namer.name(("node", r), f"r{k + 1}")
+    ts = [found.get(r, zero) for r in program.residuals]
+    kinds = _residual_kinds(m)
+    tangent_kinds = [kind if kind == "one" or isinstance(graph.shapes[t], Domain) else "spread"
+                     for kind, t in zip(kinds, ts)]
+    tangent_of = {t: v for v, t in sorted(found.items())}
+    schedule = Schedule(graph, program.residuals, wanted, m.namer, program.n_forward, ts,
+                        tangent_of=tangent_of)
+    statements = m.lines(schedule, names)
+    values = [m.ref(r, names) for r in program.residuals]
+    shape = f"_batch_shape({m.batch_args()})"
+    m.helpers.add("_batch_shape")
+    rows = _rows(m, values, kinds, shape)
+    jvp = _rows(m, [m.ref(t, names) for t in ts], tangent_kinds, shape,
+                f", {tuple_source(values)}" if "spread" in tangent_kinds else "")
+    m.functions.append(Function(
+        "residuals_jvp", "(residuals, their derivative along the directions: the Jacobian times them), "
+        "each shape batch + (number of residuals,); the directions are one array per WRT, shaped like it.",
+        m.arg_names + [m.leaf_names[directions[w]] for w in program.wrt], [("", statements)],
+        f"{rows}, {jvp}", '("example", "example")'))
+
+
 def jacobian_output(m: ModuleBuilder) -> None:
     """jacobian(*args): per example, d residual_k / d wrt_j, shape batch + (m, n); reverse mode (one
     sweep per residual) when there are fewer residuals than parameters, forward mode (one sweep
-    per parameter) otherwise. jacobian_flat stacks the examples' rows."""
+    per parameter) otherwise, and with a residual over a range, one tangent sweep of
+    residuals_jvp per entry of the parameters. jacobian_flat stacks the examples' rows."""
     program, graph = m.program, m.graph
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
@@ -871,6 +921,28 @@ def jacobian_output(m: ModuleBuilder) -> None:
     if any(not all(d.is_Integer for d in w.shape) for w in arrays):
         raise ModelError("the Jacobian needs numeric shapes for matrix and indexed parameters; give them numbers")
     m.add(residuals_output)
+    if "range" in _residual_kinds(m):
+        m.add(residuals_jvp_output)
+        m.helpers.add("_jacobian_by_tangents")
+        m.functions.append(Function(
+            "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
+            "tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
+            f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_wrt_shapes(m)})", '"example"'))
+    else:
+        _jacobian_of_entries(m, arrays)
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    call = ", ".join([_unpacked(m, m.theta)] + data)
+    m.functions.append(Function(
+        "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
+        "of each example, one column per entry of theta.",
+        [m.theta] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
+    m.helpers.add("_flat_jacobian")
+
+
+def _jacobian_of_entries(m: ModuleBuilder, arrays: list) -> None:
+    """jacobian(*args) as straight-line code, each entry a node: per residual by reverse mode or per
+    parameter by forward mode, whichever takes fewer sweeps."""
+    program, graph = m.program, m.graph
     wrt_nodes = [m.arg_nodes[w] for w in program.wrt]
     zero = graph.const(0)
     # a matrix or indexed parameter's signal gives all its columns at once: reverse mode
@@ -900,13 +972,6 @@ def jacobian_output(m: ModuleBuilder) -> None:
         "jacobian", f"Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) ({mode}).",
         m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}){layout})",
         '"example"'))
-    data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join([_unpacked(m, m.theta)] + data)
-    m.functions.append(Function(
-        "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
-        "of each example, one column per entry of theta.",
-        [m.theta] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
-    m.helpers.add("_flat_jacobian")
 
 
 def _unpacked(m: ModuleBuilder, vector: str) -> str:

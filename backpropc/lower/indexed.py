@@ -22,6 +22,7 @@ from ..ops.array import (
     inner_of,
     lift,
     nest,
+    ones_over,
     outer_of,
     segment_sum,
     span,
@@ -81,23 +82,50 @@ def _scope(converter) -> list[Loop]:
 
 # ---- Sum ------------------------------------------------------------------------------------------
 def _sum(converter, e: sp.Sum, env: dict) -> int:
+    _register_all(converter, e)
+    # SymPy's first limit is the innermost Sum: lower the outermost first.
+    return _reduce(converter, e.function, list(e.limits), env)
+
+
+def _register_all(converter, e) -> None:
     if not converter.__dict__.setdefault("arrays_registered", False):
         # a bound may use the shape symbol of an array that only a later term reads
         converter.arrays_registered = True
         for source in getattr(converter, "sources", ()):
             _register_arrays(converter.graph, source)
     _register_arrays(converter.graph, e)
-    # SymPy's first limit is the innermost Sum: lower the outermost first.
-    return _reduce(converter, e.function, list(e.limits), env)
 
 
 def _reduce(converter, summand, limits, env) -> int:
     graph = converter.graph
     scope = _scope(converter)
     sym, lo, hi = limits[-1]
+    loop = _enter(converter, sym, lo, hi, env)
+    try:
+        if len(limits) > 1:
+            body = _reduce(converter, summand, limits[:-1], loop.env)
+        else:
+            body = converter.from_sympy(summand, loop.env)
+    finally:
+        scope.pop()
+    if not isinstance(graph.shapes[body], Domain):  # the summand does not depend on the index
+        count = converter.from_sympy(sp.Max(0, hi + 1 - lo), env)
+        return graph.mul(body, count)
+    if loop.parent is None:
+        return graph.apply(total, body)
+    return graph.apply(segment_sum, body, loop.parent, scope[-1].values)
+
+
+def _enter(converter, sym, lo, hi, env) -> Loop:
+    """The loop of index `sym` over lo..hi, in scope (the caller pops it): its values, one per
+    index (tuples of an enclosing loop's and its own in a nested Sum), and the symbols' nodes."""
+    graph = converter.graph
+    scope = _scope(converter)
     for bound in (lo, hi):
         _check_integer_affine(graph, bound, {loop.symbol for loop in scope},
-                              f"the bound {bound} of the Sum over {sym}")
+                              f"the bound {bound} of the Sum over {sym}",
+                              "for a bound such as n/2, declare the shape with a new symbol, "
+                              "(2*q,), and sum up to q - 1")
     lo_node = converter.from_sympy(sp.sympify(lo), env)
     stop_node = converter.from_sympy(sp.sympify(hi + 1), env)
     if not scope:
@@ -115,19 +143,42 @@ def _reduce(converter, summand, limits, env) -> int:
         loop = Loop(sym, lo, hi, values, parent, outer.depth + 1, inner_env)
     graph.array_names.append((sp.Symbol(str(sym)), values))
     scope.append(loop)
+    return loop
+
+
+# ---- a value for each index: residuals over a range ---------------------------------------------
+def over_range(converter, expr, limit, env) -> int:
+    """expr for each index of the range (sym, lo, hi), as a value over the range (not summed): a
+    residual for each i, as residuals=[(y[i] - f(t[i]), (i, 0, n - 1))] writes it."""
+    _register_all(converter, expr)
+    sym, lo, hi = limit
+    loop = _enter(converter, sym, lo, hi, env)
     try:
-        if len(limits) > 1:
-            body = _reduce(converter, summand, limits[:-1], inner_env)
-        else:
-            body = converter.from_sympy(summand, inner_env)
+        body = converter.from_sympy(expr, loop.env)
     finally:
-        scope.pop()
-    if not isinstance(graph.shapes[body], Domain):  # the summand does not depend on the index
-        count = converter.from_sympy(sp.Max(0, hi + 1 - lo), env)
-        return graph.mul(body, count)
-    if loop.parent is None:
-        return graph.apply(total, body)
-    return graph.apply(segment_sum, body, loop.parent, scope[-1].values)
+        _scope(converter).pop()
+    graph = converter.graph
+    if not isinstance(graph.shapes[body], Domain):  # the same for every index: spread over the range
+        body = graph.mul(body, graph.apply(ones_over, loop.values))
+    return body
+
+
+def free_indices(expr) -> list[sp.Idx]:
+    """The sympy.Idx objects of expr that no Sum in it sums over (each object visited once), by name."""
+    seen, found, bound, stack = set(), set(), set(), [expr]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sp.Idx):
+            found.add(e)
+            continue
+        if isinstance(e, sp.Sum):
+            bound.update(limit[0] for limit in e.limits)
+        if isinstance(e, sp.Basic):
+            stack.extend(e.args)
+    return sorted(found - bound, key=str)
 
 
 def _register_arrays(graph, summand) -> None:
@@ -227,7 +278,8 @@ def _may_miss(base, affine, loops, scope, deepest) -> bool:
     return False
 
 
-def _check_integer_affine(graph, expr, loop_symbols: set, what: str):
+def _check_integer_affine(graph, expr, loop_symbols: set, what: str,
+                          fix: str = "write an index such as 2*i + 1"):
     """({index: integer coefficient}, rest) of an affine index expression; a ModelError names
     anything else (a parameter or data, a non-integer coefficient, a power)."""
     expr = sp.sympify(expr)
@@ -248,8 +300,7 @@ def _check_integer_affine(graph, expr, loop_symbols: set, what: str):
         poly = None
     if gens and (poly is None or poly.total_degree() > 1
                  or not all(c.is_integer for c in poly.coeffs())):
-        raise ModelError(f"{what} is not affine with integer coefficients in the indices; write an "
-                         f"index such as 2*i + 1")
+        raise ModelError(f"{what} is not affine with integer coefficients in the indices; {fix}")
     if not gens and not expr.is_integer:
         raise ModelError(f"{what} is not an integer")
     coeffs = {s: int(poly.coeff_monomial(s)) for s in gens if s in loop_symbols} if gens else {}

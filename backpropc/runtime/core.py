@@ -22,6 +22,7 @@ NEEDS = {
     "_in_chunks": ("_params", "_combine"),
     "_flat_value_and_grad": ("_pack",),
     "_self_check": ("_finite_difference_errors",),
+    "_jacobian_by_tangents": ("_unpack",),
 }
 
 
@@ -281,6 +282,34 @@ def _dense(coo, n):
 def _stack(values, shape):
     """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
     return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
+
+
+def _residual_rows(values, kinds, shape, residuals=None):
+    """Per-example residuals (or their tangents) side by side along a last axis, broadcast to the
+    batch `shape`. kinds[k] says what values[k] is: "one", a residual; "range", a residual for each
+    index of a range (its last axis); "spread", the tangent of such a residual that is the same for
+    every index, spread over as many rows as residuals[k] has."""
+    parts = []
+    for k, (v, kind) in enumerate(zip(values, kinds)):
+        if kind == "one":
+            parts.append(np.broadcast_to(v, shape)[..., None])
+        elif kind == "range":
+            parts.append(np.broadcast_to(v, shape + np.shape(v)[-1:]))
+        else:
+            parts.append(np.broadcast_to(np.asarray(v)[..., None], shape + np.shape(residuals[k])[-1:]))
+    return np.concatenate(parts, axis=-1)
+
+
+def _jacobian_by_tangents(residuals_jvp, args, wrt_shapes):
+    """The per-example Jacobian, batch + (residuals, columns): one tangent sweep of
+    residuals_jvp(*args, *directions) per entry of the WRT values, its direction 1 and the others 0."""
+    sizes = [int(np.prod(s)) for s in wrt_shapes]
+    columns = []
+    for j in range(sum(sizes)):
+        seed = np.zeros(sum(sizes))
+        seed[j] = 1.0
+        columns.append(residuals_jvp(*args, *_unpack(seed, wrt_shapes, "a seed"))[1])
+    return np.stack(columns, axis=-1)
 
 
 def _assemble_jacobian(entries, shape, wrt_shapes=None):
