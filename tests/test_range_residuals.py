@@ -3,9 +3,14 @@ y[i]), written as (expr, (i, lo, hi)) or with a bounded sympy.Idx. Checked again
 sympy.Matrix.jacobian and sympy.hessian of the residuals written out at a small n, and central
 differences of the module's own residuals."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import backpropc as bp
 from backpropc.errors import ModelError
@@ -39,6 +44,11 @@ def written_out(residuals, size):
     return rows, entries["t"] + entries["y"]
 
 
+def evaluator(values):
+    """expressions -> their values at `values`, as a float array (30 digits, then rounded)."""
+    return lambda e: np.array(sp.Matrix(e).xreplace(values).evalf(30), dtype=float)
+
+
 MODELS = {
     # exponential decay over an Idx with bounds: one residual per sample
     "decay": [a * sp.exp(-b * t[sp.Idx("i", n)]) - y[sp.Idx("i", n)]],
@@ -63,7 +73,7 @@ def test_residuals_over_a_range_match_sympy(name):
     theta = rng.uniform(0.5, 1.5, len(params))
     rows, data = written_out(residuals, size)
     values = dict(zip(params, theta)) | dict(zip(data, [*ts, *ys]))
-    numbers = lambda e: np.array(sp.Matrix(e).xreplace(values).evalf(30), dtype=float)  # noqa: E731
+    numbers = evaluator(values)
 
     residual = module.residuals(*theta, ts, ys)
     np.testing.assert_allclose(residual, numbers(rows).ravel(), rtol=1e-13, atol=1e-14)
@@ -135,9 +145,7 @@ def test_check_and_the_self_check_know_residuals_over_a_range(tmp_path):
     assert compiled.source == bp.compile(model, derivatives=("jacobian",)).source
     path = tmp_path / "decay.py"
     path.write_text(compiled.source)
-    import subprocess
-    import sys
-    run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, str(path)], check=False, capture_output=True, text=True)
     assert run.returncode == 0 and "ok" in run.stdout
 
 
@@ -151,3 +159,32 @@ def test_check_and_the_self_check_know_residuals_over_a_range(tmp_path):
 def test_bad_ranges_name_the_fix(residual, message):
     with pytest.raises(ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):
         bp.compile(bp.Model("bad", residuals=[residual], wrt=[a, b], inputs=[t, y]), derivatives=("jacobian",))
+
+
+FUNCTIONS = [sp.sin, sp.exp, lambda v: v, lambda v: 1 + v ** 2, sp.tanh]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(-2, 2), st.integers(0, 2), st.sampled_from(range(len(FUNCTIONS))),
+                          st.integers(1, 2)), min_size=1, max_size=3),
+       st.integers(4, 6), st.integers(0, 2 ** 16))
+def test_random_residuals_over_a_range_with_shifted_indices(terms, size, seed):
+    """Terms coeff * f(a*t[i + 2 + shift])**power * (b + y[i + 2 - shift]) over i = 0 .. n - 5:
+    the rows, the Jacobian and the Hessian of 1/2 sum r^2 against SymPy's of the written-out rows."""
+    expr = sum(coeff * FUNCTIONS[f](a * t[j + 2 + shift]) ** power * (b + y[j + 2 - shift])
+               for coeff, shift, f, power in terms) + c
+    residuals = [(expr, (j, 0, n - 5)), a * b - 1]
+    module = bp.compile(bp.Model("random", residuals=residuals, wrt=[a, b, c], inputs=[t, y]),
+                        derivatives=("jacobian", "hessian")).load()
+    size += 4
+    rng = np.random.default_rng(seed)
+    ts, ys, theta = rng.uniform(-1, 1, size), rng.uniform(-1, 1, size), rng.uniform(-1, 1, 3)
+    rows, data = written_out(residuals, size)
+    values = dict(zip((a, b, c), theta)) | dict(zip(data, [*ts, *ys]))
+    numbers = evaluator(values)
+    np.testing.assert_allclose(module.residuals(*theta, ts, ys), numbers(rows).ravel(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(module.jacobian(*theta, ts, ys), numbers(sp.Matrix(rows).jacobian([a, b, c])),
+                               rtol=1e-11, atol=1e-12)
+    objective = sum(r ** 2 for r in rows) / 2
+    np.testing.assert_allclose(module.hessian_flat(theta, ts, ys), numbers(sp.hessian(objective, [a, b, c])),
+                               rtol=1e-10, atol=1e-11)
