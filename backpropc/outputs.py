@@ -665,7 +665,7 @@ def flat_output(m: ModuleBuilder) -> None:
                                 m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
                                 None))
     m.functions.append(Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
-                                [m.theta], [], f"_unpack({m.theta}, {shapes})", None))
+                                [m.theta], [], f"_unpack({m.theta}, {_flat_shapes(m, m.theta, data=False)})", None))
     direct = _lane_vector_flat(m)
     if direct is not None:
         m.functions.append(direct)
@@ -691,7 +691,8 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
         return
     data = [a for a in m.arg_names if a not in m.wrt_names]
     shapes = _wrt_shapes(m)
-    call = ", ".join([_unpacked(m, m.theta)] + data + [f'*_unpack({m.p}, {shapes}, {python_string(m.p)})'])
+    call = ", ".join([_unpacked(m, m.theta)] + data +
+                     [f'*_unpack({m.p}, {_flat_shapes(m, m.p)}, {python_string(m.p)})'])
     m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))
 
 
@@ -980,7 +981,29 @@ def _unpacked(m: ModuleBuilder, vector: str) -> str:
     if not any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in m.program.wrt):
         m.helpers.add("_unpack_floats")
         return f"*_unpack_floats({vector}, {len(m.program.wrt)})"
-    return f"*_unpack({vector}, {_wrt_shapes(m)})"
+    return f"*_unpack({vector}, {_flat_shapes(m, vector)})"
+
+
+def _flat_shapes(m: ModuleBuilder, vector: str, data: bool = True) -> str:
+    """The WRT shapes for reading the flat `vector`, as code: with named dimensions, their sizes
+    read at call time off the data arguments that have them (when the function has the `data`),
+    and the one left off the vector's length (_named_shapes)."""
+    shapes = _wrt_shapes(m)
+    wanted = {d for w in m.program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase))
+              for d in w.shape if not d.is_Integer}
+    if not wanted:
+        return shapes
+    found = {}
+    for name, s in zip(m.arg_names, m.program.args):
+        if s in m.program.wrt or not isinstance(s, (sp.MatrixSymbol, sp.IndexedBase)) or not data:
+            continue
+        for axis, d in enumerate(s.shape):  # counted from the end: a batch of data leads
+            if d in wanted and str(d) not in found:
+                found[str(d)] = f"np.shape({name})[{axis - len(s.shape)}]"
+    m.helpers.add("_named_shapes")
+    named = ", {" + ", ".join(f"{python_string(d)}: {code}" for d, code in sorted(found.items())) + "}" if found else ""
+    what = "" if vector == m.theta else f", what={python_string(vector)}"
+    return f"_named_shapes({shapes}, {vector}{named}{what})"
 
 
 def _wrt_shapes(m: ModuleBuilder) -> str:

@@ -358,6 +358,36 @@ def test_hessian_vector_products_of_an_indexed_model():
     np.testing.assert_allclose(hv, hessian @ direction, rtol=1e-10)
 
 
+def test_flat_forms_read_named_sizes_off_the_data_or_the_vector():
+    """SciPy hands over one flat vector whatever n is: a named size comes from the data that
+    have it, and the one left from the vector's length."""
+    module = bp.compile(ROSENBROCK, wrt=[x], derivatives="hvp").load()
+    rng = np.random.default_rng(4)
+    for size in (3, 6, 11):  # one module, every n
+        theta, direction = rng.uniform(-1, 1, (2, size))
+        value, (gradient,) = module.value_and_grad(theta)
+        flat_value, flat_gradient = module.value_and_grad_flat(theta)
+        assert flat_value == value and np.array_equal(flat_gradient, gradient)
+        np.testing.assert_array_equal(module.hvp_flat(theta, direction), module.hvp(theta, direction)[2][0])
+        np.testing.assert_array_equal(module.unpack(theta)[0], theta)
+    from scipy.optimize import minimize
+    fit = minimize(module.value_and_grad_flat, np.full(20, -1.2), jac=True, hessp=module.hvp_flat,
+                   method="trust-krylov")
+    assert fit.success and np.abs(fit.x - 1).max() < 1e-6
+    # W of shape (n, m) beside data z of shape (m,): m from z, n from theta's length
+    W, z = sp.IndexedBase("W", shape=(n, m)), sp.IndexedBase("z", shape=(m,))
+    two = bp.compile(sp.Sum(sp.Sum(W[i, j] ** 2 * z[j], (j, 0, m - 1)), (i, 0, n - 1)), wrt=[W]).load()
+    zs = rng.uniform(0, 1, 3)
+    weights = rng.uniform(-1, 1, (4, 3))
+    value, gradient = two.value_and_grad_flat(weights.ravel(), zs)
+    assert value == pytest.approx(np.sum(weights ** 2 * zs))
+    np.testing.assert_allclose(gradient, (2 * weights * zs).ravel())
+    with pytest.raises(ValueError, match="does not give the size of m, n"):
+        two.unpack(weights.ravel())  # neither size: unpack has no data
+    with pytest.raises(ValueError, match=r"theta \(shape \(13,\)\) does not give the size of n"):
+        two.value_and_grad_flat(np.ones(13), zs)  # 13 is no multiple of m = 3
+
+
 def test_a_sum_of_products_over_a_range_is_summed_by_dot_products():
     """Sum(p*q + r**2 + s*x[i] + ...) adds a dot product per product of two values over the range
     (named squares with themselves) instead of forming each product and summing it; a term

@@ -74,12 +74,12 @@ def pack(x):
 
 def unpack(theta):
     """The WRT values from theta, each in its own shape (pack's inverse)."""
-    return _unpack(theta, (("n",),))
+    return _unpack(theta, _named_shapes((("n",),), theta))
 
 
 def value_and_grad_flat(theta):
     """(objective as a float, gradient as one flat vector) at theta = pack(*WRT), as scipy.optimize.minimize(fun, theta0, jac=True, args=DATA) calls it."""
-    return _flat_value_and_grad(_value_and_grad(*_unpack(theta, (("n",),))))
+    return _flat_value_and_grad(_value_and_grad(*_unpack(theta, _named_shapes((("n",),), theta))))
 
 
 
@@ -251,6 +251,33 @@ def _unpack(theta, shapes, what="theta"):
         values.append(theta[start] if shape == () else theta[start:start + size].reshape(shape))
         start += size
     return values
+
+
+def _named_shapes(shapes, theta, named=None, what="theta"):
+    """The shapes with each named dimension a number: its size in `named` (read off the data), or
+    for the one size left, the size for which the shapes hold as many numbers as the flat vector
+    theta."""
+    sizes = dict(named or {})
+    length = np.shape(theta)[0] if np.ndim(theta) == 1 else None
+    left = sorted({d for shape in shapes for d in shape if type(d) is str and d not in sizes})
+
+    def count(size):
+        return sum(int(np.prod([size if d == left[0] else sizes.get(d, d) for d in shape])) for shape in shapes)
+
+    if len(left) == 1 and length is not None and all(d.isidentifier() for d in left):
+        low, high = 0, length  # the count grows with the size: bisect for it
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (middle + 1, high) if count(middle) < length else (low, middle)
+        if count(low) == length:
+            sizes[left[0]] = low
+    missing = [d for d in left if d not in sizes]
+    if missing:
+        names = ", ".join(missing)
+        raise ValueError(f"{what} (shape {np.shape(theta)}) does not give the size of {names} in the WRT shapes "
+                         f"{shapes}: pass a 1-D {what} whose length one size of {names} gives, or data that have "
+                         f"{'them' if len(missing) > 1 else 'it'}")
+    return tuple(tuple(sizes[d] if type(d) is str else d for d in shape) for shape in shapes)
 
 
 def _flat_value_and_grad(result):
