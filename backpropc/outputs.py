@@ -28,6 +28,7 @@ from .ops.matrix import entries as entries_op
 from .ops.matrix import entry, matmul, transpose
 from .reverse import Backward, backprop
 from .sparsity import HessianTooLarge, colour_columns, hessian_pattern, runs
+from .stencil import families, index_code
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
 # beside their work, and compiling (and the module) would double.
@@ -708,12 +709,16 @@ def hessian_output(m: ModuleBuilder) -> None:
     """hessian, hessian_coo and hessian_flat: the Hessian of the objective (summed over the batch)
     from as few Hessian-vector products as its structure allows (backpropc.sparsity)."""
     program = m.program
-    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
-           for w in program.wrt):
-        raise ModelError("the Hessian needs numeric shapes for matrix and indexed parameters; give them "
-                         "numbers (hvp works with named dimensions)")
     m.add(hvp_output)
     m.add(hvp_flat_output)
+    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
+           for w in program.wrt):
+        if not _stencil_hessian(m):
+            raise ModelError("the Hessian over named dimensions is built from windows of indexed parameters "
+                             "(x[i + 1], x[0]) whose indices no Sum couples; this model reads a parameter "
+                             "otherwise (a gather, a nested Sum, a matrix, a Sum inside the range): give its "
+                             "shape numbers (then its structure is read entry by entry), or use hvp")
+        return
     sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
     # a re-rolled model's terms are read one by one: over its lanes every entry would look
     # coupled to every other
@@ -772,6 +777,49 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
         [m.theta] + data, [], f"_dense({flat}, {n})", None))
+
+
+def _stencil_hessian(m: ModuleBuilder) -> bool:
+    """hessian_coo, hessian and hessian_flat of an indexed model of named size, from the families
+    of entries backpropc.stencil finds: their values as straight-line code over the range, their
+    indices built at run time from n. False when the model is not of that kind."""
+    program, graph = m.program, m.graph
+    found = families(m)
+    if found is None:
+        return False
+    names, wanted = dict(m.leaf_names), dict(m.step_names)
+    order = {a: k for k, a in enumerate(dict.fromkeys(a for f in found for a in (f.row, f.col)))}
+    for f in found:  # h_k_j: the second derivative of accesses k and j
+        if not graph[f.value].is_leaf and f.value not in wanted:
+            wanted[f.value] = f"h_{order[f.row]}_{order[f.col]}"
+    values = list(dict.fromkeys(f.value for f in found))
+    schedule = Schedule(graph, [], wanted, m.namer, program.n_forward, values)
+    statements = m.lines(schedule, names)
+    if m.reduction == "mean":  # the loss's signal, 1/N, as value_and_grad sets it
+        m.helpers |= {"_batch_size", "_batch_shape"}
+        statements.insert(0, Statement(names[m.seed], m.seed, "backward",
+                                       code=f"1/_batch_size(_batch_shape({m.batch_args()}))", _rhs=_symbol("1/N")))
+    rows = [f"({f.row.wrt}, {index_code(m, f.row, names)}, {f.col.wrt}, {index_code(m, f.col, names)}, "
+            f"{m.ref(f.value, names)}, {f.lane}, {f.mirrored})" for f in found]
+    m.helpers |= {"_stencil_coo", "_dense", "_batch_shape"}
+    m.ops["hessian"] = schedule.ops
+    wrt = tuple_source(m.wrt_names)
+    size = " + ".join(f"np.size({a})" if isinstance(w, sp.IndexedBase) else "1"
+                      for a, w in zip(m.wrt_names, program.wrt))
+    m.functions.append(Function(
+        "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
+        "of its structural non-zeros: families of entries over each Sum's range, their indices built for "
+        "this n.", m.arg_names, [("", statements)], f"_stencil_coo({wrt}, {tuple_source(rows)}, _batch_shape({m.batch_args()}))",
+        None))
+    m.functions.append(Function(
+        "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
+        m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {size})", None))
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    m.functions.append(Function(
+        "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
+        [m.theta] + data, [], f"_dense(hessian_coo({', '.join([_unpacked(m, m.theta)] + data)}), np.size({m.theta}))",
+        None))
+    return True
 
 
 def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[int], sizes: list[int]) -> bool:

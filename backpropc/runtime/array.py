@@ -17,7 +17,7 @@ NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
          "_gather": ("_out_of_range", "_extremes"), "_unwindow": ("_lead", "_key", "_sliced"),
          "_scatter": ("_lead",), "_accumulate": ("_zeros_for", "_add_windows", "_scatter", "_accumulate_batched"),
          "_add_windows": ("_key",), "_add_batched_windows": ("_key", "_sliced"),
-         "_accumulate_batched": ("_lead", "_key", "_sliced", "_scatter")}
+         "_accumulate_batched": ("_lead", "_key", "_sliced", "_scatter"), "_stencil_coo": ("_stencil_index",)}
 
 
 def _out_of_range(name, axis, low, high, size):
@@ -237,3 +237,51 @@ def _accumulate_batched(x, windows, gathers):
     for g, *index in gathers:
         _scatter(g, x, *index, out=out)
     return out
+
+
+def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the sorted pattern of the last call
+    """(rows, columns, values) of the Hessian over pack's flat vector, from families of entries:
+    (k, row axes, l, column axes, values, over the range, mirrored) enters, for each index of a
+    Sum's range, values at the flat index of WRT k's entry at the row axes and WRT l's entry at
+    the column axes ((start, stop, step) per axis, (index, 0, 0) for a fixed one; a scalar has
+    none), and a mirrored family also with rows and columns swapped. `wrt` are the WRT values:
+    their sizes place each in the flat vector. Values are summed over the `batch` (each example
+    counts, as in the objective), entries at one place add up, and they come sorted by row, then
+    column; the sort is kept for the next call at the same place."""
+    starts = np.cumsum([0] + [np.size(w) for w in wrt])
+    size = int(starts[-1])
+    rows, cols, values = [], [], []
+    for k, row_axes, col, col_axes, value, over_range, mirrored in families:
+        r = _stencil_index(starts, wrt, k, row_axes)
+        c = _stencil_index(starts, wrt, col, col_axes)
+        count = max(np.size(r), np.size(c)) if np.ndim(r) or np.ndim(c) else 1
+        if over_range:  # batch axes lead: summed over them
+            value = np.broadcast_to(value, tuple(batch) + (count,)).reshape(-1, count).sum(0)
+        else:
+            value = np.full(count, np.sum(np.broadcast_to(value, batch)))
+        r, c = np.broadcast_to(r, (count,)), np.broadcast_to(c, (count,))
+        rows += [r, c] if mirrored else [r]
+        cols += [c, r] if mirrored else [c]
+        values += [value, value] if mirrored else [value]
+    keys = np.concatenate(rows) * size + np.concatenate(cols) if rows else np.zeros(0, dtype=np.intp)
+    if not (_last.get("size") == size and np.array_equal(_last.get("keys"), keys)):
+        places, where = np.unique(keys, return_inverse=True)
+        _last.update(size=size, keys=keys, places=places, where=where)
+    places, where = _last["places"], _last["where"]
+    summed = np.bincount(where, weights=np.concatenate(values) if values else None, minlength=len(places))
+    return places // size, places % size, summed
+
+
+def _stencil_index(starts, wrt, k, axes):
+    """The flat index of WRT k's entries at `axes` (an array over a range, or a number)."""
+    shape = np.shape(wrt[k])
+    strides = np.cumprod((shape + (1,))[:0:-1])[::-1] if shape else ()
+    index = int(starts[k])
+    for axis, stride in enumerate(strides):
+        start, stop, step = axes[3 * axis:3 * axis + 3]
+        along = np.arange(start, stop, step) if step else start
+        if np.any(np.asarray(along) < 0) or np.any(np.asarray(along) >= shape[axis]):
+            raise IndexError(f"the Hessian reads {WRT[k]}[...] outside its {shape[axis]} entries along axis "
+                             f"{axis}; make the array larger or the Sum's range smaller")
+        index = index + along * int(stride)
+    return index
