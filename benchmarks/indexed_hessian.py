@@ -9,7 +9,12 @@ compile time, the generated source's size, the structural non-zeros and the prod
 a Hessian costs, the median time of hessian_coo (the non-zeros) and hessian_flat (the n x n
 array), one hvp_flat, and jax.jit(jax.hessian) of the same function where a dense Hessian fits
 (n <= 1,000). Every Hessian is checked: against JAX's where it runs, else its product with a
-random direction against hvp_flat. Prints a table and writes indexed_hessian.json.
+random direction against hvp_flat. Then each problem but the Lennard-Jones cluster (whose pairs
+are a nested Sum) compiled once over a named n: the families of entries of backpropc/stencil.py,
+their indices built per call. For each n: its hessian_coo on the first call (which sorts the
+pattern) and on later calls (which reuse it), against the numeric module's hessian_coo above,
+and the largest difference of the two Hessians. Prints both tables and writes
+indexed_hessian.json.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 from arrays import PROBLEMS, jax_functions, point
 from mgh_hessian import format_time
 from mgh_hessian import median_call as median
@@ -67,11 +73,11 @@ def jax_hessians():
     return {f.__name__: compiled(f) for f in (rosenbrock, powell, broyden, lennard_jones)}
 
 
-def measure(name: str, model, shape: tuple, repeats: int, jax) -> dict:
+def measure(name: str, model, shape: tuple, repeats: int, jax, modules: dict) -> dict:
     start = time.perf_counter()
     compiled = bp.compile(model, derivatives=("grad", "hvp", "hessian"))
     compile_s = time.perf_counter() - start
-    module = compiled.load()
+    module = modules[(name, shape[0] * (shape[1] if len(shape) > 1 and name == "powell" else 1))] = compiled.load()
     x = point(name, shape)
     theta = x.ravel()
     rows, cols, values = module.hessian_coo(x)
@@ -96,13 +102,46 @@ def measure(name: str, model, shape: tuple, repeats: int, jax) -> dict:
 
 def run(quick: bool, repeats: int) -> dict:
     jax = jax_hessians()
-    rows = []
+    rows, modules = [], {}
     for name, build, _, shape_of, _, _ in PROBLEMS:
         for n in (QUICK if quick else SIZES)[name]:
-            rows.append({"n": n, **measure(name, build(n), shape_of(n), repeats, jax)})
+            rows.append({"n": n, **measure(name, build(n), shape_of(n), repeats, jax, modules)})
             print(format_row(rows[-1]), flush=True)
+    print()
+    print(NAMED_HEADER)
+    named = []
+    for name, build, _, shape_of, _, _ in PROBLEMS:
+        if name == "lennard_jones":
+            continue
+        start = time.perf_counter()
+        compiled = bp.compile(build(sp.Symbol("n", integer=True, positive=True)), derivatives=("grad", "hvp", "hessian"))
+        compile_s = time.perf_counter() - start
+        module = compiled.load()
+        for n in (QUICK if quick else SIZES)[name]:
+            x = point(name, shape_of(n))
+            start = time.perf_counter()
+            rows_, cols, values = module.hessian_coo(x)
+            first_s = time.perf_counter() - start
+            reference = modules[(name, n)].hessian_coo(x)
+            assert np.array_equal(rows_, reference[0]) and np.array_equal(cols, reference[1])
+            named.append({"problem": name, "n": n, "compile_s": compile_s, "source_kb": len(compiled.source) / 1000,
+                          "first_s": first_s, "hessian_coo_s": median(lambda: module.hessian_coo(x), repeats),
+                          "numeric_s": next(r["hessian_coo_s"] for r in rows if (r["problem"], r["n"]) == (name, n)),
+                          "difference": float(np.max(np.abs(values - reference[2])) / max(1.0, np.max(np.abs(reference[2]))))})
+            assert named[-1]["difference"] < 1e-12, named[-1]
+            print(format_named(named[-1]), flush=True)
     return {"machine": f"{platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}",
-            "quick": quick, "repeats": repeats, "rows": rows}
+            "quick": quick, "repeats": repeats, "rows": rows, "named": named}
+
+
+NAMED_HEADER = ("| problem | n | compile (once) | source | hessian_coo, first call | hessian_coo | numeric module's "
+                "hessian_coo | ratio | rel. difference |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def format_named(r: dict) -> str:
+    return (f"| {r['problem']} | {r['n']:,} | {format_time(r['compile_s'])} | {r['source_kb']:.0f} KB "
+            f"| {format_time(r['first_s'])} | {format_time(r['hessian_coo_s'])} | {format_time(r['numeric_s'])} "
+            f"| {r['hessian_coo_s'] / r['numeric_s']:.2f} | {r['difference']:.0e} |")
 
 
 HEADER = ("| problem | n | parameters | compile | source | non-zeros | products | hessian_coo | hessian_flat "

@@ -95,7 +95,7 @@ def test_a_batch_of_data_counts_every_example_and_the_mean_divides():
 
 @pytest.mark.parametrize("name", ["rosenbrock", "broyden"])
 def test_the_module_of_named_size_agrees_with_the_numeric_one(name):
-    loss, wrt, data, size_symbol = MODELS[name]
+    loss, wrt, data, _ = MODELS[name]
     named = bp.compile(bp.Model(name, [], loss, wrt, data), derivatives=("hessian",))
     v = np.random.default_rng(1).uniform(-1, 1, 40)
     numeric = bp.compile(bp.Model(name, [], loss.xreplace({x: sp.IndexedBase("x", shape=(40,)), n: 40}),

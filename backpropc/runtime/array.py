@@ -239,7 +239,7 @@ def _accumulate_batched(x, windows, gathers):
     return out
 
 
-def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the sorted pattern of the last call
+def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the pattern of the last call
     """(rows, columns, values) of the Hessian over pack's flat vector, from families of entries:
     (k, row axes, l, column axes, values, over the range, mirrored) enters, for each index of a
     Sum's range, values at the flat index of WRT k's entry at the row axes and WRT l's entry at
@@ -247,29 +247,33 @@ def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the sorted patter
     none), and a mirrored family also with rows and columns swapped. `wrt` are the WRT values:
     their sizes place each in the flat vector. Values are summed over the `batch` (each example
     counts, as in the objective), entries at one place add up, and they come sorted by row, then
-    column; the sort is kept for the next call at the same place."""
-    starts = np.cumsum([0] + [np.size(w) for w in wrt])
-    size = int(starts[-1])
-    rows, cols, values = [], [], []
-    for k, row_axes, col, col_axes, value, over_range, mirrored in families:
-        r = _stencil_index(starts, wrt, k, row_axes)
-        c = _stencil_index(starts, wrt, col, col_axes)
-        count = max(np.size(r), np.size(c)) if np.ndim(r) or np.ndim(c) else 1
+    column. The pattern depends on the sizes alone: it is built (and sorted) once for them, and
+    reused while the next calls have the same sizes."""
+    pattern = (tuple(np.shape(w) for w in wrt), tuple(f[:4] + f[6:] for f in families))
+    if _last.get("pattern") != pattern:
+        starts = np.cumsum([0] + [np.size(w) for w in wrt])
+        size, rows, cols, counts = int(starts[-1]), [], [], []
+        for k, row_axes, col, col_axes, *_, mirrored in families:
+            r = _stencil_index(starts, wrt, k, row_axes)
+            c = _stencil_index(starts, wrt, col, col_axes)
+            counts.append(max(np.size(r), np.size(c)))
+            r, c = np.broadcast_to(r, counts[-1:]), np.broadcast_to(c, counts[-1:])
+            rows += [r, c] if mirrored else [r]
+            cols += [c, r] if mirrored else [c]
+        keys = np.concatenate(rows) * size + np.concatenate(cols) if rows else np.zeros(0, dtype=np.intp)
+        places, where = np.unique(keys, return_inverse=True)
+        _last.update(pattern=pattern, counts=counts, where=where, rows=places // size, cols=places % size)
+    values = []
+    for (*_, value, over_range, mirrored), count in zip(families, _last["counts"]):
         if over_range:  # batch axes lead: summed over them
             value = np.broadcast_to(value, tuple(batch) + (count,)).reshape(-1, count).sum(0)
         else:
             value = np.full(count, np.sum(np.broadcast_to(value, batch)))
-        r, c = np.broadcast_to(r, (count,)), np.broadcast_to(c, (count,))
-        rows += [r, c] if mirrored else [r]
-        cols += [c, r] if mirrored else [c]
         values += [value, value] if mirrored else [value]
-    keys = np.concatenate(rows) * size + np.concatenate(cols) if rows else np.zeros(0, dtype=np.intp)
-    if not (_last.get("size") == size and np.array_equal(_last.get("keys"), keys)):
-        places, where = np.unique(keys, return_inverse=True)
-        _last.update(size=size, keys=keys, places=places, where=where)
-    places, where = _last["places"], _last["where"]
-    summed = np.bincount(where, weights=np.concatenate(values) if values else None, minlength=len(places))
-    return places // size, places % size, summed
+    rows = _last["rows"]
+    summed = np.bincount(_last["where"], weights=np.concatenate(values), minlength=len(rows)) if values else \
+        np.zeros(0)
+    return rows, _last["cols"], summed
 
 
 def _stencil_index(starts, wrt, k, axes):
