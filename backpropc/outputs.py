@@ -967,8 +967,6 @@ def jacobian_output(m: ModuleBuilder) -> None:
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
     arrays = [w for w in program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase))]
-    if any(not all(d.is_Integer for d in w.shape) for w in arrays):
-        raise ModelError("the Jacobian needs numeric shapes for matrix and indexed parameters; give them numbers")
     m.add(residuals_output)
     if "range" in _residual_kinds(m):
         m.add(residuals_jvp_output)
@@ -976,7 +974,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
         m.functions.append(Function(
             "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
             "tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
-            f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_wrt_shapes(m)})", '"example"'))
+            f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})", '"example"'))
     else:
         _jacobian_of_entries(m, arrays)
     data = [a for a in m.arg_names if a not in m.wrt_names]
@@ -1014,7 +1012,7 @@ def _jacobian_of_entries(m: ModuleBuilder, arrays: list) -> None:
     schedule = Schedule(graph, [], dict(m.step_names), m.namer, program.n_forward, flat)
     statements = m.lines(schedule, names)
     rows = ", ".join("(" + ", ".join(m.ref(e, names) for e in row) + ",)" for row in entries)
-    layout = f", {_wrt_shapes(m)}" if arrays else ""  # an array's signal fills a column per entry
+    layout = f", {_argument_shapes(m)}" if arrays else ""  # an array's signal fills a column per entry
     m.helpers |= {"_assemble_jacobian", "_batch_shape"}
     m.ops["jacobian"] = schedule.ops
     m.functions.append(Function(
@@ -1030,6 +1028,14 @@ def _unpacked(m: ModuleBuilder, vector: str) -> str:
         m.helpers.add("_unpack_floats")
         return f"*_unpack_floats({vector}, {len(m.program.wrt)})"
     return f"*_unpack({vector}, {_flat_shapes(m, vector)})"
+
+
+def _argument_shapes(m: ModuleBuilder) -> str:
+    """The WRT shapes as code: numbers where the model has them, else read off the arguments."""
+    if all(d.is_Integer for w in m.program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for d in w.shape):
+        return _wrt_shapes(m)
+    return tuple_source(f"np.shape({a})" if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else "()"
+                        for a, w in zip(m.wrt_names, m.program.wrt))
 
 
 def _flat_shapes(m: ModuleBuilder, vector: str, data: bool = True) -> str:

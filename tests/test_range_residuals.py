@@ -188,3 +188,33 @@ def test_random_residuals_over_a_range_with_shifted_indices(terms, size, seed):
     objective = sum(r ** 2 for r in rows) / 2
     np.testing.assert_allclose(module.hessian_flat(theta, ts, ys), numbers(sp.hessian(objective, [a, b, c])),
                                rtol=1e-10, atol=1e-11)
+
+
+def test_jacobians_with_parameters_of_named_size():
+    """The Jacobian's columns come from the parameters' shapes at call time: coefficients c of a
+    named length K (over a range of residuals), and a 2 x K matrix W (reverse mode)."""
+    from scipy.optimize import least_squares
+
+    K, k, i = sp.Symbol("K", integer=True, positive=True), sp.Idx("k"), sp.Idx("i", n)
+    coefficients = sp.IndexedBase("c", shape=(K,))
+    model = bp.Model("poly", residuals=[y[i] - sp.Sum(coefficients[k] * t[i] ** k, (k, 0, K - 1))],
+                     wrt=[coefficients], inputs=[t, y])
+    module = bp.compile(model, derivatives=("jacobian",)).load()
+    samples = np.linspace(-1, 1, 20)
+    for size in (2, 4):  # one module, every K
+        np.testing.assert_allclose(module.jacobian(np.zeros(size), samples, samples),
+                                   -samples[:, None] ** np.arange(size), rtol=1e-14, atol=1e-15)
+    fit = least_squares(module.residuals_flat, np.zeros(4), jac=module.jacobian_flat,
+                        args=(samples, 1 - 2 * samples + 0.5 * samples ** 3))
+    np.testing.assert_allclose(fit.x, [1, -2, 0, 0.5], atol=1e-10)
+    W, x, y0 = sp.MatrixSymbol("W", 2, K), sp.MatrixSymbol("x", K, 1), sp.Symbol("y0")
+    model = bp.Model("calibration", residuals=[bp.sum(W[0:1, :] * x) - y0, bp.sum(W[1:2, :] * x) ** 2],
+                     wrt=[W], inputs=[x, y0])
+    module = bp.compile(model, derivatives=("jacobian",)).load()
+    rng = np.random.default_rng(0)
+    xs, ys, theta = rng.uniform(-1, 1, (5, 3, 1)), np.ones(5), rng.uniform(-1, 1, 6)
+    assert module.jacobian(theta.reshape(2, 3), xs, ys).shape == (5, 2, 6)
+    h = 1e-6
+    differences = np.stack([(module.residuals_flat(theta + h * e, xs, ys) - module.residuals_flat(theta - h * e, xs, ys))
+                            / (2 * h) for e in np.eye(6)], axis=-1)
+    np.testing.assert_allclose(module.jacobian_flat(theta, xs, ys), differences, rtol=1e-6, atol=1e-8)
