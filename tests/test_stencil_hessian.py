@@ -167,3 +167,11 @@ def test_the_docs_show_the_hessian_code_as_it_is():
     source = bp.compile(bp.Model("rosenbrock", [], loss, wrt, data), derivatives=("hessian",)).source
     for line in listing.splitlines():
         assert line.strip() in source, line
+
+
+def test_float32_stays_float32():
+    loss, wrt, data, _ = MODELS["rosenbrock"]
+    module = bp.compile(bp.Model("rosenbrock", [], loss, wrt, data), derivatives=("hessian",)).load()
+    v = np.linspace(-1, 1, 6, dtype=np.float32)
+    assert module.hessian_coo(v)[2].dtype == np.float32 and module.hessian(v).dtype == np.float32
+    np.testing.assert_allclose(module.hessian(v), module.hessian(v.astype(float)), rtol=1e-5, atol=1e-3)

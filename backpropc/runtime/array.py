@@ -247,7 +247,7 @@ def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the pattern of th
     none), and a mirrored family also with rows and columns swapped. `wrt` are the WRT values:
     their sizes place each in the flat vector. Values are summed over the `batch` (each example
     counts, as in the objective), entries at one place add up, and they come sorted by row, then
-    column. The pattern depends on the sizes alone: it is built (and sorted) once for them, and
+    column, in the parameters' float type. The pattern depends on the sizes alone: it is built (and sorted) once for them, and
     reused while the next calls have the same sizes."""
     pattern = (tuple(np.shape(w) for w in wrt), tuple(f[:4] + f[6:] for f in families))
     if _last.get("pattern") != pattern:
@@ -273,7 +273,7 @@ def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the pattern of th
     rows = _last["rows"]
     summed = np.bincount(_last["where"], weights=np.concatenate(values), minlength=len(rows)) if values else \
         np.zeros(0)
-    return rows, _last["cols"], summed
+    return rows, _last["cols"], summed.astype(np.result_type(*wrt, 1.0), copy=False)  # float32 stays float32
 
 
 def _stencil_index(starts, wrt, k, axes):
