@@ -149,6 +149,18 @@ def parse_residual(r, what: str) -> tuple[sp.Basic, tuple | None]:
     return expr, (index, index.lower, index.upper)
 
 
+def _residual_node(converter, expr, limit, env) -> int:
+    """A residual's node: a scalar, or a value over its range."""
+    if limit is not None:
+        return over_range(converter, expr, limit, env)
+    try:
+        return loss_scalar(converter.graph, converter.from_sympy(expr, env))
+    except ModelError as exc:
+        if "not the index of an enclosing Sum" not in str(exc):
+            raise
+        raise ModelError(f"{exc}; for a residual for each index, give its range: (residual, (i, 0, n - 1))") from None
+
+
 def _scalar(expr, what: str) -> sp.Basic:
     """A scalar expression; a 1x1 matrix expression is accepted as is (its only entry)."""
     if isinstance(expr, sp.MatrixExpr):
@@ -237,8 +249,7 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
         graph.protected.add(node)
         named.append((lhs, node))
     converter.pending = {}
-    residual_nodes = [loss_scalar(graph, converter.from_sympy(r, env)) if limit is None
-                      else over_range(converter, r, limit, env) for r, limit in residuals or []]
+    residual_nodes = [_residual_node(converter, r, limit, env) for r, limit in residuals or []]
     for node in residual_nodes:
         graph.protected.add(node)
     if loss_expr is None:  # a residual over a range adds the sum of its squares

@@ -154,7 +154,7 @@ def test_check_and_the_self_check_know_residuals_over_a_range(tmp_path):
     (t[sp.Idx("i", n)] * y[sp.Idx("j", n)], "free indices i, j"),
     ((a * t[j] - y[j], (j, 0)), "the range of a residual is (i, lo, hi)"),
     ((a * t[j] - y[j], (j, 0, b)), "not the index of an enclosing Sum nor a shape symbol"),
-    (a * t[j] - y[j], "depends on j"),
+    (a * t[j] - y[j], "for a residual for each index, give its range: (residual, (i, 0, n - 1))"),
 ])
 def test_bad_ranges_name_the_fix(residual, message):
     with pytest.raises(ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):
