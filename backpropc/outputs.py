@@ -714,10 +714,7 @@ def hessian_output(m: ModuleBuilder) -> None:
     if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
            for w in program.wrt):
         if not _stencil_hessian(m):
-            raise ModelError("the Hessian over named dimensions is built from windows of indexed parameters "
-                             "(x[i + 1], x[0]) whose indices no Sum couples; this model reads a parameter "
-                             "otherwise (a gather, a nested Sum, a matrix, a Sum inside the range): give its "
-                             "shape numbers (then its structure is read entry by entry), or use hvp")
+            _dense_hessian_by_products(m)
         return
     sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
     # a re-rolled model's terms are read one by one: over its lanes every entry would look
@@ -777,6 +774,27 @@ def hessian_output(m: ModuleBuilder) -> None:
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
         [m.theta] + data, [], f"_dense({flat}, {n})", None))
+
+
+def _dense_hessian_by_products(m: ModuleBuilder) -> None:
+    """hessian_coo, hessian and hessian_flat of a model of named size whose Hessian is not made of
+    families: every entry, one Hessian-vector product per column, for the size of the call (the
+    structure of the log of a Sum or of a cluster's pairs; for a sparse one of another kind, a
+    numeric shape has its structure read entry by entry)."""
+    data = [a for a in m.arg_names if a not in m.wrt_names]
+    product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
+    m.helpers |= {"_hessian_coo", "_pack", "_dense"}
+    first = [("", [Statement(m.theta, -1, "forward", code=f"_pack({tuple_source(m.wrt_names)})")])]
+    doc = "(dense: one Hessian-vector product per column, for the sizes of the call)"
+    m.functions.append(Function(
+        "hessian_coo", f"The Hessian of the objective over pack's flat vector, as (rows, columns, values) {doc}.",
+        m.arg_names, first, f"_hessian_coo({product}, {m.theta}, dense=True)", None))
+    m.functions.append(Function(
+        "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
+        m.arg_names, first, f"_dense(hessian_coo({', '.join(m.arg_names)}), np.size({m.theta}))", None))
+    m.functions.append(Function(
+        "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
+        [m.theta] + data, [], f"_dense(_hessian_coo({product}, {m.theta}, dense=True), np.size({m.theta}))", None))
 
 
 def _stencil_hessian(m: ModuleBuilder) -> bool:
