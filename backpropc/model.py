@@ -131,7 +131,7 @@ def parse_residual(r, what: str) -> tuple[sp.Basic, tuple | None]:
     if isinstance(r, (tuple, sp.Tuple)) and len(r) == 2 and isinstance(r[1], (tuple, list, sp.Tuple)) \
             and not isinstance(r[0], (tuple, list, sp.Tuple)):
         expr, limit = r
-        if len(limit) != 3 or not isinstance(limit[0], sp.Symbol):
+        if len(limit) != 3 or not isinstance(limit[0], (sp.Symbol, sp.Idx)):
             raise ModelError(f"{what}: the range of a residual is (i, lo, hi), as in sympy.Sum; got {_short(limit)}")
         expr = _scalar(expr, what)
         return expr, tuple(sp.sympify(b) for b in limit)

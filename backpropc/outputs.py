@@ -763,7 +763,7 @@ def hessian_output(m: ModuleBuilder) -> None:
         product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
         wrt = ", ".join(m.wrt_names) + ("," if len(m.wrt_names) == 1 else "")
         first = [("", [Statement(m.theta, -1, "forward", code=f"_pack(({wrt}))")])]
-        coo = flat = f"_hessian_coo({product}, {m.theta})"
+        coo = flat = f"_hessian_coo({product}, {m.theta}, (HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS))"
     m.helpers.add("_dense")
     m.functions.append(Function(
         "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
@@ -788,13 +788,13 @@ def _dense_hessian_by_products(m: ModuleBuilder) -> None:
     doc = "(dense: one Hessian-vector product per column, for the sizes of the call)"
     m.functions.append(Function(
         "hessian_coo", f"The Hessian of the objective over pack's flat vector, as (rows, columns, values) {doc}.",
-        m.arg_names, first, f"_hessian_coo({product}, {m.theta}, dense=True)", None))
+        m.arg_names, first, f"_hessian_coo({product}, {m.theta})", None))
     m.functions.append(Function(
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
         m.arg_names, first, f"_dense(hessian_coo({', '.join(m.arg_names)}), np.size({m.theta}))", None))
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
-        [m.theta] + data, [], f"_dense(_hessian_coo({product}, {m.theta}, dense=True), np.size({m.theta}))", None))
+        [m.theta] + data, [], f"_dense(_hessian_coo({product}, {m.theta}), np.size({m.theta}))", None))
 
 
 def _stencil_hessian(m: ModuleBuilder) -> bool:

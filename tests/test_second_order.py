@@ -174,7 +174,7 @@ def test_a_hessian_of_many_colours_takes_one_product_per_colour():
     f = sp.log(1 + sum(v ** 2 for v in x)) + x[0] * x[19]
     compiled = bp.compile(f, wrt=list(x), derivatives=("hessian",))
     assert compiled.ops["hessian_products"] == 20 and "hessian" not in compiled.ops
-    assert "_hessian_coo(lambda p: hvp_flat(theta, p), theta)" in compiled.source
+    assert "_hessian_coo(lambda p: hvp_flat(theta, p), theta, (HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS))" in compiled.source
     theta = np.linspace(-1, 1, 20)
     exact = np.array(sp.hessian(f, x).xreplace(dict(zip(x, theta))), dtype=float)
     np.testing.assert_allclose(compiled.load().hessian_flat(theta), exact, rtol=1e-12, atol=1e-14)
@@ -601,8 +601,9 @@ def test_a_dense_hessian_too_large_to_index_is_refused_with_the_fix():
 
 
 def test_second_order_modules_pass_ruff_and_their_self_check(tmp_path):
-    """A straight-line Hessian (mean over a batch), a matrix Jacobian and an indexed Hessian:
-    the modules pass ruff's default rules and their own gradient check."""
+    """A straight-line Hessian (mean over a batch), a matrix Jacobian, indexed Hessians (of
+    numeric and named size) and residuals over a range: the modules pass ruff's default rules and
+    their own gradient check."""
     import subprocess
     import sys
 
@@ -617,6 +618,14 @@ def test_second_order_modules_pass_ruff_and_their_self_check(tmp_path):
                                            wrt=[W, b], inputs=[v, y0]), derivatives=("jacobian", "hessian")),
         "indexed": bp.compile(sp.Sum((u[i + 1] - u[i] ** 2) ** 2, (i, 0, 7)), wrt=[u], derivatives=("hessian",)),
     }
+    # over a named n: the Hessian's families, the dense one by products, residuals over a range
+    n = sp.Symbol("n", integer=True, positive=True)
+    un, yn = sp.IndexedBase("u", shape=(n,)), sp.IndexedBase("y", shape=(n,))
+    modules["families"] = bp.compile(sp.Sum((un[i + 1] - un[i] ** 2) ** 2 * a, (i, 0, n - 2)), wrt=[un, a],
+                                     derivatives=("hessian",), reduction="mean")
+    modules["dense"] = bp.compile(sp.log(sp.Sum(un[i] ** 2, (i, 0, n - 1))), wrt=[un], derivatives=("hessian",))
+    modules["ranged"] = bp.compile(bp.Model("decay", residuals=[(a * sp.exp(-b * yn[i]) - 1, (i, 0, n - 1)), a - b],
+                                            wrt=[a, b], inputs=[yn]), derivatives=("jacobian", "hessian"))
     for name, compiled in modules.items():
         compiled.write(tmp_path / f"{name}.py")
         check = subprocess.run([sys.executable, str(tmp_path / f"{name}.py")], capture_output=True, text=True)

@@ -239,7 +239,7 @@ def _accumulate_batched(x, windows, gathers):
     return out
 
 
-def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the pattern of the last call
+def _stencil_coo(wrt, families, batch=()):
     """(rows, columns, values) of the Hessian over pack's flat vector, from families of entries:
     (k, row axes, l, column axes, values, over the range, mirrored) enters, for each index of a
     Sum's range, values at the flat index of WRT k's entry at the row axes and WRT l's entry at
@@ -248,7 +248,8 @@ def _stencil_coo(wrt, families, batch=(), _last={}):  # _last: the pattern of th
     their sizes place each in the flat vector. Values are summed over the `batch` (each example
     counts, as in the objective), entries at one place add up, and they come sorted by row, then
     column, in the parameters' float type. The pattern depends on the sizes alone: it is built (and sorted) once for them, and
-    reused while the next calls have the same sizes."""
+    reused while the next calls have the same sizes (kept on the function itself)."""
+    _last = _stencil_coo.__dict__
     pattern = (tuple(np.shape(w) for w in wrt), tuple(f[:4] + f[6:] for f in families))
     if _last.get("pattern") != pattern:
         starts = np.cumsum([0] + [np.size(w) for w in wrt])

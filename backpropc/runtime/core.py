@@ -236,18 +236,18 @@ def _unpack(theta, shapes, what="theta"):
     return values
 
 
-def _hessian_coo(product, theta, dense=False):
+def _hessian_coo(product, theta, pattern=None):
     """(rows, columns, values) of the Hessian over the flat vector theta, from one product
     (`product(p)`: the Hessian at theta times p, flat) per colour: the columns of a colour share no
-    row (HESSIAN_COLOURS), so each product gives every entry of its columns at once. `dense`: every
-    entry, a product per column (a module whose sizes are known only at call time)."""
+    row (the module's HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS, the `pattern`), so each product
+    gives every entry of its columns at once. Without a pattern: every entry, a product per column
+    (a module whose sizes are known only at call time)."""
     theta = np.asarray(theta)
-    if dense:
+    if pattern is None:
         n = theta.size
         rows, cols, colours = np.repeat(np.arange(n), n), np.tile(np.arange(n), n), np.arange(n)
-    else:
-        colours = np.asarray(HESSIAN_COLOURS, dtype=np.intp)  # arrays already in a module: no copy
-        rows, cols = np.asarray(HESSIAN_ROWS, dtype=np.intp), np.asarray(HESSIAN_COLS, dtype=np.intp)
+    else:  # arrays already in a module: no copy
+        rows, cols, colours = (np.asarray(a, dtype=np.intp) for a in pattern)
     products = np.zeros((colours.shape[0], colours.max(initial=-1) + 1), dtype=np.result_type(theta, 1.0))
     for c in range(products.shape[1]):
         products[:, c] = product((colours == c).astype(products.dtype))
