@@ -58,7 +58,7 @@ def test_hessians_of_every_size_match_sympy(name):
     loss, wrt, data, size_symbol = MODELS[name]
     module = bp.compile(bp.Model(name, [], loss, wrt, data), derivatives=("hessian",)).load()
     rng = np.random.default_rng(len(name))
-    for size in (3, 5, 8):
+    for size in (2, 3, 5, 8):  # 2: the Sums of Rosenbrock and Broyden over one index or none
         shapes = {w: tuple(int(d.xreplace({size_symbol: size})) for d in w.shape) if isinstance(w, sp.IndexedBase)
                   else () for w in wrt + data}
         values = {w: rng.uniform(-1, 1, shape) if shape else float(rng.uniform(0.5, 1.5)) for w, shape in shapes.items()}

@@ -257,7 +257,8 @@ def _stencil_coo(wrt, families, batch=()):
         for k, row_axes, col, col_axes, *_, mirrored in families:
             r = _stencil_index(starts, wrt, k, row_axes)
             c = _stencil_index(starts, wrt, col, col_axes)
-            counts.append(max(np.size(r), np.size(c)))
+            lanes = np.broadcast_shapes(np.shape(r), np.shape(c))  # () for two numbers
+            counts.append(lanes[0] if lanes else 1)
             r, c = np.broadcast_to(r, counts[-1:]), np.broadcast_to(c, counts[-1:])
             rows += [r, c] if mirrored else [r]
             cols += [c, r] if mirrored else [c]
@@ -267,7 +268,7 @@ def _stencil_coo(wrt, families, batch=()):
     values = []
     for (*_, value, over_range, mirrored), count in zip(families, _last["counts"]):
         if over_range:  # batch axes lead: summed over them
-            value = np.broadcast_to(value, tuple(batch) + (count,)).reshape(-1, count).sum(0)
+            value = np.broadcast_to(value, tuple(batch) + (count,)).sum(axis=tuple(range(len(batch))))
         else:
             value = np.full(count, np.sum(np.broadcast_to(value, batch)))
         values += [value, value] if mirrored else [value]
