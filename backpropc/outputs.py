@@ -658,7 +658,6 @@ def _one_number(objective: str) -> str:
 
 def flat_output(m: ModuleBuilder) -> None:
     """pack, unpack and value_and_grad_flat: what scipy.optimize.minimize(jac=True) calls."""
-    shapes = _wrt_shapes(m)
     wrt = ", ".join(m.wrt_names)
     data = [a for a in m.arg_names if a not in m.wrt_names]
     m.helpers |= {"_pack", "_unpack"}
@@ -691,7 +690,6 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
         m.functions.append(direct)
         return
     data = [a for a in m.arg_names if a not in m.wrt_names]
-    shapes = _wrt_shapes(m)
     call = ", ".join([_unpacked(m, m.theta)] + data +
                      [f'*_unpack({m.p}, {_flat_shapes(m, m.p)}, {python_string(m.p)})'])
     m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))
@@ -707,7 +705,8 @@ DIRECT_HESSIAN_COLOURS, DIRECT_HESSIAN_STATEMENTS, DIRECT_HESSIAN_LANE_ENTRIES =
 
 def hessian_output(m: ModuleBuilder) -> None:
     """hessian, hessian_coo and hessian_flat: the Hessian of the objective (summed over the batch)
-    from as few Hessian-vector products as its structure allows (backpropc.sparsity)."""
+    from as few Hessian-vector products as its structure allows (backpropc.sparsity), or over
+    named sizes, from families of entries (backpropc.stencil) or a product per column."""
     program = m.program
     m.add(hvp_output)
     m.add(hvp_flat_output)
@@ -981,7 +980,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
     sweep per residual) when there are fewer residuals than parameters, forward mode (one sweep
     per parameter) otherwise, and with a residual over a range, one tangent sweep of
     residuals_jvp per entry of the parameters. jacobian_flat stacks the examples' rows."""
-    program, graph = m.program, m.graph
+    program = m.program
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
     arrays = [w for w in program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase))]

@@ -247,8 +247,9 @@ def _stencil_coo(wrt, families, batch=()):
     none), and a mirrored family also with rows and columns swapped. `wrt` are the WRT values:
     their sizes place each in the flat vector. Values are summed over the `batch` (each example
     counts, as in the objective), entries at one place add up, and they come sorted by row, then
-    column, in the parameters' float type. The pattern depends on the sizes alone: it is built (and sorted) once for them, and
-    reused while the next calls have the same sizes (kept on the function itself)."""
+    column, in the parameters' float type. The pattern depends on the sizes alone: it is built
+    (and sorted) once for them, and reused while the next calls have the same sizes (kept on the
+    function itself)."""
     _last = _stencil_coo.__dict__
     pattern = (tuple(np.shape(w) for w in wrt), tuple(f[:4] + f[6:] for f in families))
     if _last.get("pattern") != pattern:
