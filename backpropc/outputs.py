@@ -906,11 +906,7 @@ def residuals_output(m: ModuleBuilder) -> None:
     program, graph = m.program, m.graph
     if not program.residuals:
         return
-    names = {node: name for node, name in m.leaf_names.items() if graph[node].op == SYMBOL}
-    wanted = dict(m.step_names)
-    for k, r in enumerate(program.residuals):
-        if r not in wanted and not graph[r].is_leaf:
-            wanted[r] = m.namer.name(("node", r), f"r{k + 1}")
+    names, wanted = _residual_names(m)
     schedule = Schedule(graph, program.residuals, wanted, m.namer, program.n_forward)
     statements = m.lines(schedule, names)
     values = [m.ref(r, names) for r in program.residuals]
@@ -925,6 +921,18 @@ def residuals_output(m: ModuleBuilder) -> None:
         "residuals_flat", "Every example's residuals in one flat vector, at theta = pack(*WRT) "
         "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA)).",
         [m.theta] + data, [], f"np.ravel(_residuals({call}))", None))
+
+
+def _residual_names(m: ModuleBuilder) -> tuple[dict, dict]:
+    """(the arguments' names, the names wanted for nodes: the steps, and r1, r2, ... for the
+    residuals that are not one of them)."""
+    graph = m.graph
+    names = {node: name for node, name in m.leaf_names.items() if graph[node].op == SYMBOL}
+    wanted = dict(m.step_names)
+    for k, r in enumerate(m.program.residuals):
+        if r not in wanted and not graph[r].is_leaf:
+            wanted[r] = m.namer.name(("node", r), f"r{k + 1}")
+    return names, wanted
 
 
 def _residual_kinds(m: ModuleBuilder) -> list[str]:
@@ -949,11 +957,7 @@ def residuals_jvp_output(m: ModuleBuilder) -> None:
     seeds = {m.arg_nodes[w]: d for w, d in directions.items() if m.arg_nodes[w] is not None}
     found = tangents(graph, program.residuals, seeds)
     zero = graph.const(0)
-    names = {node: name for node, name in m.leaf_names.items() if graph[node].op == SYMBOL}
-    wanted = dict(m.step_names)
-    for k, r in enumerate(program.residuals):
-        if r not in wanted and not graph[r].is_leaf:
-            wanted[r] = m.namer.name(("node", r), f"r{k + 1}")
+    names, wanted = _residual_names(m)
     ts = [found.get(r, zero) for r in program.residuals]
     kinds = _residual_kinds(m)
     tangent_kinds = [kind if kind == "one" or isinstance(graph.shapes[t], Domain) else "spread"
