@@ -184,3 +184,20 @@ def test_float32_stays_float32():
     v = np.linspace(-1, 1, 6, dtype=np.float32)
     assert module.hessian_coo(v)[2].dtype == np.float32 and module.hessian(v).dtype == np.float32
     np.testing.assert_allclose(module.hessian(v), module.hessian(v.astype(float)), rtol=1e-5, atol=1e-3)
+
+
+def test_the_pattern_follows_the_size_of_each_call():
+    """The pattern is kept for the sizes of the last call: calls at other sizes and back agree
+    with fresh modules, and the rows and columns handed out cannot be changed in place."""
+    loss, wrt, data, _ = MODELS["broyden"]
+    model = bp.Model("broyden", [], loss, wrt, data)
+    module = bp.compile(model, derivatives=("hessian",)).load()
+    rng = np.random.default_rng(2)
+    points = {size: rng.uniform(-1, 1, size) for size in (4, 9)}
+    for size in (4, 9, 4, 9, 9):
+        fresh = bp.compile(model, derivatives=("hessian",)).load()
+        for a, b in zip(module.hessian_coo(points[size]), fresh.hessian_coo(points[size])):
+            np.testing.assert_array_equal(a, b)
+    rows, cols, _ = module.hessian_coo(points[9])
+    with pytest.raises(ValueError, match="read-only"):
+        rows += 1

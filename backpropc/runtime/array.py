@@ -272,7 +272,9 @@ def _stencil_coo(wrt, families, batch=()):
         np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
         places, where = ordered[first], np.empty(len(keys), dtype=np.intp)
         where[order] = np.cumsum(first) - 1
-        _last.update(pattern=pattern, counts=counts, where=where, rows=places // size, cols=places % size)
+        rows, cols = places // size, places % size
+        rows.flags.writeable = cols.flags.writeable = False  # handed out on every call: kept intact
+        _last.update(pattern=pattern, counts=counts, where=where, rows=rows, cols=cols)
     values = []
     for (*_, value, over_range, mirrored), count in zip(families, _last["counts"]):
         if over_range:  # batch axes lead: summed over them
