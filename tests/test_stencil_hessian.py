@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import backpropc as bp
-from backpropc.errors import ModelError
 
 n = sp.Symbol("n", integer=True, positive=True)
 q = sp.Symbol("q", integer=True, positive=True)
@@ -40,7 +39,7 @@ def exact_hessian(objective, symbols, point):
     return np.array(h.xreplace(point), dtype=float)
 
 
-MODELS = {  # name: (loss, wrt, data, {size symbol: sizes to check})
+MODELS = {  # name: (loss, wrt, data, the size symbol)
     "rosenbrock": (sp.Sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2, (i, 0, n - 2)), [x], [], n),
     "powell": (sp.Sum((X[i, 0] + 10 * X[i, 1]) ** 2 + 5 * (X[i, 2] - X[i, 3]) ** 2 + (X[i, 1] - 2 * X[i, 2]) ** 4
                       + 10 * (X[i, 0] - X[i, 3]) ** 4, (i, 0, q - 1)), [X], [], q),
@@ -198,6 +197,6 @@ def test_the_pattern_follows_the_size_of_each_call():
         fresh = bp.compile(model, derivatives=("hessian",)).load()
         for a, b in zip(module.hessian_coo(points[size]), fresh.hessian_coo(points[size])):
             np.testing.assert_array_equal(a, b)
-    rows, cols, _ = module.hessian_coo(points[9])
+    rows, _, _ = module.hessian_coo(points[9])
     with pytest.raises(ValueError, match="read-only"):
         rows += 1
