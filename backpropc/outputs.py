@@ -982,8 +982,9 @@ def residuals_jvp_output(m: ModuleBuilder) -> None:
 def jacobian_output(m: ModuleBuilder) -> None:
     """jacobian(*args): per example, d residual_k / d wrt_j, shape batch + (m, n); reverse mode (one
     sweep per residual) when there are fewer residuals than parameters, forward mode (one sweep
-    per parameter) otherwise, and with a residual over a range, one tangent sweep of
-    residuals_jvp per entry of the parameters. jacobian_flat stacks the examples' rows."""
+    per parameter) otherwise. With a residual over a range: residuals_jvp, and the Jacobian by
+    forward mode, straight-line for scalar parameters, else one residuals_jvp per entry of the
+    parameters. jacobian_flat stacks the examples' rows."""
     program = m.program
     if not program.residuals:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
@@ -991,6 +992,9 @@ def jacobian_output(m: ModuleBuilder) -> None:
     m.add(residuals_output)
     if "range" in _residual_kinds(m):
         m.add(residuals_jvp_output)
+    if "range" in _residual_kinds(m) and not arrays:
+        _jacobian_over_ranges(m)
+    elif "range" in _residual_kinds(m):
         m.helpers.add("_jacobian_by_tangents")
         m.functions.append(Function(
             "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
@@ -1005,6 +1009,39 @@ def jacobian_output(m: ModuleBuilder) -> None:
         "of each example, one column per entry of theta.",
         [m.theta] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
     m.helpers.add("_flat_jacobian")
+
+
+def _jacobian_over_ranges(m: ModuleBuilder) -> None:
+    """jacobian(*args) of residuals over ranges with scalar parameters, as straight-line code: one
+    tangent sweep per parameter after one forward pass, each a column whose rows are laid out as
+    residuals lays them out."""
+    program, graph = m.program, m.graph
+    names, wanted = _residual_names(m)
+    zero, kinds = graph.const(0), _residual_kinds(m)
+    columns = []
+    for w in program.wrt:
+        node = m.arg_nodes[w]
+        along = tangents(graph, program.residuals, {node: graph.const(1)}) if node is not None else {}
+        columns.append([along.get(r, zero) for r in program.residuals])
+    graph.current_origin = None
+    column_kinds = [[kind if kind == "one" or isinstance(graph.shapes[t], Domain) else "spread"
+                     for kind, t in zip(kinds, column)] for column in columns]
+    # a derivative that is the same at every index is spread over as many rows as its residual has
+    spread = [any(ck[k] == "spread" for ck in column_kinds) for k in range(len(kinds))]
+    schedule = Schedule(graph, [r for r, needed in zip(program.residuals, spread) if needed], wanted, m.namer,
+                        program.n_forward, [t for column in columns for t in column])
+    statements = m.lines(schedule, names)
+    batch = m.namer.name(("jacobian", "batch"), "batch")
+    statements.insert(0, Statement(batch, -1, "forward", code=f"_batch_shape({m.batch_args()})"))
+    values = tuple_source(m.ref(r, names) if needed else "None" for r, needed in zip(program.residuals, spread))
+    codes = [_rows(m, [m.ref(t, names) for t in column], ck, batch, f", {values}" if "spread" in ck else "")
+             for column, ck in zip(columns, column_kinds)]
+    m.helpers.add("_batch_shape")
+    m.ops["jacobian"] = schedule.ops
+    m.functions.append(Function(
+        "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
+        "tangent sweep per parameter).", m.arg_names, [("", statements)],
+        f"np.stack({tuple_source(codes)}, axis=-1)", '"example"'))
 
 
 def _jacobian_of_entries(m: ModuleBuilder, arrays: list) -> None:
