@@ -159,6 +159,15 @@ class ModuleBuilder:
     def live_arrays(self) -> int:
         return self._statements + len(self.program.inputs)
 
+    @property
+    def data_names(self) -> list[str]:
+        """The arguments that are not WRT, in ARGS order: a flat form's `*data`."""
+        return [a for a in self.arg_names if a not in self.wrt_names]
+
+    def flat_call(self) -> str:
+        """A flat form's call of the structured function: the WRT values read from theta, then the data."""
+        return ", ".join([_unpacked(self, self.theta)] + self.data_names)
+
     # ---- the batch and the objective ----------------------------------------------------------
     def batch_args(self) -> str:
         """The arguments whose broadcast shape is the batch (a matrix's trailing axes are its own)."""
@@ -659,7 +668,7 @@ def _one_number(objective: str) -> str:
 def flat_output(m: ModuleBuilder) -> None:
     """pack, unpack and value_and_grad_flat: what scipy.optimize.minimize(jac=True) calls."""
     wrt = ", ".join(m.wrt_names)
-    data = [a for a in m.arg_names if a not in m.wrt_names]
+    data = m.data_names
     m.helpers |= {"_pack", "_unpack"}
     m.functions.append(Function("pack", "theta: the WRT values in one flat vector, each flattened in C order.",
                                 m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
@@ -689,7 +698,7 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
     if direct is not None:
         m.functions.append(direct)
         return
-    data = [a for a in m.arg_names if a not in m.wrt_names]
+    data = m.data_names
     call = ", ".join([_unpacked(m, m.theta)] + data +
                      [f'*_unpack({m.p}, {_flat_shapes(m, m.p)}, {python_string(m.p)})'])
     m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))
@@ -745,7 +754,7 @@ def hessian_output(m: ModuleBuilder) -> None:
             "_hessian_pattern(HESSIAN_ROW_RUNS, HESSIAN_COLOUR_RUNS)"
         m.helpers.add("_hessian_pattern")
     m.ops["hessian_products"] = max(colours, default=-1) + 1
-    data = [a for a in m.arg_names if a not in m.wrt_names]
+    data = m.data_names
     args = ", ".join(m.arg_names)
     # (a re-rolled model reads each entry out of a lane vector on its own: only a few of them)
     nonzeros = n * n if pattern is None else sum(map(len, pattern))
@@ -780,7 +789,7 @@ def _dense_hessian_by_products(m: ModuleBuilder) -> None:
     families: every entry, one Hessian-vector product per column, for the size of the call (the
     structure of the log of a Sum or of a cluster's pairs; for a sparse one of another kind, a
     numeric shape has its structure read entry by entry)."""
-    data = [a for a in m.arg_names if a not in m.wrt_names]
+    data = m.data_names
     product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
     m.helpers |= {"_hessian_coo", "_pack", "_dense"}
     first = [("", [Statement(m.theta, -1, "forward", code=f"_pack({tuple_source(m.wrt_names)})")])]
@@ -831,7 +840,7 @@ def _stencil_hessian(m: ModuleBuilder) -> bool:
     m.functions.append(Function(
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
         m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {size})", None))
-    data = [a for a in m.arg_names if a not in m.wrt_names]
+    data = m.data_names
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
         [m.theta] + data, [], f"_dense(hessian_coo({', '.join([_unpacked(m, m.theta)] + data)}), np.size({m.theta}))",
@@ -915,8 +924,7 @@ def residuals_output(m: ModuleBuilder) -> None:
     m.functions.append(Function(
         "residuals", "The residuals of each example, shape batch + (number of residuals,).",
         m.arg_names, [("", statements)], _rows(m, values, _residual_kinds(m), shape), '"example"'))
-    data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join([_unpacked(m, m.theta)] + data)
+    data, call = m.data_names, m.flat_call()
     m.functions.append(Function(
         "residuals_flat", "Every example's residuals in one flat vector, at theta = pack(*WRT) "
         "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA)).",
@@ -1002,8 +1010,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
             f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})", '"example"'))
     else:
         _jacobian_of_entries(m, arrays)
-    data = [a for a in m.arg_names if a not in m.wrt_names]
-    call = ", ".join([_unpacked(m, m.theta)] + data)
+    data, call = m.data_names, m.flat_call()
     m.functions.append(Function(
         "jacobian_flat", "The Jacobian of residuals_flat at theta = pack(*WRT): one row per residual "
         "of each example, one column per entry of theta.",
