@@ -271,7 +271,7 @@ def _stencil_coo(wrt, families, batch=()):
         first = np.ones(len(keys), dtype=bool)
         np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
         places, where = ordered[first], np.empty(len(keys), dtype=np.intp)
-        where[order] = np.cumsum(first) - 1
+        where[order] = np.cumsum(first, dtype=np.intp) - 1
         rows, cols = places // size, places % size
         rows.flags.writeable = cols.flags.writeable = False  # handed out on every call: kept intact
         _last.update(pattern=pattern, counts=counts, where=where, rows=rows, cols=cols)
