@@ -767,21 +767,38 @@ def hessian_output(m: ModuleBuilder) -> None:
         flat = f"(HESSIAN_ROWS, HESSIAN_COLS, _hessian_values({', '.join([_unpacked(m, m.theta)] + data)}))"
     else:  # one flat Hessian-vector product per colour: hvp_flat, which a re-rolled model
         # computes straight from the flat vectors
-        m.helpers |= {"_hessian_coo", "_pack"}
-        product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
-        wrt = ", ".join(m.wrt_names) + ("," if len(m.wrt_names) == 1 else "")
-        first = [("", [Statement(m.theta, -1, "forward", code=f"_pack(({wrt}))")])]
+        first, product = _hvp_products(m)
         coo = flat = f"_hessian_coo({product}, {m.theta}, (HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS))"
+    _hessian_functions(m, "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS)", first, coo, flat, str(n), str(n))
+
+
+def _hessian_functions(m: ModuleBuilder, what: str, sections: list, coo: str, flat: str, size: str,
+                       flat_size: str) -> None:
+    """hessian_coo(*args) (its `sections`, then `coo`), hessian(*args) and hessian_flat(theta, *data)
+    (`flat`, the coo form at theta), the dense ones `size` and `flat_size` square."""
     m.helpers.add("_dense")
     m.functions.append(Function(
-        "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
-        "of its structural non-zeros (HESSIAN_ROWS, HESSIAN_COLS).", m.arg_names, first, coo, None))
+        "hessian_coo", f"The Hessian of the objective over pack's flat vector, as (rows, columns, values) {what}.",
+        m.arg_names, sections, coo, None))
     m.functions.append(Function(
         "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
-        m.arg_names, [], f"_dense(hessian_coo({args}), {n})", None))
+        m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {size})", None))
     m.functions.append(Function(
         "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
-        [m.theta] + data, [], f"_dense({flat}, {n})", None))
+        [m.theta] + m.data_names, [], f"_dense({flat}, {flat_size})", None))
+
+
+def _hvp_products(m: ModuleBuilder) -> tuple[list, str]:
+    """(the statement packing theta from the arguments, a function p -> the Hessian at theta times p)."""
+    m.helpers |= {"_hessian_coo", "_pack"}
+    first = [("", [Statement(m.theta, -1, "forward", code=f"_pack({tuple_source(m.wrt_names)})")])]
+    return first, f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + m.data_names)})"
+
+
+def _named_size(m: ModuleBuilder) -> str:
+    """The length of the flat vector, as code reading it off the WRT arguments."""
+    return " + ".join(f"np.size({a})" if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else "1"
+                      for a, w in zip(m.wrt_names, m.program.wrt))
 
 
 def _dense_hessian_by_products(m: ModuleBuilder) -> None:
@@ -789,20 +806,10 @@ def _dense_hessian_by_products(m: ModuleBuilder) -> None:
     families: every entry, one Hessian-vector product per column, for the size of the call (the
     structure of the log of a Sum or of a cluster's pairs; for a sparse one of another kind, a
     numeric shape has its structure read entry by entry)."""
-    data = m.data_names
-    product = f"lambda {m.p}: hvp_flat({', '.join([m.theta, m.p] + data)})"
-    m.helpers |= {"_hessian_coo", "_pack", "_dense"}
-    first = [("", [Statement(m.theta, -1, "forward", code=f"_pack({tuple_source(m.wrt_names)})")])]
-    doc = "(dense: one Hessian-vector product per column, for the sizes of the call)"
-    m.functions.append(Function(
-        "hessian_coo", f"The Hessian of the objective over pack's flat vector, as (rows, columns, values) {doc}.",
-        m.arg_names, first, f"_hessian_coo({product}, {m.theta})", None))
-    m.functions.append(Function(
-        "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
-        m.arg_names, first, f"_dense(hessian_coo({', '.join(m.arg_names)}), np.size({m.theta}))", None))
-    m.functions.append(Function(
-        "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
-        [m.theta] + data, [], f"_dense(_hessian_coo({product}, {m.theta}), np.size({m.theta}))", None))
+    first, product = _hvp_products(m)
+    _hessian_functions(m, "(dense: one Hessian-vector product per column, for the sizes of the call)", first,
+                       f"_hessian_coo({product}, {m.theta})", f"_hessian_coo({product}, {m.theta})", _named_size(m),
+                       f"np.size({m.theta})")
 
 
 def _stencil_hessian(m: ModuleBuilder) -> bool:
@@ -821,31 +828,25 @@ def _stencil_hessian(m: ModuleBuilder) -> bool:
     values = list(dict.fromkeys(f.value for f in found))
     schedule = Schedule(graph, [], wanted, m.namer, program.n_forward, values)
     statements = m.lines(schedule, names)
-    if m.reduction == "mean":  # the loss's signal, 1/N, as value_and_grad sets it
-        m.helpers |= {"_batch_size", "_batch_shape"}
-        statements.insert(0, Statement(names[m.seed], m.seed, "backward",
-                                       code=f"1/_batch_size(_batch_shape({m.batch_args()}))", _rhs=_symbol("1/N")))
+    batch = f"_batch_shape({m.batch_args()})"
+    _mean_seed(m, statements, names, batch)
     rows = [f"({f.row.wrt}, {index_code(m, f.row, names)}, {f.col.wrt}, {index_code(m, f.col, names)}, "
             f"{m.ref(f.value, names)}, {f.lane}, {f.mirrored})" for f in found]
-    m.helpers |= {"_stencil_coo", "_dense", "_batch_shape"}
+    m.helpers |= {"_stencil_coo", "_batch_shape"}
     m.ops["hessian"] = schedule.ops
-    wrt = tuple_source(m.wrt_names)
-    size = " + ".join(f"np.size({a})" if isinstance(w, sp.IndexedBase) else "1"
-                      for a, w in zip(m.wrt_names, program.wrt))
-    m.functions.append(Function(
-        "hessian_coo", "The Hessian of the objective over pack's flat vector, as (rows, columns, values) "
-        "of its structural non-zeros: families of entries over each Sum's range, their indices built for "
-        "this n.", m.arg_names, [("", statements)], f"_stencil_coo({wrt}, {tuple_source(rows)}, _batch_shape({m.batch_args()}))",
-        None))
-    m.functions.append(Function(
-        "hessian", "The Hessian of the objective over pack's flat vector, as a dense symmetric matrix.",
-        m.arg_names, [], f"_dense(hessian_coo({', '.join(m.arg_names)}), {size})", None))
-    data = m.data_names
-    m.functions.append(Function(
-        "hessian_flat", "The dense Hessian at theta = pack(*WRT) (scipy.optimize.minimize's hess(theta, *DATA)).",
-        [m.theta] + data, [], f"_dense(hessian_coo({', '.join([_unpacked(m, m.theta)] + data)}), np.size({m.theta}))",
-        None))
+    _hessian_functions(
+        m, "of its structural non-zeros: families of entries over each Sum's range, their indices built for this n",
+        [("", statements)], f"_stencil_coo({tuple_source(m.wrt_names)}, {tuple_source(rows)}, {batch})",
+        f"hessian_coo({m.flat_call()})", _named_size(m), f"np.size({m.theta})")
     return True
+
+
+def _mean_seed(m: ModuleBuilder, statements: list, names: dict, batch: str) -> None:
+    """With the mean, the loss's signal 1/N first, as value_and_grad sets it (`batch`: its shape, as code)."""
+    if m.reduction == "mean":
+        m.helpers.add("_batch_size")
+        statements.insert(0, Statement(names[m.seed], m.seed, "backward", code=f"1/_batch_size({batch})",
+                                       _rhs=_symbol("1/N")))
 
 
 def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[int], sizes: list[int]) -> bool:
@@ -893,10 +894,7 @@ def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[in
         return False
     scalar = m.scalar_body(statements, names, None, hvps=[(None, e) for e in entries])
     batch = f"_batch_shape({m.batch_args()})"
-    if m.reduction == "mean":  # the loss's signal, 1/N, as value_and_grad sets it
-        m.helpers.add("_batch_size")
-        statements.insert(0, Statement(names[m.seed], m.seed, "backward", code=f"1/_batch_size({batch})",
-                                       _rhs=_symbol("1/N")))
+    _mean_seed(m, statements, names, batch)
     values = tuple_source(m.ref(e, names) for e in entries) if entries else "()"
     m.helpers |= {"_summed_entries", "_batch_shape"}
     m.ops["hessian"] = schedule.ops
@@ -948,6 +946,13 @@ def _residual_kinds(m: ModuleBuilder) -> list[str]:
     return ["range" if isinstance(m.graph.shapes[r], Domain) else "one" for r in m.program.residuals]
 
 
+def _tangent_kinds(m: ModuleBuilder, kinds: list[str], tangents_: list[int]) -> list[str]:
+    """The rows of the residuals' tangents: a residual over a range whose tangent is the same at
+    every index is "spread" over as many rows as the residual has."""
+    return [kind if kind == "one" or isinstance(m.graph.shapes[t], Domain) else "spread"
+            for kind, t in zip(kinds, tangents_)]
+
+
 def _rows(m: ModuleBuilder, values: list[str], kinds: list[str], shape: str, residuals: str = "") -> str:
     """The code that sets per-example residuals (or tangents) side by side along a last axis."""
     if all(kind == "one" for kind in kinds):
@@ -968,8 +973,7 @@ def residuals_jvp_output(m: ModuleBuilder) -> None:
     names, wanted = _residual_names(m)
     ts = [found.get(r, zero) for r in program.residuals]
     kinds = _residual_kinds(m)
-    tangent_kinds = [kind if kind == "one" or isinstance(graph.shapes[t], Domain) else "spread"
-                     for kind, t in zip(kinds, ts)]
+    tangent_kinds = _tangent_kinds(m, kinds, ts)
     tangent_of = {t: v for v, t in sorted(found.items())}
     schedule = Schedule(graph, program.residuals, wanted, m.namer, program.n_forward, ts,
                         tangent_of=tangent_of)
@@ -1031,8 +1035,7 @@ def _jacobian_over_ranges(m: ModuleBuilder) -> None:
         along = tangents(graph, program.residuals, {node: graph.const(1)}) if node is not None else {}
         columns.append([along.get(r, zero) for r in program.residuals])
     graph.current_origin = None
-    column_kinds = [[kind if kind == "one" or isinstance(graph.shapes[t], Domain) else "spread"
-                     for kind, t in zip(kinds, column)] for column in columns]
+    column_kinds = [_tangent_kinds(m, kinds, column) for column in columns]
     # a derivative that is the same at every index is spread over as many rows as its residual has
     spread = [any(ck[k] == "spread" for ck in column_kinds) for k in range(len(kinds))]
     schedule = Schedule(graph, [r for r, needed in zip(program.residuals, spread) if needed], wanted, m.namer,

@@ -73,11 +73,12 @@ def jax_hessians():
     return {f.__name__: compiled(f) for f in (rosenbrock, powell, broyden, lennard_jones)}
 
 
-def measure(name: str, model, shape: tuple, repeats: int, jax, modules: dict) -> dict:
+def measure(name: str, model, shape: tuple, repeats: int, jax) -> tuple[dict, object]:
+    """(the row of the table, the module)."""
     start = time.perf_counter()
     compiled = bp.compile(model, derivatives=("grad", "hvp", "hessian"))
     compile_s = time.perf_counter() - start
-    module = modules[(name, shape[0] * (shape[1] if len(shape) > 1 and name == "powell" else 1))] = compiled.load()
+    module = compiled.load()
     x = point(name, shape)
     theta = x.ravel()
     rows, cols, values = module.hessian_coo(x)
@@ -97,7 +98,7 @@ def measure(name: str, model, shape: tuple, repeats: int, jax, modules: dict) ->
         np.add.at(ours, rows, values * p[cols])
     row["agrees"] = float(np.max(np.abs(ours - ref)) / max(1.0, np.max(np.abs(ref))))
     assert row["agrees"] < 1e-10, row
-    return row
+    return row, module
 
 
 def run(quick: bool, repeats: int) -> dict:
@@ -105,7 +106,8 @@ def run(quick: bool, repeats: int) -> dict:
     rows, modules = [], {}
     for name, build, _, shape_of, _, _ in PROBLEMS:
         for n in (QUICK if quick else SIZES)[name]:
-            rows.append({"n": n, **measure(name, build(n), shape_of(n), repeats, jax, modules)})
+            row, modules[(name, n)] = measure(name, build(n), shape_of(n), repeats, jax)
+            rows.append({"n": n, **row})
             print(format_row(rows[-1]), flush=True)
     print()
     print(NAMED_HEADER)
