@@ -7,7 +7,8 @@ term, the last axis at run time) computes all of them. Before differentiation:
 
 1. every node gets a structural signature: its op and its arguments' signatures, where any
    scalar symbol is alike, and so is any number that is a term or a factor;
-2. the terms of a sum that share a signature, MIN_FAMILY of them or more, are a family;
+2. the terms of a sum that share a signature, MIN_LANES of them or more, are a family; families
+   are re-rolled when the model's hold MIN_TERMS terms or more together;
 3. a family is rebuilt once over its lanes (backpropc.ops.lanes): where its terms read different
    symbols, a slice of one vector holding the symbols side by side (a gather where the positions
    do not step evenly); different numbers, a table; a value all terms share, lifted to broadcast
@@ -36,8 +37,11 @@ from .ops.lanes import (
 )
 
 # Fewer terms are faster as straight-line code on Python floats than as NumPy calls on short
-# arrays (docs/arrays.md, "Re-rolled scalar models").
-MIN_FAMILY = 64
+# arrays (docs/arrays.md, "Re-rolled scalar models"): a family has MIN_LANES terms or more, and
+# the model's families MIN_TERMS together (extended Powell's four kinds of terms, 25 each at
+# n = 100, run as fast either way, and its module is a third as long re-rolled).
+MIN_LANES = 16
+MIN_TERMS = 64
 _PLAIN_KINDS = ("arithmetic", "elementwise", "logic")
 
 
@@ -89,7 +93,7 @@ class _Signatures:
         groups: dict[int, list[int]] = {}
         for a in self.graph[i].args:
             groups.setdefault(self.of[a], []).append(a)
-        return [g for s, g in groups.items() if len(g) >= MIN_FAMILY and s not in self.opaque
+        return [g for s, g in groups.items() if len(g) >= MIN_LANES and s not in self.opaque
                 and self.graph[g[0]].op != CONST]
 
 
@@ -120,15 +124,15 @@ class _Family:
 
 
 def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, int]:
-    """Rebuild what the roots depend on with every family of MIN_FAMILY or more terms over lanes.
+    """Rebuild what the roots depend on with every family (MIN_LANES terms or more) over lanes.
     `order` lists the arguments (the lane vector follows it). Returns old node -> new node for the
     nodes that changed (empty when no family was found)."""
     nodes = closure(graph, roots)
     rank = {graph.find_symbol(s): k for k, s in enumerate(order)}
     signatures = _Signatures(graph, nodes, rank)
-    families = {i: f for i in nodes if graph[i].op is sp.Add and len(graph[i].args) >= MIN_FAMILY
+    families = {i: f for i in nodes if graph[i].op is sp.Add and len(graph[i].args) >= MIN_LANES
                 for f in [signatures.families(i)] if f}
-    if not families:
+    if sum(len(g) for f in families.values() for g in f) < MIN_TERMS:
         return {}
     walker = _Family(graph, signatures)
     varying: set[int] = set()

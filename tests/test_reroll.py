@@ -1,8 +1,9 @@
 """Re-rolling (backpropc.reroll): models written in Python loops over scalar symbols.
 
 Every re-rolled gradient is checked against sympy.diff (the exact oracle), central finite
-differences, and the same model compiled without re-rolling. Most tests lower MIN_FAMILY so that
-small models (which sympy.diff can take) are re-rolled; the real threshold is tested on its own.
+differences, and the same model compiled without re-rolling. Most tests lower MIN_LANES and
+MIN_TERMS so that small models (which sympy.diff can take) are re-rolled; the real thresholds are
+tested on their own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from backpropc.explain import explain
 
 @pytest.fixture
 def small_families(monkeypatch):
-    monkeypatch.setattr(reroll, "MIN_FAMILY", 4)
+    monkeypatch.setattr(reroll, "MIN_LANES", 4)
+    monkeypatch.setattr(reroll, "MIN_TERMS", 4)
 
 
 def extended_rosenbrock(n: int) -> bp.Model:
@@ -120,10 +122,26 @@ def test_the_module_does_not_grow_with_the_number_of_terms():
     assert unrolled > lines[200] + 200
 
 
-def test_families_below_the_threshold_stay_straight_line_code():
-    source = bp.compile(extended_rosenbrock(2 * (reroll.MIN_FAMILY - 1))).source
-    assert "_lanes(" not in source
-    assert "_lanes(" in bp.compile(extended_rosenbrock(2 * reroll.MIN_FAMILY)).source
+def powell_blocks(blocks: int) -> bp.Model:
+    """Extended Powell: four kinds of terms, `blocks` of each."""
+    x = sp.symbols(f"x0:{4 * blocks}")
+    terms = []
+    for k in range(0, len(x), 4):
+        a, b, c, d = x[k:k + 4]
+        terms += [(a + 10 * b) ** 2, 5 * (c - d) ** 2, (b - 2 * c) ** 4, 10 * (a - d) ** 4]
+    return bp.Model("powell", loss=sp.Add(*terms), wrt=list(x))
+
+
+def test_families_below_the_thresholds_stay_straight_line_code():
+    # two kinds of terms: re-rolled once they hold MIN_TERMS together
+    terms = reroll.MIN_TERMS // 2
+    assert "_lanes(" not in bp.compile(extended_rosenbrock(2 * (terms - 1))).source
+    assert "_lanes(" in bp.compile(extended_rosenbrock(2 * terms)).source
+    # four kinds: each needs MIN_LANES terms, however many they hold together
+    assert 4 * (reroll.MIN_LANES - 1) >= reroll.MIN_TERMS // 2
+    assert "_lanes(" not in bp.compile(powell_blocks(reroll.MIN_LANES - 1)).source
+    module = bp.compile(powell_blocks(max(reroll.MIN_LANES, reroll.MIN_TERMS // 4)))
+    assert module.source.count("_lane_dot(") + module.source.count(".sum(-1)") >= 4
 
 
 def test_neighbours_numbers_and_shared_data_with_a_batch(small_families):

@@ -116,4 +116,8 @@ def _unlanes(signal, values, shape):
     the batch down to its own symbol's shape."""
     if np.ndim(signal) == 1 and shape == () and signal.dtype == np.float64:  # no batch, floats
         return tuple(signal.tolist())
+    if type(signal) is np.ndarray and all(type(v) is float or type(v) is np.float64 for v in values):
+        # numbers (parameters) over a batch: every lane summed over it at once
+        like = np.zeros(signal.shape[-1], dtype=np.result_type(signal, 1.0))
+        return tuple(_sum_like(signal, like, tuple(shape) + like.shape))
     return tuple(_sum_like(signal[..., k], v, shape) for k, v in enumerate(values))
