@@ -179,6 +179,24 @@ def test_units_of_a_scalar_mlp_with_batch_data(small_families):
     check_against_references(model, point_for(compiled.load(), rng, batch=(4, 3)))
 
 
+def test_parameters_over_a_batch_with_terms_that_do_not_see_the_data(small_families):
+    """The lanes' signal is summed over the batch in one call: a term without data (a penalty on
+    the weights) counts once per example, as in the unrolled module, with float64 data as with
+    float32."""
+    base = mlp(3, 6)
+    weights = [w for w in base.wrt if str(w).startswith("w_")]
+    model = bp.Model("penalised", loss=base.loss + sp.Rational(1, 10) * sp.Add(*[w ** 2 for w in weights]),
+                     wrt=base.wrt, inputs=base.inputs)
+    rng = np.random.default_rng(5)
+    point = point_for(bp.compile(model).load(), rng, batch=(4, 3))
+    check_against_references(model, point)
+    rolled, unrolled = bp.compile(model).load(), bp.compile(model, reroll=False).load()
+    point32 = {a: v.astype(np.float32) if a not in rolled.WRT else v for a, v in point.items()}
+    grads, grads0 = rolled.grad(**point32), unrolled.grad(**point32)
+    assert all(np.shape(g) == () for g in grads)
+    assert_close(grads, grads0, 1e-5)
+
+
 def test_mean_reduction_and_hessian_vector_products(small_families):
     model = chained_with_data(8)
     rolled = bp.compile(model, reduction="mean", derivatives=("grad", "hvp")).load()
