@@ -28,7 +28,7 @@ from .ops.matrix import entries as entries_op
 from .ops.matrix import entry, matmul, transpose
 from .reverse import Backward, backprop
 from .sparsity import HessianTooLarge, colour_columns, hessian_pattern, runs
-from .stencil import families, index_code
+from .stencil import families, index_code, jacobian_families
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
 # beside their work, and compiling (and the module) would double.
@@ -1007,11 +1007,13 @@ def jacobian_output(m: ModuleBuilder) -> None:
     if "range" in _residual_kinds(m) and not arrays:
         _jacobian_over_ranges(m)
     elif "range" in _residual_kinds(m):
-        m.helpers.add("_jacobian_by_tangents")
-        m.functions.append(Function(
-            "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
-            "tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
-            f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})", '"example"'))
+        if not _jacobian_by_families(m):
+            m.helpers.add("_jacobian_by_tangents")
+            m.functions.append(Function(
+                "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: "
+                "one tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
+                f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})",
+                '"example"'))
     else:
         _jacobian_of_entries(m, arrays)
     data, call = m.data_names, m.flat_call()
@@ -1020,6 +1022,52 @@ def jacobian_output(m: ModuleBuilder) -> None:
         "of each example, one column per entry of theta.",
         [m.theta] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
     m.helpers.add("_flat_jacobian")
+    if not any(f.name == "jacobian_coo" for f in m.functions):
+        m.helpers.add("_coo")
+        m.functions.append(Function(
+            "jacobian_coo", "jacobian_flat's matrix as (rows, columns, values): every entry, as the dense "
+            "Jacobian has them.", m.arg_names, [], f"_coo(_flat_jacobian(_jacobian({', '.join(m.arg_names)})))",
+            None))
+
+
+def _jacobian_by_families(m: ModuleBuilder) -> bool:
+    """jacobian_coo(*args) and jacobian(*args) of residuals over ranges whose indexed parameters are
+    read through windows, from the families of entries backpropc.stencil finds: their values as
+    straight-line code over the range, their indices built for the sizes of the call (a sparse
+    Jacobian costs its non-zeros, not a tangent sweep per parameter). False when the model is not
+    of that kind."""
+    program, graph = m.program, m.graph
+    found = jacobian_families(m)
+    if found is None:
+        return False
+    names, wanted = _residual_names(m)
+    order = {a: k for k, a in enumerate(dict.fromkeys(c.access for c in found))}
+    for c in found:  # j_k_a: residual k's derivative along access a
+        if not graph[c.value].is_leaf and c.value not in wanted:
+            wanted[c.value] = f"j_{c.residual}_{order[c.access]}"
+    # a residual's rows: the length of an entry over its range, else of the residual itself
+    kinds = _residual_kinds(m)
+    over = {c.residual: c.value for c in reversed(found) if c.lane}
+    measured = [over.get(k, r) if kind == "range" else None for k, (r, kind) in enumerate(zip(program.residuals, kinds))]
+    roots = [r for k, r in enumerate(measured) if r is not None and k not in over]
+    schedule = Schedule(graph, roots, wanted, m.namer, program.n_forward, list(dict.fromkeys(c.value for c in found)))
+    statements = m.lines(schedule, names)
+    lengths = tuple_source("1" if r is None else f"np.shape({m.ref(r, names)})[-1]" for r in measured)
+    columns = [f"({c.residual}, {c.access.wrt}, {index_code(m, c.access, names)}, {m.ref(c.value, names)}, {c.lane})"
+               for c in found]
+    args = ", ".join(m.arg_names)
+    m.helpers |= {"_jacobian_coo", "_dense_jacobian", "_batch_shape"}
+    m.ops["jacobian"] = schedule.ops
+    m.functions.append(Function(
+        "jacobian_coo", "jacobian_flat's matrix as (rows, columns, values) of its structural non-zeros: "
+        "families of entries over each residual's range, their indices built for these sizes.", m.arg_names,
+        [("", statements)], f"_jacobian_coo({tuple_source(m.wrt_names)}, {lengths}, "
+        f"{tuple_source(columns) if columns else '()'}, _batch_shape({m.batch_args()}))", None))
+    m.functions.append(Function(
+        "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT), from jacobian_coo's "
+        "entries.", m.arg_names, [], f"_dense_jacobian(jacobian_coo({args}), np.shape(_residuals({args})), "
+        f"{_named_size(m)})", '"example"'))
+    return True
 
 
 def _jacobian_over_ranges(m: ModuleBuilder) -> None:

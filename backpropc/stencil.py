@@ -1,4 +1,5 @@
-"""The Hessian of an indexed model of symbolic size, as families of entries over a Sum's range.
+"""The Hessian of an indexed model of symbolic size, as families of entries over a Sum's range
+(and the Jacobian of its residuals).
 
 Where every indexed parameter is read through windows only (x[i + 1] over a Sum's range, fixed
 entries x[0] and x[n - 1]), the objective is a function of the accesses: each window at each
@@ -15,6 +16,10 @@ entries that meet (Rosenbrock: x[i] and x[i + 1] give three families, the tridia
 Anything else (a gather, a nested Sum, a value over the range that depends on a Sum of it, a
 matrix) is not followed: `families` returns None, and a model of numeric size still gets the
 entry-by-entry structure of backpropc.sparsity.
+
+The Jacobian of residuals over a range is read the same way (`jacobian_families`): the tangent
+of each residual when one access moves by 1 is its column of entries, one per index of the
+residual's range (Broyden's tridiagonal residuals: three such columns), whatever n is.
 """
 
 from __future__ import annotations
@@ -93,9 +98,8 @@ def families(m) -> list[Family] | None:
     for j in found:
         roots = [signal[k] for k in found if signal[k] is not None and (k.lane or not j.lane)]
         along[j] = tangents(graph, roots, {j.node: graph.const(1)})
-        if j.lane and any(isinstance(graph[i].op, type) and issubclass(graph[i].op, MatrixOp)
-                          for i in along[j] if i != j.node):
-            return None  # moving one index moves others (a Sum over the range in between)
+        if j.lane and _crosses_array_op(graph, along[j], j):
+            return None
     graph.current_origin = None
     result = []
     for position, k in enumerate(found):
@@ -112,6 +116,49 @@ def families(m) -> list[Family] | None:
                 return None  # two ranges met without a Sum between them: not a family
             result.append(Family(k, j, value, lane, k != j))
     return result
+
+
+@dataclass(frozen=True)
+class Column:
+    """Jacobian entries of residual `residual` (its position) in the column of access `access`, with
+    value node `value`: one per index of the residual's range, or its one row."""
+
+    residual: int
+    access: Access
+    value: int
+    lane: bool        # the value is over the range (else one number per example)
+
+
+def jacobian_families(m) -> list[Column] | None:
+    """The Jacobian of the residuals as families of entries, or None where it is not of that kind:
+    the tangent of each residual when one access moves by 1. A residual over a range reads a
+    window at its own index, so that each index's row has the window's entry there."""
+    graph, residuals = m.graph, m.program.residuals
+    found = accesses(m)
+    if found is None:
+        return None
+    result = []
+    for j in found:
+        along = tangents(graph, residuals, {j.node: graph.const(1)})
+        if j.lane and _crosses_array_op(graph, along, j):
+            return None
+        for k, r in enumerate(residuals):
+            value = along.get(r)
+            if value is None or _is_zero(graph, value):
+                continue
+            lane = isinstance(graph.shapes[value], Domain)
+            ranges = {graph.shapes[j.node]} if j.lane else set()
+            ranges |= {graph.shapes[value]} if lane else set()
+            if ranges and ranges != {graph.shapes[r]}:
+                return None  # an entry over another range than its residual's
+            result.append(Column(k, j, value, lane))
+    graph.current_origin = None
+    return result
+
+
+def _crosses_array_op(graph, along: dict, j: Access) -> bool:
+    """Whether moving one index of access j moves other indices (a Sum over its range in between)."""
+    return any(isinstance(graph[i].op, type) and issubclass(graph[i].op, MatrixOp) for i in along if i != j.node)
 
 
 def _is_zero(graph, node: int) -> bool:

@@ -17,7 +17,8 @@ NEEDS = {"_window": ("_window_checked",), "_window_checked": ("_out_of_range",),
          "_gather": ("_out_of_range", "_extremes"), "_unwindow": ("_lead", "_key", "_sliced"),
          "_scatter": ("_lead",), "_accumulate": ("_zeros_for", "_add_windows", "_scatter", "_accumulate_batched"),
          "_add_windows": ("_key",), "_add_batched_windows": ("_key", "_sliced"),
-         "_accumulate_batched": ("_lead", "_key", "_sliced", "_scatter"), "_stencil_coo": ("_stencil_index",)}
+         "_accumulate_batched": ("_lead", "_key", "_sliced", "_scatter"), "_stencil_coo": ("_stencil_index", "_merged"),
+         "_jacobian_coo": ("_stencil_index", "_merged")}
 
 
 def _out_of_range(name, axis, low, high, size):
@@ -263,17 +264,7 @@ def _stencil_coo(wrt, families, batch=()):
             r, c = np.broadcast_to(r, counts[-1:]), np.broadcast_to(c, counts[-1:])
             rows += [r, c] if mirrored else [r]
             cols += [c, r] if mirrored else [c]
-        keys = np.concatenate(rows) * size + np.concatenate(cols) if rows else np.zeros(0, dtype=np.intp)
-        # each family's keys are sorted already (its indices grow with the lane): a stable sort
-        # (timsort) merges those runs, faster than np.unique's own sort
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        first = np.ones(len(keys), dtype=bool)
-        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-        places, where = ordered[first], np.empty(len(keys), dtype=np.intp)
-        where[order] = np.cumsum(first, dtype=np.intp) - 1
-        rows, cols = places // size, places % size
-        rows.flags.writeable = cols.flags.writeable = False  # handed out on every call: kept intact
+        where, rows, cols = _merged(rows, cols, size)
         _last.update(pattern=pattern, counts=counts, where=where, rows=rows, cols=cols)
     values = []
     for (*_, value, over_range, mirrored), count in zip(families, _last["counts"]):
@@ -288,7 +279,7 @@ def _stencil_coo(wrt, families, batch=()):
     return rows, _last["cols"], summed.astype(np.result_type(*wrt, 1.0), copy=False)  # float32 stays float32
 
 
-def _stencil_index(starts, wrt, k, axes):
+def _stencil_index(starts, wrt, k, axes, what="the Hessian"):
     """The flat index of WRT k's entries at `axes` (an array over a range, or a number)."""
     shape = np.shape(wrt[k])
     strides = np.cumprod((shape + (1,))[:0:-1])[::-1] if shape else ()
@@ -297,7 +288,64 @@ def _stencil_index(starts, wrt, k, axes):
         start, stop, step = axes[3 * axis:3 * axis + 3]
         along = np.arange(start, stop, step) if step else start
         if np.any(np.asarray(along) < 0) or np.any(np.asarray(along) >= shape[axis]):
-            raise IndexError(f"the Hessian reads {WRT[k]}[...] outside its {shape[axis]} entries along axis "
+            raise IndexError(f"{what} reads {WRT[k]}[...] outside its {shape[axis]} entries along axis "
                              f"{axis}; make the array larger or the Sum's range smaller")
         index = index + along * int(stride)
     return index
+
+
+def _merged(rows, cols, size):
+    """(where each entry goes, the rows, the columns) of the places that the entries at `rows` and
+    `cols` (lists of index arrays, columns below `size`) reach, sorted by row and then column;
+    entries at one place share it."""
+    keys = np.concatenate(rows) * size + np.concatenate(cols) if rows else np.zeros(0, dtype=np.intp)
+    # each family's keys are sorted already (its indices grow with the lane): a stable sort
+    # (timsort) merges those runs, faster than np.unique's own sort
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    first = np.ones(len(keys), dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    places, where = ordered[first], np.empty(len(keys), dtype=np.intp)
+    where[order] = np.cumsum(first, dtype=np.intp) - 1
+    rows, cols = places // size, places % size
+    rows.flags.writeable = cols.flags.writeable = False  # handed out on every call: kept intact
+    return where, rows, cols
+
+
+def _jacobian_coo(wrt, lengths, families, batch=()):
+    """(rows, columns, values) of jacobian_flat's matrix, from families of entries: (k, l, axes,
+    values, over the range) puts values in residual k's rows (one per index of its range, or its
+    one row) at the column of WRT l's entry at `axes` (read as _stencil_coo reads them). `lengths`
+    are the residuals' rows in an example, and each example of the `batch` has rows of its own.
+    Entries at one place add up, sorted by row and then column; the pattern is kept while the
+    sizes stay the same (as _stencil_coo keeps its own)."""
+    _last = _jacobian_coo.__dict__
+    examples = int(np.prod(batch, dtype=np.intp))
+    pattern = (tuple(np.shape(w) for w in wrt), tuple(lengths), tuple(batch), tuple(f[:3] for f in families))
+    if _last.get("pattern") != pattern:
+        starts = np.cumsum([0] + [np.size(w) for w in wrt])
+        offsets = np.cumsum([0] + list(lengths))
+        rows, cols = [], []
+        for k, l, axes, *_ in families:
+            row = offsets[k] + np.arange(lengths[k])
+            col = np.broadcast_to(_stencil_index(starts, wrt, l, axes, "the Jacobian"), row.shape)
+            rows.append((np.arange(examples)[:, None] * int(offsets[-1]) + row).ravel())
+            cols.append(np.tile(col, examples))
+        where, rows, cols = _merged(rows, cols, int(starts[-1]))
+        _last.update(pattern=pattern, where=where, rows=rows, cols=cols)
+    values = [np.broadcast_to(value if over_range else np.asarray(value)[..., None], tuple(batch) + (lengths[k],))
+              for k, _, _, value, over_range in families]
+    rows = _last["rows"]
+    summed = np.bincount(_last["where"], weights=np.concatenate([np.ravel(v) for v in values]),
+                         minlength=len(rows)) if values else np.zeros(0)
+    dtype = np.result_type(*wrt, *[f[3] for f in families], 1.0)  # numbers as they are: float32 stays
+    return rows, _last["cols"], summed.astype(dtype, copy=False)
+
+
+def _dense_jacobian(coo, shape, size):
+    """The per-example Jacobian, `shape` (the residuals', batch + (rows,)) + (size,), from
+    jacobian_coo's entries."""
+    rows, cols, values = coo
+    dense = np.zeros((int(np.prod(shape, dtype=np.intp)), size), dtype=values.dtype)
+    dense[rows, cols] = values
+    return dense.reshape(tuple(shape) + (size,))

@@ -311,6 +311,12 @@ def _dense(coo, n):
     return matrix
 
 
+def _coo(matrix):
+    """(rows, columns, values) of every entry of a 2-D matrix, row by row."""
+    rows, cols = np.indices(np.shape(matrix))
+    return rows.ravel(), cols.ravel(), np.ravel(matrix)
+
+
 def _stack(values, shape):
     """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
     return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
