@@ -112,9 +112,9 @@ def jacobian_rows(quick: bool, repeats: int) -> list[dict]:
             row = {"problem": name, "n": size, "compile_s": compile_s, "lines": len(compiled.source.splitlines()),
                    "nonzeros": len(v), "first_s": first, "coo_s": median(lambda: module.jacobian_coo(*args), repeats)}
             residual_count = len(module.residuals_flat(theta, *data))
-            dense = np.zeros((residual_count, theta.size))
-            dense[r, c] = v
             if size <= DENSE_MAX:
+                dense = np.zeros((residual_count, theta.size))
+                dense[r, c] = v
                 exact = tangents(theta, *data)
                 row["agrees"] = float(np.abs(dense - exact).max() / np.abs(exact).max())
                 row["tangents_s"] = median(lambda: tangents(theta, *data), max(3, repeats // 2))
