@@ -218,3 +218,15 @@ def test_jacobians_with_parameters_of_named_size():
     differences = np.stack([(module.residuals_flat(theta + h * e, xs, ys) - module.residuals_flat(theta - h * e, xs, ys))
                             / (2 * h) for e in np.eye(6)], axis=-1)
     np.testing.assert_allclose(module.jacobian_flat(theta, xs, ys), differences, rtol=1e-6, atol=1e-8)
+
+
+def test_a_residual_that_is_zero_at_every_index_still_has_its_rows():
+    """SymPy folds y[j] - y[j] to 0: the range still says how many rows the residual has."""
+    x = sp.IndexedBase("x", shape=(n,))
+    model = bp.Model("zero", residuals=[(y[j] - y[j], (j, 0, n - 2)), (x[j] - y[j], (j, 0, n - 1))], wrt=[x],
+                     inputs=[y])
+    module = bp.compile(model, derivatives=("jacobian", "hessian")).load()
+    xs, ys = np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4)
+    np.testing.assert_array_equal(module.residuals(xs, ys), [0, 0, 0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(module.jacobian_flat(xs, ys), np.vstack([np.zeros((3, 4)), np.eye(4)]))
+    np.testing.assert_array_equal(module.hessian(xs, ys), np.eye(4))

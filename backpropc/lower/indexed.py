@@ -159,7 +159,9 @@ def over_range(converter, expr, limit, env) -> int:
         _scope(converter).pop()
     graph = converter.graph
     if not isinstance(graph.shapes[body], Domain):  # the same for every index: spread over the range
-        body = graph.mul(body, graph.apply(ones_over, loop.values))
+        ones = graph.apply(ones_over, loop.values)
+        # (0 times the ones would fold back to the number 0, one row instead of one per index)
+        body = graph.add(ones, graph.const(-1)) if graph.number(body) == 0 else graph.mul(body, ones)
     return body
 
 
