@@ -27,7 +27,7 @@ from .ops.lanes import lane_item, lanes, table_name
 from .ops.matrix import entries as entries_op
 from .ops.matrix import entry, matmul, transpose
 from .reverse import Backward, backprop
-from .sparsity import HessianTooLarge, colour_columns, hessian_pattern, runs
+from .sparsity import HessianTooLarge, colour_columns, hessian_pattern, jacobian_pattern, runs
 from .stencil import families, index_code, jacobian_families
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
@@ -710,6 +710,9 @@ HESSIAN_MAX_ENTRIES = 5 * 10 ** 7
 # statements (and, re-rolled, this many entries), is written out as straight-line code
 # (_direct_hessian)
 DIRECT_HESSIAN_COLOURS, DIRECT_HESSIAN_STATEMENTS, DIRECT_HESSIAN_LANE_ENTRIES = 16, 2000, 128
+# a Jacobian of at most this many entries (residuals x parameters) is written out entry by entry;
+# a larger one is read off its structure, one residuals_jvp per colour of columns
+DIRECT_JACOBIAN_ENTRIES = 4096
 
 
 def hessian_output(m: ModuleBuilder) -> None:
@@ -751,8 +754,8 @@ def hessian_output(m: ModuleBuilder) -> None:
         m.constants["HESSIAN_COLOUR_RUNS"] = f"{runs(colours)!r}  # (repeats, colours of columns)"
         # integer arrays, as _hessian_coo indexes with them (not tuples to convert on every call)
         m.tables["HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS"] = \
-            "_hessian_pattern(HESSIAN_ROW_RUNS, HESSIAN_COLOUR_RUNS)"
-        m.helpers.add("_hessian_pattern")
+            "_pattern(HESSIAN_ROW_RUNS, HESSIAN_COLOUR_RUNS)"
+        m.helpers.add("_pattern")
     m.ops["hessian_products"] = max(colours, default=-1) + 1
     data = m.data_names
     args = ", ".join(m.arg_names)
@@ -1014,7 +1017,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
                 "one tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
                 f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})",
                 '"example"'))
-    else:
+    elif not _jacobian_by_colours(m):
         _jacobian_of_entries(m, arrays)
     data, call = m.data_names, m.flat_call()
     m.functions.append(Function(
@@ -1100,6 +1103,45 @@ def _jacobian_over_ranges(m: ModuleBuilder) -> None:
         "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
         "tangent sweep per parameter).", m.arg_names, [("", statements)],
         f"np.stack({tuple_source(codes)}, axis=-1)", '"example"'))
+
+
+def _jacobian_by_colours(m: ModuleBuilder) -> bool:
+    """jacobian_coo(*args) and jacobian(*args) of many residuals that each read few parameters
+    (a system of equations written in a loop): the structural non-zeros read off the graph
+    (backpropc.sparsity; a re-rolled model's term by term, as for its Hessian), their columns
+    coloured so that one tangent sweep of residuals_jvp fills a colour. False for a Jacobian of
+    at most DIRECT_JACOBIAN_ENTRIES entries (written out) or parameters of named size."""
+    program = m.program
+    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
+           for w in program.wrt):
+        return False
+    sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
+    n, count = sum(sizes), len(program.residuals)
+    if n * count <= DIRECT_JACOBIAN_ENTRIES:
+        return False
+    side = ModuleBuilder(m.term_by_term(), m.reduction) if m.term_by_term is not None else m
+    pattern = jacobian_pattern(side.graph, side.program.residuals, [side.arg_nodes[w] for w in program.wrt], sizes)
+    if pattern is None or sum(map(len, pattern)) == n * count:  # dense: a sweep per column
+        pattern = [list(range(n))] * count
+    colours = colour_columns(pattern, n)
+    m.add(residuals_jvp_output)
+    offsets = [tuple(j - i for j in cols) for i, cols in enumerate(pattern)]
+    m.constants["JACOBIAN_ROW_RUNS"] = f"{runs(offsets)!r}  # (repeats, rows): a row's columns less its index"
+    m.constants["JACOBIAN_COLOUR_RUNS"] = f"{runs(colours)!r}  # (repeats, colours of columns)"
+    m.tables["JACOBIAN_ROWS, JACOBIAN_COLS, JACOBIAN_COLOURS"] = "_pattern(JACOBIAN_ROW_RUNS, JACOBIAN_COLOUR_RUNS)"
+    m.helpers |= {"_pattern", "_jacobian_by_colours", "_dense_jacobian"}
+    m.ops["jacobian_products"] = max(colours, default=-1) + 1
+    args = ", ".join(m.arg_names)
+    m.functions.append(Function(
+        "jacobian_coo", "jacobian_flat's matrix as (rows, columns, values) of its structural non-zeros "
+        "(JACOBIAN_ROWS, JACOBIAN_COLS for one example): one residuals_jvp per colour of columns "
+        "(JACOBIAN_COLOURS).", m.arg_names, [], f"_jacobian_by_colours(_residuals_jvp, {tuple_source(m.arg_names)}, "
+        f"{_wrt_shapes(m)}, (JACOBIAN_ROWS, JACOBIAN_COLS, JACOBIAN_COLOURS))", None))
+    m.functions.append(Function(
+        "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT), from jacobian_coo's "
+        "entries.", m.arg_names, [], f"_dense_jacobian(jacobian_coo({args}), np.shape(_residuals({args})), {n})",
+        '"example"'))
+    return True
 
 
 def _jacobian_of_entries(m: ModuleBuilder, arrays: list) -> None:

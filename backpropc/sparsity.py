@@ -105,6 +105,26 @@ def hessian_pattern(graph: Graph, rows: list[int | None], directions: list[int],
     return [sorted(c) for c in pattern]
 
 
+def jacobian_pattern(graph: Graph, residuals: list[int], params: list[int | None],
+                     sizes: list[int]) -> list[list[int]] | None:
+    """For each residual (one row of an example), the sorted columns (the parameters' entries in
+    order) it depends on; `params` holds each parameter's node (None where no residual reads it)
+    and `sizes` its number of entries. None when the dependence cannot be read (every entry)."""
+    offsets = np.cumsum([0] + sizes)
+    n, seeds = int(offsets[-1]), {}
+    try:
+        for p, start, size in zip(params, offsets, sizes):
+            if p is not None:
+                sets = np.empty(size, dtype=object)
+                sets[:] = [frozenset((j,)) for j in range(start, start + size)]
+                seeds[p] = sets[0] if graph.shapes[p] is None else sets.reshape(_dims(graph.shapes[p]))
+        depends = _Dependence(graph, seeds, n).of(residuals)
+    except (_NotFollowed, ValueError, IndexError):
+        return None
+    rows = [_union([depends[r]], n) for r in residuals]
+    return [list(range(n)) if c is EVERY else sorted(c) for c in rows]
+
+
 def _dims(shape) -> tuple[int, ...]:
     dims = shape.dims if isinstance(shape, Whole) else shape
     if not all(isinstance(d, int) or getattr(d, "is_Integer", False) for d in dims):
@@ -307,14 +327,16 @@ class _Dependence:
         return np.array(deps[:-2], dtype=object).reshape(rows, cols)
 
 
-def colour_columns(pattern: list[list[int]]) -> list[int]:
-    """A colour per column such that no row has two columns of one colour (greedy, in order)."""
-    rows_of: list[list[int]] = [[] for _ in pattern]
+def colour_columns(pattern: list[list[int]], columns: int | None = None) -> list[int]:
+    """A colour per column such that no row has two columns of one colour (greedy, in order);
+    `pattern` lists each row's columns, of `columns` in all (as many as rows: a square matrix)."""
+    columns = len(pattern) if columns is None else columns
+    rows_of: list[list[int]] = [[] for _ in range(columns)]
     for i, cols in enumerate(pattern):
         for j in cols:
             rows_of[j].append(i)
-    colour = [-1] * len(pattern)
-    for j in range(len(pattern)):
+    colour = [-1] * columns
+    for j in range(columns):
         taken = {colour[k] for i in rows_of[j] for k in pattern[i] if colour[k] >= 0}
         c = 0
         while c in taken:

@@ -190,3 +190,59 @@ def test_random_windows_agree_with_sympy(shifts, power, fixed, size, seed):
     theta, ys = rng.uniform(-1, 1, size + 1), rng.uniform(-1, 1, size)
     np.testing.assert_allclose(module.jacobian_flat(theta, ys), exact_jacobian(model, size, theta, {"y": ys}),
                                rtol=1e-12, atol=1e-13)
+
+
+# ---- systems written in a loop over scalar symbols ---------------------------------------------------
+def broyden_loop(size: int, t=None) -> bp.Model:
+    xs = sp.symbols(f"x0:{size}")
+
+    def at(k):
+        return xs[k] if 0 <= k < size else 0
+    scale = 1 if t is None else t
+    residuals = [(3 - 2 * xs[k]) * xs[k] - at(k - 1) - 2 * scale * at(k + 1) + 1 for k in range(size)]
+    return bp.Model("broyden_loop", residuals=residuals, wrt=list(xs), inputs=[] if t is None else [t])
+
+
+def test_a_system_written_in_a_loop_colours_its_columns():
+    """70 residuals of 70 unknowns, three per row: three tangent sweeps, not 70, and the module
+    lists the pattern as runs (a band is a few of them)."""
+    model = broyden_loop(70)
+    compiled = bp.compile(model, derivatives=("jacobian",))
+    assert "JACOBIAN_ROW_RUNS = ((1, ((0, 1),)), (68, ((-1, 0, 1),)), (1, ((-1, 0),)))" in compiled.source
+    module = compiled.load()
+    assert module.JACOBIAN_COLOURS.max() + 1 == 3 and len(module.JACOBIAN_ROWS) == 3 * 70 - 2
+    theta = np.random.default_rng(1).uniform(-1, 1, 70)
+    xs = sp.symbols("x0:70")
+    exact = sp.Matrix([sp.sympify(r) for r in model.residuals]).jacobian(xs)
+    exact = np.array(exact.xreplace(dict(zip(xs, theta))).evalf(), dtype=float)
+    np.testing.assert_allclose(module.jacobian_flat(theta), exact, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(module.jacobian_flat(theta), central(module.residuals_flat, theta), rtol=1e-6,
+                               atol=1e-7)
+    rows, cols, values = module.jacobian_coo(*theta)
+    np.testing.assert_array_equal(rows, module.JACOBIAN_ROWS)
+    np.testing.assert_allclose(values, exact[rows, cols], rtol=1e-14)
+
+
+def test_a_system_with_a_batch_of_data_and_float32():
+    t = sp.Symbol("t")
+    model = broyden_loop(70, t)
+    module = bp.compile(model, derivatives=("jacobian",)).load()
+    rng = np.random.default_rng(2)
+    theta, ts = rng.uniform(-1, 1, 70), rng.uniform(0.5, 1.5, 3)
+    flat = module.jacobian_flat(theta, ts)
+    assert flat.shape == (3 * 70, 70)
+    np.testing.assert_allclose(flat, central(lambda v: module.residuals_flat(v, ts), theta), rtol=1e-6, atol=1e-7)
+    assert module.jacobian(*theta, ts).shape == (3, 70, 70)
+    values32 = module.jacobian_coo(*theta.astype(np.float32), ts.astype(np.float32))[2]
+    assert values32.dtype == np.float32
+
+
+def test_a_system_whose_rows_read_everything_takes_a_sweep_per_column():
+    xs = sp.symbols("x0:65")
+    total = sp.Add(*xs)
+    model = bp.Model("coupled", residuals=[x_k * total - 1 for x_k in xs], wrt=list(xs))
+    module = bp.compile(model, derivatives=("jacobian",)).load()
+    assert module.JACOBIAN_COLOURS.max() + 1 == 65
+    theta = np.linspace(0.1, 1.0, 65)
+    np.testing.assert_allclose(module.jacobian_flat(theta), central(module.residuals_flat, theta), rtol=1e-6,
+                               atol=1e-7)

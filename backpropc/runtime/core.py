@@ -23,6 +23,7 @@ NEEDS = {
     "_flat_value_and_grad": ("_pack",),
     "_self_check": ("_finite_difference_errors",),
     "_jacobian_by_tangents": ("_unpack",),
+    "_jacobian_by_colours": ("_unpack",),
 }
 
 
@@ -256,9 +257,10 @@ def _hessian_coo(product, theta, pattern=None):
     return rows, cols, values
 
 
-def _hessian_pattern(row_runs, colour_runs):
-    """(HESSIAN_ROWS, HESSIAN_COLS, HESSIAN_COLOURS) from their runs, (repeats, block) pairs
-    whose block is repeated in turn: a row is given as its columns less its own index."""
+def _pattern(row_runs, colour_runs):
+    """(rows, columns, colours of columns) of a sparse matrix's structural non-zeros (HESSIAN_ROWS,
+    HESSIAN_COLS, HESSIAN_COLOURS or JACOBIAN_...) from their runs, (repeats, block) pairs whose
+    block is repeated in turn: a row is given as its columns less its own index."""
     def unrun(runs):
         return [item for repeats, block in runs for _ in range(repeats) for item in block]
     offsets = unrun(row_runs)
@@ -318,8 +320,11 @@ def _coo(matrix):
 
 
 def _stack(values, shape):
-    """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
-    return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
+    """Per-example values side by side along a last axis, each broadcast to the batch `shape`, in
+    their float type (a number beside float32 values is float32: Python numbers are weak)."""
+    dtype = np.result_type(*[getattr(v, "dtype", v) for v in values], 1.0)  # (a Dask array stays lazy)
+    return np.stack([np.broadcast_to(np.asarray(v, dtype) if isinstance(v, (int, float)) else v, shape)
+                     for v in values], axis=-1)
 
 
 def _residual_rows(values, kinds, shape, residuals=None):
@@ -336,6 +341,25 @@ def _residual_rows(values, kinds, shape, residuals=None):
         else:
             parts.append(np.broadcast_to(np.asarray(v)[..., None], shape + np.shape(residuals[k])[-1:]))
     return np.concatenate(parts, axis=-1)
+
+
+def _jacobian_by_colours(residuals_jvp, args, wrt_shapes, pattern):
+    """(rows, columns, values) of jacobian_flat's matrix: one tangent sweep of
+    residuals_jvp(*args, *directions) per colour of columns, its direction 1 on the columns of
+    that colour and 0 elsewhere (Curtis, Powell and Reid). `pattern` is (rows, columns, colours
+    of columns) of one example's structural non-zeros; the examples of a batch follow each other."""
+    rows, cols, colours = pattern
+    values, column = np.zeros(len(rows)), None
+    for c in range(int(colours.max()) + 1 if len(rows) else 0):
+        seed = (colours == c).astype(float)
+        column = residuals_jvp(*args, *_unpack(seed, wrt_shapes, "a seed"))[1]  # batch + (residuals,)
+        if c == 0:  # in the arguments' float type (a lane vector of the 0/1 seeds is float64)
+            values = np.zeros(np.shape(column)[:-1] + (len(rows),), dtype=np.result_type(*args, 1.0))
+        picked = colours[cols] == c
+        values[..., picked] = column[..., rows[picked]]
+    examples = int(np.prod(np.shape(column)[:-1], dtype=np.intp)) if column is not None else 1
+    count = np.shape(column)[-1] if column is not None else 0
+    return ((np.arange(examples)[:, None] * count + rows).ravel(), np.tile(cols, examples), values.ravel())
 
 
 def _jacobian_by_tangents(residuals_jvp, args, wrt_shapes):

@@ -264,8 +264,11 @@ def _unpack(theta, shapes, what="theta"):
 
 
 def _stack(values, shape):
-    """Per-example values side by side along a last axis, each broadcast to the batch `shape`."""
-    return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
+    """Per-example values side by side along a last axis, each broadcast to the batch `shape`, in
+    their float type (a number beside float32 values is float32: Python numbers are weak)."""
+    dtype = np.result_type(*[getattr(v, "dtype", v) for v in values], 1.0)  # (a Dask array stays lazy)
+    return np.stack([np.broadcast_to(np.asarray(v, dtype) if isinstance(v, (int, float)) else v, shape)
+                     for v in values], axis=-1)
 
 
 def _objective(loss, mean=False):
