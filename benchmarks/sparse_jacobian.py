@@ -15,7 +15,12 @@ residuals_jvp.
 Part 2: scipy.optimize.least_squares(tr_solver="lsmr") on Broyden's system from x0 = -1 and on
 the smoothing problem, with jac = jacobian_coo as a sparse matrix against SciPy's own sparse
 finite differences (jac="2-point" with jac_sparsity, the pattern given): wall time, evaluations,
-final cost. Prints both tables and writes sparse_jacobian.json (--quick: sparse_jacobian.quick.json).
+final cost.
+Part 3: Broyden's system written in a Python loop over scalar symbols (x0 ... x999, a list of
+residuals), at n = 100 and 1,000: compile time, the module's lines and one jacobian_flat, with
+its structure coloured (one residuals_jvp per colour) against the same module with every entry
+written out (outputs.DIRECT_JACOBIAN_ENTRIES raised past n^2, as every module was before).
+Prints the tables and writes sparse_jacobian.json (--quick: sparse_jacobian.quick.json).
 """
 
 from __future__ import annotations
@@ -167,6 +172,43 @@ def solve_rows(quick: bool) -> list[dict]:
     return rows
 
 
+def broyden_loop(size: int) -> bp.Model:
+    xs = sp.symbols(f"x0:{size}")
+
+    def at(k):
+        return xs[k] if 0 <= k < size else 0
+    return bp.Model("broyden_loop", residuals=[(3 - 2 * xs[k]) * xs[k] - at(k - 1) - 2 * at(k + 1) + 1
+                                               for k in range(size)], wrt=list(xs))
+
+
+def loop_rows(quick: bool, repeats: int) -> list[dict]:
+    from backpropc import outputs
+
+    rows = []
+    for size in (30, 70) if quick else (100, 1000):
+        theta = data_of("broyden", size)[0]
+        row, jacobians = {"problem": "broyden_loop", "n": size}, {}
+        for form, limit in (("coloured", outputs.DIRECT_JACOBIAN_ENTRIES), ("written out", 10 ** 12)):
+            saved, outputs.DIRECT_JACOBIAN_ENTRIES = outputs.DIRECT_JACOBIAN_ENTRIES, limit
+            try:
+                start = time.perf_counter()
+                compiled = bp.compile(broyden_loop(size), derivatives=("jacobian",))
+                seconds = time.perf_counter() - start
+            finally:
+                outputs.DIRECT_JACOBIAN_ENTRIES = saved
+            module = compiled.load()
+            jacobians[form] = module.jacobian_flat(theta)
+            row[form] = {"compile_s": seconds, "lines": len(compiled.source.splitlines()),
+                         "jacobian_flat_s": median(lambda m=module: m.jacobian_flat(theta), max(3, repeats // 2)),
+                         "sweeps": compiled.ops.get("jacobian_products")}
+        row["agrees"] = float(np.abs(jacobians["coloured"] - jacobians["written out"]).max())
+        rows.append(row)
+        print(f"broyden_loop n={size:>5}  " + " | ".join(
+            f"{k}: compile {v['compile_s']:.2f}s, {v['lines']} lines, jacobian_flat {format_time(v['jacobian_flat_s'])}"
+            for k, v in row.items() if isinstance(v, dict)) + f"  agrees {row['agrees']:.0e}", flush=True)
+    return rows
+
+
 def format_row(r: dict) -> str:
     ratio = lambda key: f"{r[key] / r['coo_s']:.0f}x" if key in r else "-"  # noqa: E731
     return (f"{r['problem']:<10} n={r['n']:>9,} nnz={r['nonzeros']:>9,} compile {r['compile_s']:.3f}s "
@@ -181,7 +223,7 @@ def format_solve(r: dict) -> str:
     return f"{r['problem']:<10} n={r['n']:>7,}  " + " | ".join(cells)
 
 
-def markdown(jacobians: list[dict], solves: list[dict]) -> str:
+def markdown(jacobians: list[dict], solves: list[dict], loops: list[dict] = ()) -> str:
     lines = ["| problem | n | non-zeros | jacobian_coo, first call | later calls | one residuals_jvp per parameter "
              "| jax.jit(jax.jacfwd), dense | agrees |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in jacobians:
@@ -195,6 +237,14 @@ def markdown(jacobians: list[dict], solves: list[dict]) -> str:
             if isinstance(v, dict):
                 lines.append(f"| {r['problem']} | {r['n']:,} | {k} | {format_time(v['seconds'])} | {v['nfev']} | "
                              f"{v['njev'] or '-'} | {v['cost']:.2e} |")
+    if loops:
+        lines += ["", "| system written in a loop | n | Jacobian | compile | lines | tangent sweeps | jacobian_flat |",
+                  "|---|---:|---|---:|---:|---:|---:|"]
+        for r in loops:
+            for k, v in r.items():
+                if isinstance(v, dict):
+                    lines.append(f"| {r['problem']} | {r['n']:,} | {k} | {v['compile_s']:.2f} s | {v['lines']:,} | "
+                                 f"{v['sweeps'] or '-'} | {format_time(v['jacobian_flat_s'])} |")
     return "\n".join(lines)
 
 
@@ -206,13 +256,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     jacobians = jacobian_rows(args.quick, args.repeats)
     solves = solve_rows(args.quick)
+    loops = loop_rows(args.quick, args.repeats)
     results = {"python": platform.python_version(), "numpy": np.__version__, "quick": args.quick,
-               "jacobians": jacobians, "solves": solves}
+               "jacobians": jacobians, "solves": solves, "loops": loops}
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / ("sparse_jacobian.quick.json" if args.quick else "sparse_jacobian.json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}\n")
-    print(markdown(jacobians, solves))
+    print(markdown(jacobians, solves, loops))
     return 0
 
 
