@@ -51,7 +51,8 @@ class Program:
     wrt: list[sp.Symbol]
     inputs: list[sp.Symbol]
     n_forward: int                         # nodes with smaller ids belong to the forward pass
-    # per-example residual nodes, in order; one over a range (graph shape Domain) is a residual per index
+    # per-example residual nodes, in order; one over a range (graph shape Domain) is a residual per
+    # index, and a re-rolled run of alike residuals (shape Lanes) one per lane
     residuals: list[int] = field(default_factory=list)
 
     @property
@@ -275,8 +276,8 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
             names = ", ".join(sorted(str(s) for s in missing))
             raise ModelError(f"symbol(s) {names} used but not listed; add them to inputs or wrt")
     if reroll:
-        changed = reroll_families(graph, [loss, *residual_nodes], [*wrt, *inputs])
-        loss, residual_nodes = changed.get(loss, loss), [changed.get(r, r) for r in residual_nodes]
+        changed, residual_nodes = reroll_families(graph, [loss, *residual_nodes], [*wrt, *inputs], residual_nodes)
+        loss = changed.get(loss, loss)
         graph.protected.update(changed[node] for _, node in named if node in changed)
         named = [(sym, changed.get(node, node)) for sym, node in named]
     return Program(model.name, graph, named, loss, wrt, inputs, n_forward=len(graph), residuals=residual_nodes)

@@ -19,7 +19,7 @@ from .blocking import blocked
 from .emit import IRPrinter, NoScalarForm, Schedule, Statement, float_literal
 from .errors import ModelError
 from .forward import tangents
-from .graph import SYMBOL, Domain, Whole, closure
+from .graph import SYMBOL, Domain, Lanes, Whole, closure
 from .model import Program
 from .naming import Namer, comment_text, python_string
 from .ops import constant_value
@@ -946,13 +946,13 @@ def _residual_names(m: ModuleBuilder) -> tuple[dict, dict]:
 
 def _residual_kinds(m: ModuleBuilder) -> list[str]:
     """Each residual's rows: "one", or "range" for a residual per index of a range."""
-    return ["range" if isinstance(m.graph.shapes[r], Domain) else "one" for r in m.program.residuals]
+    return ["range" if isinstance(m.graph.shapes[r], (Domain, Lanes)) else "one" for r in m.program.residuals]
 
 
 def _tangent_kinds(m: ModuleBuilder, kinds: list[str], tangents_: list[int]) -> list[str]:
     """The rows of the residuals' tangents: a residual over a range whose tangent is the same at
     every index is "spread" over as many rows as the residual has."""
-    return [kind if kind == "one" or isinstance(m.graph.shapes[t], Domain) else "spread"
+    return [kind if kind == "one" or isinstance(m.graph.shapes[t], (Domain, Lanes)) else "spread"
             for kind, t in zip(kinds, tangents_)]
 
 
@@ -1005,19 +1005,20 @@ def jacobian_output(m: ModuleBuilder) -> None:
         raise ModelError("a Jacobian needs residuals: Model(..., residuals=[r1, r2, ...])")
     arrays = [w for w in program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase))]
     m.add(residuals_output)
-    if "range" in _residual_kinds(m):
+    rows = "range" in _residual_kinds(m)  # a residual over a range, or a re-rolled run of them
+    if rows:
         m.add(residuals_jvp_output)
-    if "range" in _residual_kinds(m) and not arrays:
-        _jacobian_over_ranges(m)
-    elif "range" in _residual_kinds(m):
+    ranges = any(isinstance(m.graph.shapes[r], Domain) for r in program.residuals)
+    if ranges and arrays:
         if not _jacobian_by_families(m):
-            m.helpers.add("_jacobian_by_tangents")
-            m.functions.append(Function(
-                "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: "
-                "one tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
-                f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})",
-                '"example"'))
-    elif not _jacobian_by_colours(m):
+            _jacobian_by_tangents_function(m)
+    elif not ranges and _jacobian_by_colours(m):
+        pass
+    elif rows and not arrays:
+        _jacobian_over_ranges(m)
+    elif rows:
+        _jacobian_by_tangents_function(m)
+    else:
         _jacobian_of_entries(m, arrays)
     data, call = m.data_names, m.flat_call()
     m.functions.append(Function(
@@ -1031,6 +1032,15 @@ def jacobian_output(m: ModuleBuilder) -> None:
             "jacobian_coo", "jacobian_flat's matrix as (rows, columns, values): every entry, as the dense "
             "Jacobian has them.", m.arg_names, [], f"_coo(_flat_jacobian(_jacobian({', '.join(m.arg_names)})))",
             None))
+
+
+def _jacobian_by_tangents_function(m: ModuleBuilder) -> None:
+    """jacobian(*args) as one residuals_jvp per entry of the parameters, at run time."""
+    m.helpers.add("_jacobian_by_tangents")
+    m.functions.append(Function(
+        "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
+        "tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
+        f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})", '"example"'))
 
 
 def _jacobian_by_families(m: ModuleBuilder) -> bool:
@@ -1116,7 +1126,8 @@ def _jacobian_by_colours(m: ModuleBuilder) -> bool:
            for w in program.wrt):
         return False
     sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
-    n, count = sum(sizes), len(program.residuals)
+    shapes = [m.graph.shapes[r] for r in program.residuals]
+    n, count = sum(sizes), sum(s.count if isinstance(s, Lanes) else 1 for s in shapes)  # rows of an example
     if n * count <= DIRECT_JACOBIAN_ENTRIES:
         return False
     side = ModuleBuilder(m.term_by_term(), m.reduction) if m.term_by_term is not None else m

@@ -85,6 +85,18 @@ class _Signatures:
             if key[0] == "opaque":
                 self.opaque.add(s)
 
+    def runs(self, rows: list[int]) -> list[list[int]]:
+        """The runs of consecutive alike rows, MIN_LANES long or longer, in order."""
+        found, start = [], 0
+        for k in range(1, len(rows) + 1):
+            if k == len(rows) or self.of[rows[k]] != self.of[rows[start]]:
+                group = rows[start:k]
+                if len(group) >= MIN_LANES and self.of[group[0]] not in self.opaque and \
+                        self.graph[group[0]].op != CONST and len(set(group)) == len(group):
+                    found.append(group)
+                start = k
+        return found
+
     def _intern(self, key: tuple) -> int:
         return self.ids.setdefault(key, len(self.ids))
 
@@ -123,23 +135,26 @@ class _Family:
                 stack.extend(self.children(terms))
 
 
-def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, int]:
+def reroll(graph: Graph, roots: list[int], order: list[sp.Basic],
+           rows: list[int] = ()) -> tuple[dict[int, int], list[int]]:
     """Rebuild what the roots depend on with every family (MIN_LANES terms or more) over lanes.
-    `order` lists the arguments (the lane vector follows it). Returns old node -> new node for the
-    nodes that changed (empty when no family was found)."""
+    `order` lists the arguments (the lane vector follows it); `rows` are values side by side (a
+    residual model's residuals, among the roots), whose runs of alike rows are families too, each
+    one value over lanes in the rows' order. Returns (old node -> new node for the nodes that
+    changed, the rows with each run as one node): nothing changes when no family was found."""
     nodes = closure(graph, roots)
     rank = {graph.find_symbol(s): k for k, s in enumerate(order)}
     signatures = _Signatures(graph, nodes, rank)
     families = {i: f for i in nodes if graph[i].op is sp.Add and len(graph[i].args) >= MIN_LANES
                 for f in [signatures.families(i)] if f}
-    if sum(len(g) for f in families.values() for g in f) < MIN_TERMS:
-        return {}
+    runs = signatures.runs(list(rows))
+    if sum(len(g) for f in [*families.values(), runs] for g in f) < MIN_TERMS:
+        return {}, list(rows)
     walker = _Family(graph, signatures)
     varying: set[int] = set()
     seen: set = set()
-    for groups in families.values():
-        for group in groups:
-            walker.varying_symbols(tuple(group), varying, seen)
+    for group in [g for groups in families.values() for g in groups] + runs:
+        walker.varying_symbols(tuple(group), varying, seen)
     for groups in families.values():  # lanes in the order of the symbols the terms read
         for group in groups:
             group.sort(key=lambda t: _ranks(graph, t, rank))
@@ -176,9 +191,15 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, i
                 new[j] = j
         return new[i]
 
+    memo: dict[tuple, int] = {}  # aligned nodes of alike terms -> their value over lanes
+
     def over_lanes(group: list[int]) -> int:
+        total = graph.apply(lane_sum, lane_value(group))
+        graph.families.setdefault(total, (len(group), group[0]))  # a statement of its own, named in a comment
+        return total
+
+    def lane_value(group: list[int]) -> int:
         count = len(group)
-        memo: dict[tuple, int] = {}
         stack = [(tuple(group), False)]
         while stack:
             terms, ready = stack.pop()
@@ -198,13 +219,15 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic]) -> dict[int, i
                 stack.extend((c, False) for c in walker.children(terms) if c not in memo)
             else:
                 memo[terms] = graph.apply(head.op, *[memo[c] for c in walker.children(terms)])
-        total = graph.apply(lane_sum, memo[tuple(group)])
-        graph.families.setdefault(total, (count, group[0]))  # a statement of its own, named in a comment
-        return total
+        return memo[tuple(group)]
 
+    run_of = {group[0]: group for group in runs}
+    in_run = {r for group in runs for r in group}
     for root in roots:
-        rebuilt(root)
-    return {i: j for i, j in new.items() if i != j}
+        if root not in in_run:  # a run's rows are computed over lanes, not one by one
+            rebuilt(root)
+    new_rows = [lane_value(run_of[r]) if r in run_of else rebuilt(r) for r in rows if r in run_of or r not in in_run]
+    return {i: j for i, j in new.items() if i != j}, new_rows
 
 
 def _read(graph: Graph, vector: int, positions: list[int]) -> int:

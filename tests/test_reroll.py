@@ -256,6 +256,77 @@ def test_residual_models_and_their_jacobians(small_families):
     check_against_references(model, dict(zip(module.ARGS, values)))
 
 
+def decay_loop(samples: int) -> bp.Model:
+    """A curve fit written in a loop: a residual per sample, the samples as data symbols."""
+    a, k, c = sp.symbols("a k c")
+    t, y = sp.symbols(f"t0:{samples}"), sp.symbols(f"y0:{samples}")
+    residuals = [a * sp.exp(-k * t[j]) + c - y[j] for j in range(samples)]
+    return bp.Model("decay", residuals=[c - 1, *residuals, a - 2], wrt=[a, k, c], inputs=[*t, *y])
+
+
+def test_a_run_of_alike_residuals_is_one_value_over_lanes(small_families):
+    """The residual list re-rolled like a sum's terms, rows kept in the list's order: residuals,
+    Jacobian, residuals_jvp, value, gradient and Hessian as the written-out module has them, and
+    the module the same length for every number of residuals."""
+    model = decay_loop(9)
+    rolled = bp.compile(model, derivatives=("grad", "hessian", "jacobian"))
+    assert "_residual_rows(" in rolled.source and '"one", "range", "one"' in rolled.source
+    module = rolled.load()
+    unrolled = bp.compile(model, derivatives=("grad", "hessian", "jacobian"), reroll=False).load()
+    rng = np.random.default_rng(7)
+    theta = np.array([1.5, 0.7, 0.4])
+    data = [rng.uniform(0, 3, 3) for _ in range(9)] + [rng.uniform(-1, 1, 3) for _ in range(9)]
+    for name in ("residuals", "jacobian", "hessian"):
+        assert_close(getattr(module, name)(*theta, *data), getattr(unrolled, name)(*theta, *data), 1e-12, what=name)
+    assert module.residuals(*theta, *data).shape == (3, 11)
+    (value, grads), (value0, grads0) = module.value_and_grad(*theta, *data), unrolled.value_and_grad(*theta, *data)
+    assert_close([value, *grads], [value0, *grads0], 1e-12, what="value and gradient")
+    direction = rng.normal(size=3)
+    assert_close(module.residuals_jvp(*theta, *data, *direction)[1],
+                 np.einsum("...ij,j->...i", unrolled.jacobian(*theta, *data), direction), 1e-12)
+    exact = sp.Matrix([sp.sympify(r) for r in model.residuals]).jacobian(model.wrt)
+    point = dict(zip(model.wrt + model.inputs, [*theta, *[float(d.flat[0]) for d in data]]))
+    floats = [float(d.flat[0]) for d in data]
+    assert_close(module.jacobian(*theta, *floats), np.array(exact.subs(point).evalf(), dtype=float), 1e-12)
+    lines = {size: len(bp.compile(decay_loop(size), derivatives=("jacobian",)).source.splitlines())
+             for size in (9, 30)}
+    assert lines[9] == lines[30], lines
+
+
+def test_a_system_in_a_loop_runs_over_lanes_and_colours_its_jacobian():
+    """Broyden's 200 equations in 200 unknowns: the residuals re-rolled at the real thresholds,
+    the Jacobian three residuals_jvp sweeps, everything as the written-out module has it."""
+    x = sp.symbols("x0:200")
+
+    def at(k):
+        return x[k] if 0 <= k < 200 else 0
+    model = bp.Model("broyden", residuals=[(3 - 2 * x[k]) * x[k] - at(k - 1) - 2 * at(k + 1) + 1 for k in range(200)],
+                     wrt=list(x))
+    rolled = bp.compile(model, derivatives=("grad", "jacobian"))
+    assert len(rolled.source.splitlines()) < 800 and "JACOBIAN_COLOUR_RUNS = ((66, (0, 1, 2)), (1, (0, 1)))" \
+        in rolled.source
+    module = rolled.load()
+    unrolled = bp.compile(model, derivatives=("grad", "jacobian"), reroll=False).load()
+    theta = np.random.default_rng(8).uniform(-1, 1, 200)
+    for name in ("residuals_flat", "jacobian_flat"):
+        assert_close(getattr(module, name)(theta), getattr(unrolled, name)(theta), 1e-13, what=name)
+    assert_close(module.value_and_grad_flat(theta)[1], unrolled.value_and_grad_flat(theta)[1], 1e-12)
+
+
+def test_a_parameter_every_term_adds_counts_once_per_term_in_second_order(small_families):
+    """d2/dc2 of sum_k (x_k + c)**2 is 2 per term: the lift of c over the lanes folds to c, and
+    its signal's sum over them (a number the same in every lane) is the count times it."""
+    x, c = sp.symbols("x0:6"), sp.Symbol("c")
+    model = bp.Model("shifted", loss=sp.Add(*[(x[k] * x[k + 1] + c) ** 2 for k in range(5)]), wrt=[*x, c])
+    module = bp.compile(model, derivatives=("grad", "hvp", "hessian")).load()
+    theta = np.random.default_rng(9).uniform(-1, 1, 7)
+    exact = np.array(sp.hessian(model.loss, model.wrt).subs(dict(zip(model.wrt, theta))).evalf(), dtype=float)
+    assert_close(module.hessian_flat(theta), exact, 1e-12)
+    assert exact[6, 6] == 10.0
+    direction = np.eye(7)[6]
+    assert_close(module.hvp_flat(theta, direction), exact @ direction, 1e-12)
+
+
 def test_compiling_is_deterministic(small_families):
     assert bp.compile(lennard_jones(5)).source == bp.compile(lennard_jones(5)).source
 

@@ -204,8 +204,22 @@ def accumulated_lanes(graph, node) -> int:
     return max(0, added - graph.shapes[node.args[0]].count)
 
 
+def _summed_over_lanes(value, count):
+    """The sum over the lanes of `value`: one that is the same in every lane (a number, once a
+    lift of one folds to it) counts once per lane."""
+    if isinstance(value.graph.shapes[value.id], Lanes):
+        return call(lane_sum, value)
+    return value * count
+
+
 def lane_lift_vjp(out_bar, out, args, needed):
-    return [call(lane_sum, out_bar), None]
+    return [_summed_over_lanes(out_bar, args[1]), None]
+
+
+def lane_sum_jvp(out, args, tangents):
+    if tangents[0] is None:
+        return None
+    return _summed_over_lanes(tangents[0], out.graph.shapes[args[0].id].count)
 
 
 def lane_sum_vjp(out_bar, out, args, needed):
@@ -311,7 +325,7 @@ RECORDS = [
             zero_derivative=True),
     _record(lane_lift, lane_lift_vjp, linear_jvp(lane_lift), "_lane_lift({0})", _lift_shape, ("_lane_lift",),
             fold=_fold_lift),
-    _record(lane_sum, lane_sum_vjp, linear_jvp(lane_sum), "{p0}.sum(-1)", _scalar,
+    _record(lane_sum, lane_sum_vjp, lane_sum_jvp, "{p0}.sum(-1)", _scalar,
             fold=_fold_zero_first, cost=unit_cost),
 ]
 
