@@ -107,6 +107,15 @@ def test_extended_rosenbrock_matches_sympy_at_several_n():
         check_model(ROSENBROCK, [x], {"x": (size,)}, {n: size}, seed=size)
 
 
+def test_even_powers_of_an_array_share_their_square():
+    """x**4 and x**6 over a range are squares of x**2, which the derivative 4*x**3 = 4*x*x**2
+    reads too; the values and gradients are those of sympy.diff."""
+    expr = sp.Sum((x[i] - a) ** 4 + x[i + 1] ** 6 / 3 - 2 * t[i] * x[i] ** 2, (i, 0, n - 2))
+    module = check_model(expr, [x, a], {"x": (6,), "a": (), "t": (6,)}, {n: 6})
+    source = bp.compile(expr, wrt=[x, a]).source
+    assert "**4" not in source and "**6" not in source
+
+
 def test_one_module_serves_every_n():
     module = bp.compile(ROSENBROCK, wrt=[x]).load()
     for size in (3, 50, 1000):
