@@ -926,10 +926,14 @@ def residuals_output(m: ModuleBuilder) -> None:
         "residuals", "The residuals of each example, shape batch + (number of residuals,).",
         m.arg_names, [("", statements)], _rows(m, values, _residual_kinds(m), shape), '"example"'))
     data, call = m.data_names, m.flat_call()
-    m.functions.append(Function(
-        "residuals_flat", "Every example's residuals in one flat vector, at theta = pack(*WRT) "
-        "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA)).",
-        [m.theta] + data, [], f"np.ravel(_residuals({call}))", None))
+    doc = "Every example's residuals in one flat vector, at theta = pack(*WRT) " \
+          "(scipy.optimize.least_squares(fun, theta0, jac=jacobian_flat, args=DATA))."
+    wrt = tuple(m.arg_nodes[w] for w in program.wrt)
+    # re-rolled without data: theta is the lane vector, and there is no batch
+    direct = _lane_flat(m, "residuals_flat", doc, [m.theta], {wrt: m.theta},
+                        lambda signals: f"np.ravel({_rows(m, values, _residual_kinds(m), '()')})")
+    m.functions.append(direct or Function("residuals_flat", doc, [m.theta] + data, [],
+                                          f"np.ravel(_residuals({call}))", None))
 
 
 def _residual_names(m: ModuleBuilder) -> tuple[dict, dict]:
