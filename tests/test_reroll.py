@@ -311,6 +311,10 @@ def test_a_system_in_a_loop_runs_over_lanes_and_colours_its_jacobian():
     for name in ("residuals_flat", "jacobian_flat"):
         assert_close(getattr(module, name)(theta), getattr(unrolled, name)(theta), 1e-13, what=name)
     assert_close(module.value_and_grad_flat(theta)[1], unrolled.value_and_grad_flat(theta)[1], 1e-12)
+    flat = rolled.source[rolled.source.index("def residuals_flat(theta):"):]
+    assert flat.split("\n")[2].strip() == "c0 = _flat_theta(theta, 200)"  # theta is the lane vector
+    with pytest.raises(ValueError, match="theta must be a 1-D array of 200 numbers"):
+        module.residuals_flat(theta[:-1])
 
 
 def test_a_parameter_every_term_adds_counts_once_per_term_in_second_order(small_families):
