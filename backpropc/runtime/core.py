@@ -354,7 +354,8 @@ def _jacobian_by_colours(residuals_jvp, args, wrt_shapes, pattern):
         seed = (colours == c).astype(float)
         column = residuals_jvp(*args, *_unpack(seed, wrt_shapes, "a seed"))[1]  # batch + (residuals,)
         if c == 0:  # in the arguments' float type (a lane vector of the 0/1 seeds is float64)
-            values = np.zeros(np.shape(column)[:-1] + (len(rows),), dtype=np.result_type(*args, 1.0))
+            dtype = np.result_type(*[getattr(a, "dtype", a) for a in args], 1.0)
+            values = np.zeros(np.shape(column)[:-1] + (len(rows),), dtype=dtype)
         picked = colours[cols] == c
         values[..., picked] = column[..., rows[picked]]
     examples = int(np.prod(np.shape(column)[:-1], dtype=np.intp)) if column is not None else 1
