@@ -27,7 +27,13 @@ from .ops.lanes import lane_item, lanes, table_name
 from .ops.matrix import entries as entries_op
 from .ops.matrix import entry, matmul, transpose
 from .reverse import Backward, backprop
-from .sparsity import HessianTooLarge, colour_columns, hessian_pattern, jacobian_pattern, runs
+from .sparsity import (
+    HessianTooLarge,
+    colour_columns,
+    hessian_pattern,
+    jacobian_pattern,
+    runs,
+)
 from .stencil import families, index_code, jacobian_families
 
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows

@@ -147,7 +147,7 @@ def solve_rows(quick: bool) -> list[dict]:
                 ("broyden", broyden_model, 10 ** 5)]
     for name, build, size in [(p, b, 100) for p, b, _ in problems[:2]] if quick else problems:
         module = bp.compile(build(), derivatives=("jacobian",)).load()
-        theta, data = data_of(name, size)
+        data = data_of(name, size)[1]
         x0 = -np.ones(size) if name == "broyden" else np.append(np.zeros(size), LAM)
         # lam is a parameter of the model but held at LAM in the fit (a bound would also do)
         fixed = name == "smoothing"
@@ -215,7 +215,8 @@ def loop_rows(quick: bool, repeats: int) -> list[dict]:
 
 
 def format_row(r: dict) -> str:
-    ratio = lambda key: f"{r[key] / r['coo_s']:.0f}x" if key in r else "-"  # noqa: E731
+    def ratio(key):
+        return f"{r[key] / r['coo_s']:.0f}x" if key in r else "-"
     return (f"{r['problem']:<10} n={r['n']:>9,} nnz={r['nonzeros']:>9,} compile {r['compile_s']:.3f}s "
             f"first {format_time(r['first_s']):>9} coo {format_time(r['coo_s']):>9} "
             f"tangents {format_time(r.get('tangents_s')):>9} ({ratio('tangents_s')}) "

@@ -148,7 +148,7 @@ def test_a_residual_that_reads_a_sum_keeps_every_entry():
     module = bp.compile(centred, derivatives=("jacobian",)).load()
     size, rng = 5, np.random.default_rng(0)
     theta, ys = rng.uniform(-1, 1, size), rng.uniform(-1, 1, size)
-    rows, cols, values = module.jacobian_coo(theta, ys)
+    values = module.jacobian_coo(theta, ys)[2]
     assert len(values) == size * size
     np.testing.assert_allclose(values.reshape(size, size), np.eye(size) - 1 / size, atol=1e-15)
     np.testing.assert_allclose(module.jacobian_flat(theta, ys), exact_jacobian(centred, size, theta, {"y": ys}),
@@ -161,7 +161,7 @@ def test_scalar_parameters_get_a_dense_jacobian_and_its_coo():
     decay = bp.Model("decay", residuals=[(a * sp.exp(-k * t[i]) - y[i], (i, 0, n - 1))], wrt=[a, k], inputs=[t, y])
     module = bp.compile(decay, derivatives=("jacobian",)).load()
     ts, ys = np.linspace(0, 2, 4), np.linspace(1, 0, 4)
-    rows, cols, values = module.jacobian_coo(1.5, 0.7, ts, ys)
+    rows, _, values = module.jacobian_coo(1.5, 0.7, ts, ys)
     np.testing.assert_array_equal(values.reshape(4, 2), module.jacobian_flat(np.array([1.5, 0.7]), ts, ys))
     np.testing.assert_array_equal(rows, np.repeat(np.arange(4), 2))
 
@@ -246,3 +246,19 @@ def test_a_system_whose_rows_read_everything_takes_a_sweep_per_column():
     theta = np.linspace(0.1, 1.0, 65)
     np.testing.assert_allclose(module.jacobian_flat(theta), central(module.residuals_flat, theta), rtol=1e-6,
                                atol=1e-7)
+
+
+def test_a_numeric_size_reads_the_same_families():
+    size = 7
+
+    def numeric(r):
+        if isinstance(r, tuple):
+            expr, (index, lo, hi) = r
+            return expr.xreplace({n: size}), (index, lo, sp.sympify(hi).xreplace({n: size}))
+        return sp.sympify(r).xreplace({n: size})
+    model = bp.Model("broyden7", residuals=[numeric(r) for r in broyden().residuals], wrt=[x.xreplace({n: size})])
+    compiled = bp.compile(model, derivatives=("jacobian",))
+    assert "_jacobian_coo(" in compiled.source
+    theta = np.random.default_rng(4).uniform(-1, 1, size)
+    np.testing.assert_allclose(compiled.load().jacobian_flat(theta), exact_jacobian(broyden(), size, theta, {}),
+                               rtol=1e-13, atol=1e-14)
