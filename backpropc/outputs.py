@@ -728,12 +728,11 @@ def hessian_output(m: ModuleBuilder) -> None:
     program = m.program
     m.add(hvp_output)
     m.add(hvp_flat_output)
-    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
-           for w in program.wrt):
+    sizes = _numeric_sizes(m)
+    if sizes is None:
         if not _stencil_hessian(m):
             _dense_hessian_by_products(m)
         return
-    sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
     # a re-rolled model's terms are read one by one: over its lanes every entry would look
     # coupled to every other
     rerolled = m.term_by_term is not None and all(size == 1 for size in sizes)
@@ -1019,16 +1018,13 @@ def jacobian_output(m: ModuleBuilder) -> None:
     if rows:
         m.add(residuals_jvp_output)
     ranges = any(isinstance(m.graph.shapes[r], Domain) for r in program.residuals)
-    if ranges and arrays:
-        if not _jacobian_by_families(m):
-            _jacobian_by_tangents_function(m)
-    elif not ranges and _jacobian_by_colours(m):
-        pass
-    elif rows and not arrays:
+    # sparse where the structure allows (families over a range, coloured columns), else dense
+    sparse = _jacobian_by_families(m) if ranges and arrays else not ranges and _jacobian_by_colours(m)
+    if not sparse and rows and not arrays:
         _jacobian_over_ranges(m)
-    elif rows:
+    elif not sparse and rows:
         _jacobian_by_tangents_function(m)
-    else:
+    elif not sparse:
         _jacobian_of_entries(m, arrays)
     data, call = m.data_names, m.flat_call()
     m.functions.append(Function(
@@ -1036,7 +1032,7 @@ def jacobian_output(m: ModuleBuilder) -> None:
         "of each example, one column per entry of theta.",
         [m.theta] + data, [], f"_flat_jacobian(_jacobian({call}))", None))
     m.helpers.add("_flat_jacobian")
-    if not any(f.name == "jacobian_coo" for f in m.functions):
+    if not sparse:  # every entry of the dense Jacobian
         m.helpers.add("_coo")
         m.functions.append(Function(
             "jacobian_coo", "jacobian_flat's matrix as (rows, columns, values): every entry, as the dense "
@@ -1051,6 +1047,16 @@ def _jacobian_by_tangents_function(m: ModuleBuilder) -> None:
         "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) (forward mode: one "
         "tangent sweep of residuals_jvp per entry of WRT).", m.arg_names, [],
         f"_jacobian_by_tangents(_residuals_jvp, {tuple_source(m.arg_names)}, {_argument_shapes(m)})", '"example"'))
+
+
+def _jacobian_from_coo(m: ModuleBuilder, size: str) -> None:
+    """jacobian(*args) filled from jacobian_coo's entries (`size`: the flat vector's length, as code)."""
+    args = ", ".join(m.arg_names)
+    m.helpers.add("_dense")
+    m.functions.append(Function(
+        "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT), from jacobian_coo's "
+        "entries.", m.arg_names, [], f"_dense(jacobian_coo({args}), {size}, np.shape(_residuals({args})))",
+        '"example"'))
 
 
 def _jacobian_by_families(m: ModuleBuilder) -> bool:
@@ -1078,18 +1084,14 @@ def _jacobian_by_families(m: ModuleBuilder) -> bool:
     lengths = tuple_source("1" if r is None else f"np.shape({m.ref(r, names)})[-1]" for r in measured)
     columns = [f"({c.residual}, {c.access.wrt}, {index_code(m, c.access, names)}, {m.ref(c.value, names)}, {c.lane})"
                for c in found]
-    args = ", ".join(m.arg_names)
-    m.helpers |= {"_jacobian_coo", "_dense_jacobian", "_batch_shape"}
+    m.helpers |= {"_jacobian_coo", "_batch_shape"}
     m.ops["jacobian"] = schedule.ops
     m.functions.append(Function(
         "jacobian_coo", "jacobian_flat's matrix as (rows, columns, values) of its structural non-zeros: "
         "families of entries over each residual's range, their indices built for these sizes.", m.arg_names,
         [("", statements)], f"_jacobian_coo({tuple_source(m.wrt_names)}, {lengths}, "
         f"{tuple_source(columns) if columns else '()'}, _batch_shape({m.batch_args()}))", None))
-    m.functions.append(Function(
-        "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT), from jacobian_coo's "
-        "entries.", m.arg_names, [], f"_dense_jacobian(jacobian_coo({args}), np.shape(_residuals({args})), "
-        f"{_named_size(m)})", '"example"'))
+    _jacobian_from_coo(m, _named_size(m))
     return True
 
 
@@ -1132,10 +1134,9 @@ def _jacobian_by_colours(m: ModuleBuilder) -> bool:
     coloured so that one tangent sweep of residuals_jvp fills a colour. False for a Jacobian of
     at most DIRECT_JACOBIAN_ENTRIES entries (written out) or parameters of named size."""
     program = m.program
-    if any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) and not all(d.is_Integer for d in w.shape)
-           for w in program.wrt):
+    sizes = _numeric_sizes(m)
+    if sizes is None:
         return False
-    sizes = [int(sp.prod(w.shape)) if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else 1 for w in program.wrt]
     shapes = [m.graph.shapes[r] for r in program.residuals]
     n, count = sum(sizes), sum(s.count if isinstance(s, Lanes) else 1 for s in shapes)  # rows of an example
     if n * count <= DIRECT_JACOBIAN_ENTRIES:
@@ -1150,18 +1151,14 @@ def _jacobian_by_colours(m: ModuleBuilder) -> bool:
     m.constants["JACOBIAN_ROW_RUNS"] = f"{runs(offsets)!r}  # (repeats, rows): a row's columns less its index"
     m.constants["JACOBIAN_COLOUR_RUNS"] = f"{runs(colours)!r}  # (repeats, colours of columns)"
     m.tables["JACOBIAN_ROWS, JACOBIAN_COLS, JACOBIAN_COLOURS"] = "_pattern(JACOBIAN_ROW_RUNS, JACOBIAN_COLOUR_RUNS)"
-    m.helpers |= {"_pattern", "_jacobian_by_colours", "_dense_jacobian"}
+    m.helpers |= {"_pattern", "_jacobian_by_colours"}
     m.ops["jacobian_products"] = max(colours, default=-1) + 1
-    args = ", ".join(m.arg_names)
     m.functions.append(Function(
         "jacobian_coo", "jacobian_flat's matrix as (rows, columns, values) of its structural non-zeros "
         "(JACOBIAN_ROWS, JACOBIAN_COLS for one example): one residuals_jvp per colour of columns "
         "(JACOBIAN_COLOURS).", m.arg_names, [], f"_jacobian_by_colours(_residuals_jvp, {tuple_source(m.arg_names)}, "
         f"{_wrt_shapes(m)}, (JACOBIAN_ROWS, JACOBIAN_COLS, JACOBIAN_COLOURS))", None))
-    m.functions.append(Function(
-        "jacobian", "Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT), from jacobian_coo's "
-        "entries.", m.arg_names, [], f"_dense_jacobian(jacobian_coo({args}), np.shape(_residuals({args})), {n})",
-        '"example"'))
+    _jacobian_from_coo(m, str(n))
     return True
 
 
@@ -1209,9 +1206,17 @@ def _unpacked(m: ModuleBuilder, vector: str) -> str:
     return f"*_unpack({vector}, {_flat_shapes(m, vector)})"
 
 
+def _numeric_sizes(m: ModuleBuilder) -> list[int] | None:
+    """Each WRT's number of entries, or None when a matrix or indexed parameter has a named size."""
+    arrays = (sp.MatrixSymbol, sp.IndexedBase)
+    if any(isinstance(w, arrays) and not all(d.is_Integer for d in w.shape) for w in m.program.wrt):
+        return None
+    return [int(sp.prod(w.shape)) if isinstance(w, arrays) else 1 for w in m.program.wrt]
+
+
 def _argument_shapes(m: ModuleBuilder) -> str:
     """The WRT shapes as code: numbers where the model has them, else read off the arguments."""
-    if all(d.is_Integer for w in m.program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for d in w.shape):
+    if _numeric_sizes(m) is not None:
         return _wrt_shapes(m)
     return tuple_source(f"np.shape({a})" if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) else "()"
                         for a, w in zip(m.wrt_names, m.program.wrt))

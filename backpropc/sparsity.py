@@ -76,12 +76,7 @@ def hessian_pattern(graph: Graph, rows: list[int | None], directions: list[int],
     made symmetric as the Hessian is; `rows` holds each parameter's Hessian-vector product node
     (None for zero rows), `directions` its direction node, `sizes` its number of entries. None
     when every row is full (a dense Hessian); HessianTooLarge past `max_entries` non-zeros."""
-    offsets = np.cumsum([0] + sizes)
-    n, seeds = int(offsets[-1]), {}
-    for d, start, size in zip(directions, offsets, sizes):
-        sets = np.empty(size, dtype=object)
-        sets[:] = [frozenset((j,)) for j in range(start, start + size)]
-        seeds[d] = sets[0] if graph.shapes[d] is None else sets.reshape(_dims(graph.shapes[d]))
+    n, seeds = _column_seeds(graph, directions, sizes)
     try:
         depends = _Dependence(graph, seeds, n).of([r for r in rows if r is not None])
     except (_NotFollowed, ValueError, IndexError):  # read as dense
@@ -110,19 +105,26 @@ def jacobian_pattern(graph: Graph, residuals: list[int], params: list[int | None
     """For each residual (one row of an example), the sorted columns (the parameters' entries in
     order) it depends on; `params` holds each parameter's node (None where no residual reads it)
     and `sizes` its number of entries. None when the dependence cannot be read (every entry)."""
-    offsets = np.cumsum([0] + sizes)
-    n, seeds = int(offsets[-1]), {}
     try:
-        for p, start, size in zip(params, offsets, sizes):
-            if p is not None:
-                sets = np.empty(size, dtype=object)
-                sets[:] = [frozenset((j,)) for j in range(start, start + size)]
-                seeds[p] = sets[0] if graph.shapes[p] is None else sets.reshape(_dims(graph.shapes[p]))
+        n, seeds = _column_seeds(graph, params, sizes)
         depends = _Dependence(graph, seeds, n).of(residuals)
     except (_NotFollowed, ValueError, IndexError):
         return None
     rows = [_union([depends[r]], n) for r in residuals]
     return [list(range(n)) if c is EVERY else sorted(c) for c in rows]
+
+
+def _column_seeds(graph: Graph, nodes: list[int | None], sizes: list[int]) -> tuple[int, dict]:
+    """(the number of columns, each node's set of columns: its entries' places in the flat vector,
+    one set per entry of an array node); a None node reads none."""
+    offsets = np.cumsum([0] + sizes)
+    seeds = {}
+    for node, start, size in zip(nodes, offsets, sizes):
+        if node is not None:
+            sets = np.empty(size, dtype=object)
+            sets[:] = [frozenset((j,)) for j in range(start, start + size)]
+            seeds[node] = sets[0] if graph.shapes[node] is None else sets.reshape(_dims(graph.shapes[node]))
+    return int(offsets[-1]), seeds
 
 
 def _dims(shape) -> tuple[int, ...]:

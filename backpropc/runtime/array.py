@@ -340,12 +340,3 @@ def _jacobian_coo(wrt, lengths, families, batch=()):
                          minlength=len(rows)) if values else np.zeros(0)
     dtype = np.result_type(*wrt, *[f[3] for f in families], 1.0)  # numbers as they are: float32 stays
     return rows, _last["cols"], summed.astype(dtype, copy=False)
-
-
-def _dense_jacobian(coo, shape, size):
-    """The per-example Jacobian, `shape` (the residuals', batch + (rows,)) + (size,), from
-    jacobian_coo's entries."""
-    rows, cols, values = coo
-    dense = np.zeros((int(np.prod(shape, dtype=np.intp)), size), dtype=values.dtype)
-    dense[rows, cols] = values
-    return dense.reshape(tuple(shape) + (size,))

@@ -305,12 +305,14 @@ def _named_shapes(shapes, theta, named=None, what="theta"):
     return tuple(tuple(sizes[d] if type(d) is str else d for d in shape) for shape in shapes)
 
 
-def _dense(coo, n):
-    """A dense n x n matrix from (rows, columns, values)."""
+def _dense(coo, size, shape=None):
+    """A dense matrix of `size` columns from (rows, columns, values): square, or with its rows laid
+    out as `shape` (a Jacobian's: batch + (residuals,))."""
     rows, cols, values = coo
-    matrix = np.zeros((n, n), dtype=values.dtype)
+    shape = (size,) if shape is None else tuple(shape)
+    matrix = np.zeros((int(np.prod(shape, dtype=np.intp)), size), dtype=values.dtype)
     matrix[rows, cols] = values
-    return matrix
+    return matrix.reshape(shape + (size,))
 
 
 def _coo(matrix):
