@@ -136,7 +136,11 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
     for f in functions:
         f.checks = _checks(f.params, builder, broadcast, bool(indexed))
     checks = {c for f in functions for c in f.checks or ()}
-    helpers = builder.helpers | builder.printer.helpers | checks | {"_checked", "_in_chunks", "_self_check"}
+    # Chunks split a batch of data (an indexed model's is evaluated at once); a module without
+    # data needs them only for its fast path on Python floats, which _in_chunks chooses.
+    chunked = not indexed and (set(args) != set(builder.wrt_names) or any(f.scalar for f in functions))
+    helpers = (builder.helpers | builder.printer.helpers | checks | {"_checked", "_self_check"}
+               | ({"_in_chunks"} if chunked else set()))
     source = render(
         name=docstring_text(program.name),
         version=__version__,
@@ -145,7 +149,7 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
         reduction=builder.reduction,
         args_tuple=tuple_source(python_string(a) for a in args),
         wrt_tuple=tuple_source(python_string(builder.namer.names[("symbol", w)]) for w in program.wrt),
-        chunk=_chunk_size(builder.live_arrays()),
+        chunk=_chunk_size(builder.live_arrays()) if chunked else None,
         matrix_shapes=_shapes_source(matrix_shapes) if matrix_shapes else "{}",
         indexed=tuple_source(python_string(a) for a in indexed) if indexed else "()",
         functions=functions,

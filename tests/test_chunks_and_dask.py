@@ -86,3 +86,27 @@ def test_dask_arrays_give_lazy_results_equal_to_numpy(name):
         assert np.shape(g) == np.shape(g0)
         assert np.allclose(g, g0, rtol=1e-12, atol=1e-12 * np.max(np.abs(g0)))
     assert np.allclose(per_example, module.forward(**point), rtol=1e-12)
+
+
+def test_only_a_module_with_data_or_a_fast_path_on_floats_carries_the_chunks():
+    """Chunks split a batch of data: a module whose arguments are all parameters and that has no
+    path on Python floats (here re-rolled into lanes) goes without them, and a batch of
+    parameter points is still evaluated, as one."""
+    import sympy as sp
+
+    x = sp.symbols("x0:80")
+    loss = sp.Add(*[100 * (x[k + 1] - x[k] ** 2) ** 2 + (1 - x[k]) ** 2 for k in range(79)])
+    lanes = bp.compile(loss, wrt=list(x))
+    assert "_lane" in lanes.source and "_in_chunks" not in lanes.source and "CHUNK" not in lanes.source
+    module = lanes.load()
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0.5, 1.5, (80, 5))
+    value, grads = module.value_and_grad(*points)
+    singles = [module.value_and_grad(*points[:, k]) for k in range(5)]
+    assert np.isclose(value, sum(v for v, _ in singles), rtol=1e-12)
+    assert np.allclose(np.array(grads), np.array([g for _, g in singles]).T, rtol=1e-12)
+    y, t = sp.symbols("y t")
+    with_data = bp.compile(loss + (x[0] * y - t) ** 2, wrt=list(x), inputs=[y, t]).source
+    assert "_in_chunks(" in with_data and "CHUNK = " in with_data
+    floats = bp.compile((x[0] - x[1] ** 2) ** 2, wrt=[x[0], x[1]]).source  # its fast path
+    assert "_value_and_grad_scalar" in floats and "_in_chunks(value_and_grad" in floats

@@ -162,8 +162,6 @@ def _in_chunks(f, combine, scalar=None):
     argument (its gradient: concatenated when the argument is split, else summed), or a tuple
     of these for a tuple result."""
     names = _params(f)
-    if INDEXED:  # an indexed model's batch is evaluated at once
-        return f
 
     def chunked(*args):
         if all(type(a) is float for a in args):  # no batch: nothing to split

@@ -20,9 +20,6 @@ WRT = ("A", "k", "c")
 SHAPES = {"t": ("n",), "y": ("n",)}
 # Indexed arguments (sympy.IndexedBase): parameters have exactly their shape, data may lead with a batch.
 INDEXED = ("t", "y")
-# A large batch of NumPy data is evaluated CHUNK examples at a time (along its first axis), so
-# that the temporaries of a chunk (about 8 MB) stay in cache; CHUNK = 0 evaluates it all at once.
-CHUNK = 65536
 REDUCTION = "sum"
 # Whether data may broadcast into a batch larger than each of them (compile with broadcast=True).
 BROADCAST = False
@@ -218,56 +215,6 @@ def _check_matrices(names):
                 raise ValueError(f"{name} must have shape ({dims}){batch}; got {np.shape(v)}")
         return values
     return check
-
-
-def _in_chunks(f, combine, scalar=None):
-    """f evaluated on chunks of CHUNK examples of a large NumPy batch (along its first axis);
-    with only Python floats, `scalar` (the same statements on floats) when there is one.
-
-    `combine` says how each result adds up over the chunks: "example" (per-example values,
-    concatenated), "total" (summed; a mean weighs each chunk by its size), the name of an
-    argument (its gradient: concatenated when the argument is split, else summed), or a tuple
-    of these for a tuple result."""
-    names = _params(f)
-    if INDEXED:  # an indexed model's batch is evaluated at once
-        return f
-
-    def chunked(*args):
-        if all(type(a) is float for a in args):  # no batch: nothing to split
-            if scalar is None:
-                return f(*args)
-            try:
-                return scalar(*args)
-            except (ArithmeticError, ValueError):  # an inf or a NaN: NumPy gives them as it does
-                return f(*[np.float64(a) for a in args])
-        shapes = [np.shape(a)[:-2] if name in SHAPES else np.shape(a) for name, a in zip(names, args)]
-        batch = np.broadcast_shapes(*shapes)
-        if not CHUNK or not batch or batch[0] < 2 * CHUNK or not all(
-                isinstance(a, (np.ndarray, np.generic, float)) for a in args):
-            return f(*args)
-        n = batch[0]
-        split = {name: len(s) == len(batch) and s[0] == n for name, s in zip(names, shapes)}
-        # Freeing a large block makes glibc's malloc keep freed memory (its mmap and trim
-        # thresholds grow), so each chunk reuses the last one's pages instead of faulting in new ones.
-        np.empty(1 << 21)
-        starts = range(0, n, CHUNK)
-        results = [f(*[a[s:s + CHUNK] if split[name] else a for name, a in zip(names, args)]) for s in starts]
-        weights = [min(CHUNK, n - s) / n for s in starts] if REDUCTION == "mean" else None
-        return _combine(combine, results, split, weights)
-
-    chunked.__name__, chunked.__doc__, chunked.params = f.__name__, f.__doc__, names
-    return chunked
-
-
-def _combine(how, parts, split, weights):
-    """The results of the chunks, added up as `how` says (see _in_chunks)."""
-    if isinstance(how, tuple):
-        return tuple(_combine(h, [p[k] for p in parts], split, weights) for k, h in enumerate(how))
-    if how == "example" or split.get(how, False):
-        return np.concatenate(parts)
-    if weights is not None:
-        parts = [w * p for w, p in zip(weights, parts)]
-    return sum(parts[1:], parts[0])
 
 
 def _pack(values):
@@ -472,11 +419,11 @@ def _lane_dot(a, b):
 
 
 
-# A large batch is evaluated in chunks; the public functions check their arguments (a flat
-# vector alone is checked as it is read), and call each other through the unchecked _ names.
-_forward = _in_chunks(forward, "example")
-_value_and_grad = _in_chunks(value_and_grad, ("total", WRT))
-_residuals = _in_chunks(residuals, "example")
+# The public functions check their arguments (a flat vector alone is checked as it is read), and
+# call each other through the unchecked _ names.
+_forward = forward
+_value_and_grad = value_and_grad
+_residuals = residuals
 forward = _checked(_forward, _check_matrices, _check_batch)
 value_and_grad = _checked(_value_and_grad, _check_matrices, _check_batch)
 grad = _checked(grad, _check_matrices, _check_batch)
