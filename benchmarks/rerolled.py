@@ -8,7 +8,7 @@ would: one SymPy symbol per coordinate (x0 ... x999), the loss a sum of scalar t
 (LJ: atoms), in this process:
 - compile time of bp.compile with re-rolling (the default) and without (reroll=False);
 - the generated module's lines: all of them, and the model's own (before the runtime helpers,
-  which are the same ~300 lines in every module);
+  which are the same ~280 lines in every module);
 - one call of value_and_grad_flat(theta) (what scipy.optimize.minimize calls) against the
   hand-written vectorised NumPy of benchmarks/arrays.py, timed in turn, round after round.
 Goals (issue: models over arrays): compile <= 0.5 s at n = 1,000, per call <= 3 x NumPy.
