@@ -555,3 +555,22 @@ def test_re_im_and_conjugate_of_a_complex_indexed_base_fold_away():
     assert gw == pytest.approx(sum(float(sp.diff(real, v).subs({t: a, v: W})) for a in X), rel=1e-14)
     h = 1e-6
     assert gw == pytest.approx((module.value_and_grad(X, W + h)[0] - module.value_and_grad(X, W - h)[0]) / (2 * h), rel=1e-7)
+
+
+@pytest.mark.parametrize("outer", [5, 13, 120])
+def test_the_inner_sums_of_a_triangular_range_whatever_its_size(outer):
+    """_segment_sum adds each outer tuple's inner values: by one bincount for a few tuples, by
+    runs for many, and with a batch; an outer tuple with no inner ones (the last row of a
+    triangle) gets 0."""
+    from backpropc.runtime import namespace
+
+    helpers = namespace(["_nest", "_segment_sum"])
+    i = np.arange(outer)
+    parent, _ = helpers["_nest"](i + 1, outer, i)
+    rng = np.random.default_rng(outer)
+    for w in (rng.standard_normal(parent.size), rng.standard_normal((3, parent.size))):
+        expected = np.zeros(w.shape[:-1] + (outer,))
+        for k, p in enumerate(parent):
+            expected[..., p] += w[..., k]
+        got = helpers["_segment_sum"](w, parent, np.zeros(outer))
+        assert got.shape == expected.shape and np.allclose(got, expected, rtol=1e-12, atol=1e-12)
