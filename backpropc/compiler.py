@@ -173,8 +173,11 @@ def _checks(params, builder: ModuleBuilder, broadcast: bool, indexed: bool) -> l
     checks = []
     if any(a in builder.matrix_shapes or indexed and a in wrt for a in params):
         checks.append("_check_matrices")
-    if not broadcast and sum(1 for a in params if a in builder.arg_names and a not in wrt) > 1:
+    data = sum(1 for a in params if a in builder.arg_names and a not in wrt)
+    if not broadcast and data > 1:
         checks.append("_check_batch")
+    if data:
+        checks.append("_check_float_type")
     return checks
 
 

@@ -94,6 +94,29 @@ def test_float32_stays_float32_and_float64_stays_float64(module):
         assert np.asarray(v).dtype == dtype and gw.dtype == dtype and gb.dtype == dtype
 
 
+@pytest.mark.parametrize("reroll", [True, False])
+def test_python_floats_beside_float32_data_compute_in_float32(reroll):
+    """Parameters given as Python floats are weak, as in NumPy's own arithmetic: with float32
+    data the result is float32 even where the model applies a function to a parameter alone
+    (np.cos of a Python float is a float64) or stacks the parameters into one vector (a
+    re-rolled model); float64 data, or a float64 parameter array, keeps float64."""
+    xs, d = sp.symbols("x0:80"), sp.Symbol("d")
+    loss = sp.Add(*[(xs[k] * d - xs[k + 1]) ** 2 + sp.cos(xs[k]) for k in range(79)])
+    compiled = bp.compile(bp.Model("weak", loss=loss, wrt=list(xs), inputs=[d]), reroll=reroll)
+    assert ("_lanes(" in compiled.source) == reroll
+    module = compiled.load()
+    params = [0.01 * k for k in range(80)]
+    for dtype in (np.float32, np.float64):
+        data = np.linspace(0.5, 1.0, 7, dtype=dtype)
+        value, grads = module.value_and_grad(*params, data)
+        assert np.asarray(value).dtype == dtype and all(np.asarray(g).dtype == dtype for g in grads)
+        assert module.forward(*params, data).dtype == dtype
+    strong = module.value_and_grad(*params[:-1], np.full(7, 0.79), np.ones(7, np.float32))[0]
+    assert np.asarray(strong).dtype == np.float64
+    exact = module.value_and_grad(*params, np.linspace(0.5, 1.0, 7))[0]
+    assert np.isclose(module.value_and_grad(*params, np.linspace(0.5, 1.0, 7, dtype=np.float32))[0], exact, rtol=1e-5)
+
+
 def test_wrt_may_hold_data_symbols():
     """Gradient with respect to an input, e.g. forces = -dE/dx."""
     r = sp.Symbol("r")

@@ -114,7 +114,7 @@ def _as_float(v, name="an argument"):
 def _checked(f, *checks):
     """f with its arguments checked: integers become float64, and a wrong call or arguments whose
     shapes do not broadcast raise an error that says which. `checks` are the further checks the
-    compiler chose for f's arguments (_check_matrices, _check_batch): each is prepared once for
+    compiler chose for f's arguments (_check_matrices, _check_batch, _check_float_type): each is prepared once for
     f's parameter names, and then maps the values of a call to the values to compute with."""
     names = _params(f)
     checks = [prepare(names) for prepare in checks]
@@ -166,6 +166,23 @@ def _check_batch(names):
                              f"({listed}); give them one shape (e.g. reshape to 1-D), or compile with "
                              f"broadcast=True if the outer product is meant")
         return values
+    return check
+
+
+def _check_float_type(names):
+    """The check of a call's float type among the arguments `names`: numbers given as Python
+    floats are weak beside data of a narrower float type, as NumPy's own arithmetic treats
+    them, so float32 data gives a float32 result whatever the model does to its parameters
+    alone (np.cos(0.3) would be a float64, and so would a vector of the parameters)."""
+    data = [k for k, n in enumerate(names) if n in ARGS and n not in WRT]
+
+    def check(values):
+        narrow = [v.dtype for v in (values[k] for k in data)
+                  if getattr(getattr(v, "dtype", None), "kind", None) == "f" and v.dtype.itemsize < 8]
+        if not narrow or any(getattr(values[k], "dtype", None) == np.float64 for k in data):
+            return values
+        scalar = np.result_type(*narrow).type
+        return [scalar(v) if type(v) is float else v for v in values]
     return check
 
 
@@ -385,11 +402,11 @@ def _lane_dot(a, b):
 # call each other through the unchecked _ names.
 _forward = forward
 _value_and_grad = value_and_grad
-forward = _checked(_forward, _check_matrices, _check_batch)
-value_and_grad = _checked(_value_and_grad, _check_matrices, _check_batch)
-grad = _checked(grad, _check_matrices, _check_batch)
+forward = _checked(_forward, _check_matrices, _check_batch, _check_float_type)
+value_and_grad = _checked(_value_and_grad, _check_matrices, _check_batch, _check_float_type)
+grad = _checked(grad, _check_matrices, _check_batch, _check_float_type)
 pack = _checked(pack, _check_matrices)
-value_and_grad_flat = _checked(value_and_grad_flat, _check_matrices, _check_batch)
+value_and_grad_flat = _checked(value_and_grad_flat, _check_matrices, _check_batch, _check_float_type)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def _as_float(v, name="an argument"):
 def _checked(f, *checks):
     """f with its arguments checked: integers become float64, and a wrong call or arguments whose
     shapes do not broadcast raise an error that says which. `checks` are the further checks the
-    compiler chose for f's arguments (_check_matrices, _check_batch): each is prepared once for
+    compiler chose for f's arguments (_check_matrices, _check_batch, _check_float_type): each is prepared once for
     f's parameter names, and then maps the values of a call to the values to compute with."""
     names = _params(f)
     checks = [prepare(names) for prepare in checks]
