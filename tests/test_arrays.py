@@ -574,3 +574,30 @@ def test_the_inner_sums_of_a_triangular_range_whatever_its_size(outer):
             expected[..., p] += w[..., k]
         got = helpers["_segment_sum"](w, parent, np.zeros(outer))
         assert got.shape == expected.shape and np.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_tuples_of_a_nested_range_are_listed_once_per_size():
+    """_nest keeps the last sizes' tuples, read-only, and lists them anew for other sizes: a
+    triangular model called at 5, 5, 7 and 5 entries gets each call's own pairs."""
+    from backpropc.runtime import namespace
+
+    nest = namespace(["_nest"])["_nest"]
+    pairs = {}
+    for n in (5, 5, 7, 5):
+        i = np.arange(n)
+        tuples = nest(i + 1, n, i)
+        assert not tuples.flags.writeable
+        assert [tuple(t) for t in tuples.T] == [(a, b) for a in range(n) for b in range(a + 1, n)]
+        pairs.setdefault(n, []).append(tuples)
+    assert pairs[5][0] is pairs[5][1] and pairs[5][2] is not pairs[5][0]  # 7 came in between
+    band = nest(np.maximum(np.arange(6) - 1, 0), np.minimum(np.arange(6) + 2, 6), np.arange(6))
+    assert [tuple(t) for t in band.T] == [(a, b) for a in range(6) for b in range(max(a - 1, 0), min(a + 2, 6))]
+    n = sp.Symbol("n", integer=True, positive=True)
+    i, j = sp.symbols("i j", integer=True)
+    x = sp.IndexedBase("x", shape=(n,))
+    module = bp.compile(sp.Sum(sp.Sum((x[i] - x[j]) ** 2, (j, i + 1, n - 1)), (i, 0, n - 1)), wrt=[x]).load()
+    for size in (4, 6, 4):
+        v = np.arange(size, dtype=float) ** 1.5
+        value, (grad,) = module.value_and_grad(v)
+        assert np.isclose(value, sum((v[a] - v[b]) ** 2 for a in range(size) for b in range(a + 1, size)))
+        assert np.allclose(grad, 2 * (size * v - v.sum()))  # each entry against every other one
