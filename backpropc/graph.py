@@ -282,10 +282,11 @@ class Graph:
                     return self.const(folded)
         if b == 1:
             return base
-        if e is not None and e.is_Integer and e > 2 and e % 2 == 0 and isinstance(self.shapes[base], (Domain, Lanes)):
-            # an array's x**4 as (x**2)**2: one pass over it fewer, and the square is shared with
-            # the derivative 4*x**3 = 4*x*x**2 (a number's x**4 is one operation as it is)
-            return self.pow(self.pow(base, self.const(2)), self.const(e // 2))
+        if e is not None and e.is_Integer and abs(e) > 2 and e % 2 == 0 and isinstance(self.shapes[base], (Domain, Lanes)):
+            # an array's x**4 as (x**2)**2 and x**-6 as (x**-3)**2: one pass over it fewer, and the
+            # inner power is shared with the derivative (4*x**3 = 4*x*x**2) and with the other
+            # powers of x (a Lennard-Jones r**-12 - r**-6); a number's x**4 is one operation as it is
+            return self.pow(self.pow(base, self.const(e // 2)), self.const(2))
         return self._intern(Node(sp.Pow, (base, exp)))
 
     def apply(self, op, *args: int) -> int:

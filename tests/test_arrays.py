@@ -601,3 +601,18 @@ def test_the_tuples_of_a_nested_range_are_listed_once_per_size():
         value, (grad,) = module.value_and_grad(v)
         assert np.isclose(value, sum((v[a] - v[b]) ** 2 for a in range(size) for b in range(a + 1, size)))
         assert np.allclose(grad, 2 * (size * v - v.sum()))  # each entry against every other one
+
+
+def test_an_arrays_integer_powers_share_one_power_and_divide_by_the_base():
+    """Over a range, x**-6 is (x**-3)**2, so x**-6 - x**-3 (a Lennard-Jones energy) computes one
+    cube; the derivative of x**-k is -k*x**-k/x, one division sharing the power. Exact against
+    sympy.diff, including odd powers of negative entries."""
+    loss = sp.Sum(4 * (x[i] ** -6 - x[i] ** -3) + x[i] ** -4 * t[i] + x[i] ** 3, (i, 0, n - 1))
+    compiled = bp.compile(loss, wrt=[x])
+    graph = compiled.program.graph
+    exponents = sorted(graph.number(node.args[1]) for node in graph.nodes if node.op is sp.Pow
+                       and graph[node.args[0]].op is not sp.Pow and graph.number(node.args[1]) is not None
+                       and graph.number(node.args[1]) < 0)
+    assert exponents == [-3, -2, -1]  # x**-6 and x**-4 are squares of x**-3 and x**-2; 1/x divides
+    check_model(loss, [x], {"x": (6,), "t": (6,)}, {n: 6}, seed=7, low=0.5, high=1.5)
+    check_model(loss, [x], {"x": (6,), "t": (6,)}, {n: 6}, seed=8, low=-1.5, high=-0.5)

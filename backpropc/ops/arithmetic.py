@@ -69,6 +69,8 @@ def pow_vjp(out_bar, out, args, needed):
         d_base = -out ** 2                             # (1/x)' = -(1/x)**2
     elif n == -sp.S.Half:
         d_base = -sp.S.Half * out ** 3                 # (x**-1/2)' = -x**-3/2 / 2
+    elif n.is_Integer and n < -1:
+        d_base = n * out / base                        # (x**-k)' = -k x**-k / x: one division
     else:
         d_base = n * base ** (n - 1)
     # d/dp x**p = x**p log(x); at x = 0 with p > 0 the limit is 0 (x**p is 0 there), not 0*(-inf)

@@ -76,15 +76,15 @@ def value_and_grad(x1, y1, x2, y2, x3, y3):
     # backward pass: v_bar is the error signal d(objective)/dv
     shape = np.shape(E)
     s_23_bar = 8*s_23 - 4                              # from E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
-    r2_23_bar = -3*s_23_bar/r2_23**4                   # from s_23 = 1/r2_23**3
+    r2_23_bar = -3*s_23*s_23_bar/r2_23                 # from s_23 = 1/r2_23**3
     c5_bar = 2*c5*r2_23_bar                            # from r2_23 = c4**2 + c5**2
     c4_bar = 2*c4*r2_23_bar                            # from r2_23 = c4**2 + c5**2
     s_13_bar = 8*s_13 - 4                              # from E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
-    r2_13_bar = -3*s_13_bar/r2_13**4                   # from s_13 = 1/r2_13**3
+    r2_13_bar = -3*s_13*s_13_bar/r2_13                 # from s_13 = 1/r2_13**3
     c3_bar = 2*c3*r2_13_bar                            # from r2_13 = c2**2 + c3**2
     c2_bar = 2*c2*r2_13_bar                            # from r2_13 = c2**2 + c3**2
     s_12_bar = 8*s_12 - 4                              # from E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
-    r2_12_bar = -3*s_12_bar/r2_12**4                   # from s_12 = 1/r2_12**3
+    r2_12_bar = -3*s_12*s_12_bar/r2_12                 # from s_12 = 1/r2_12**3
     c1_bar = 2*c1*r2_12_bar                            # from r2_12 = c0**2 + c1**2
     c0_bar = 2*c0*r2_12_bar                            # from r2_12 = c0**2 + c1**2
     x1_bar = _sum_like(c2_bar + c0_bar, x1, shape)     # from c0, c2
@@ -112,15 +112,15 @@ def _value_and_grad_scalar(x1, y1, x2, y2, x3, y3):
     s_23 = 1/r2_23**3
     E = 4*(s_12**2 + s_13**2 + s_23**2 - s_12 - s_13 - s_23)
     s_23_bar = 8*s_23 - 4
-    r2_23_bar = -3*s_23_bar/r2_23**4
+    r2_23_bar = -3*s_23*s_23_bar/r2_23
     c5_bar = 2*c5*r2_23_bar
     c4_bar = 2*c4*r2_23_bar
     s_13_bar = 8*s_13 - 4
-    r2_13_bar = -3*s_13_bar/r2_13**4
+    r2_13_bar = -3*s_13*s_13_bar/r2_13
     c3_bar = 2*c3*r2_13_bar
     c2_bar = 2*c2*r2_13_bar
     s_12_bar = 8*s_12 - 4
-    r2_12_bar = -3*s_12_bar/r2_12**4
+    r2_12_bar = -3*s_12*s_12_bar/r2_12
     c1_bar = 2*c1*r2_12_bar
     c0_bar = 2*c0*r2_12_bar
     return E, (c2_bar + c0_bar, c3_bar + c1_bar, c4_bar - c0_bar, c5_bar - c1_bar, -(c4_bar + c2_bar), -(c5_bar + c3_bar))

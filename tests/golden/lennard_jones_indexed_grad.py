@@ -6,8 +6,8 @@ Forward steps:
     c0 = pairs(i + 1 <= j < n)
     c1 = outer(c0)
     j = inner(c0)
-    c2 = ((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2
-    L = sum(4/c2**6 - 4/c2**3)
+    c2 = 1/(((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2)**3
+    L = sum(4*(c2**2 - c2))
 
 Differentiated with respect to: X.
 Objective: the sum of the per-example loss over all broadcast elements of the
@@ -37,8 +37,8 @@ def forward(X):
     c0 = _nest(i + 1, n, i)
     c1 = c0[0]
     j = c0[1]
-    c2 = (_lift(_window(X, "X", 0, n, 1, 0, 0, 0), c1) - _gather(X, "X", j, 0))**2 + (_lift(_window(X, "X", 0, n, 1, 1, 0, 0), c1) - _gather(X, "X", j, 1))**2 + (_lift(_window(X, "X", 0, n, 1, 2, 0, 0), c1) - _gather(X, "X", j, 2))**2
-    L = (4/((c2*c2*c2)**2) - 4/(c2**2*c2)).sum(-1)
+    c2 = 1/((_lift(_window(X, "X", 0, n, 1, 0, 0, 0), c1) - _gather(X, "X", j, 0))**2 + (_lift(_window(X, "X", 0, n, 1, 1, 0, 0), c1) - _gather(X, "X", j, 1))**2 + (_lift(_window(X, "X", 0, n, 1, 2, 0, 0), c1) - _gather(X, "X", j, 2))**2)**3
+    L = (4*(c2**2 - c2)).sum(-1)
     return L
 
 
@@ -56,13 +56,14 @@ def value_and_grad(X):
     c6 = _lift(c5, c1) - _gather(X, "X", j, 1)
     c7 = _window(X, "X", 0, n, 1, 2, 0, 0)
     c8 = _lift(c7, c1) - _gather(X, "X", j, 2)
-    c2 = c4**2 + c6**2 + c8**2
-    L = (4/((c2*c2*c2)**2) - 4/(c2**2*c2)).sum(-1)
+    c9 = c4**2 + c6**2 + c8**2
+    c2 = 1/(c9**2*c9)
+    L = (4*(c2**2 - c2)).sum(-1)
     # backward pass: v_bar is the error signal d(objective)/dv
-    c2_bar = 12/((c2*c2)**2) - 24/((c2*c2*c2)**2*c2)          # from L = sum(4/c2**6 - 4/c2**3)
-    c8_bar = 2*c2_bar*c8                                      # from c2 = c4**2 + c6**2 + c8**2
-    c6_bar = 2*c2_bar*c6                                      # from c2 = c4**2 + c6**2 + c8**2
-    c4_bar = 2*c2_bar*c4                                      # from c2 = c4**2 + c6**2 + c8**2
+    c9_bar = -3*c2*(8*c2 - 4)/c9                              # from c2 = 1/c9**3
+    c8_bar = 2*c8*c9_bar                                      # from c9 = c4**2 + c6**2 + c8**2
+    c6_bar = 2*c6*c9_bar                                      # from c9 = c4**2 + c6**2 + c8**2
+    c4_bar = 2*c4*c9_bar                                      # from c9 = c4**2 + c6**2 + c8**2
     X_bar = _accumulate(X, ((_segment_sum(c8_bar, c1, c7), 0, n, 1, 2, 0, 0), (_segment_sum(c6_bar, c1, c5), 0, n, 1, 1, 0, 0), (_segment_sum(c4_bar, c1, c3), 0, n, 1, 0, 0, 0)), ((-c8_bar, j, 2), (-c6_bar, j, 1), (-c4_bar, j, 0)))  # from c3, c4, c5, c6, c7, c8
     return L, (X_bar,)
 
