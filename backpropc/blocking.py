@@ -96,11 +96,21 @@ def blocked(m, sections: list[tuple[str, list[Statement]]]) -> list[tuple[str, l
     statements = [s for _, block in sections for s in block]
     try:
         phase, loops = _phases(m.graph, statements)
-    except _Unblockable:
-        return None
+    except _Unblockable:  # computed at once, over whole arrays
+        return [(sections[0][0], [_keep_freed_memory()] + sections[0][1])] + sections[1:] if sections else None
     if not loops:
         return None
     return _emit(m, sections, phase, loops)
+
+
+def _keep_freed_memory() -> Statement:
+    """The first statement of a function over whole arrays. Freeing one large array makes glibc's
+    malloc keep the memory it frees (its mmap and trim thresholds grow), so the gradient and
+    each block's temporaries reuse pages instead of faulting in new ones after other NumPy code
+    ran (an optimiser's, between two calls): Broyden at 10^6 took 13 ms a call after its
+    hand-written NumPy without it, 5.5 ms with it; a cluster of 1,000 atoms 34.5 and 29.5 ms."""
+    return Statement("_", -1, "forward", code="np.empty(1 << 21)", comment="keep freed memory for reuse",
+                     form="call")
 
 
 def _phases(graph, statements):
@@ -169,7 +179,7 @@ def _emit(m, sections, phase, loops):
     for i in accumulators:
         if i not in names:
             names[i] = namer.temp(("node", i))
-    pre, post = [], []
+    pre, post = [_keep_freed_memory()], []
     body: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
     adds: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
     batch = None

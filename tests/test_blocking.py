@@ -262,3 +262,18 @@ def test_fuzz_found_blocked_models_order_and_sum_what_comes_after_the_range():
         module = bp.compile(loss, wrt=[x], derivatives=("grad", "hvp"), reduction=reduction).load()
         product = module.hvp(v, np.ones((3, 4)), direction)[2][0]
         np.testing.assert_allclose(product, [copies * second, 0, 0, 0], rtol=1e-12, atol=1e-15)
+
+
+def test_a_function_over_whole_arrays_first_keeps_freed_memory_for_reuse():
+    """A function of an indexed model, blocked (a Sum over a range) or not (a nested Sum's pairs),
+    starts by freeing one large array, which keeps glibc from returning the memory its
+    temporaries reuse; a model of numbers does not pay for it."""
+    first = "np.empty(1 << 21)"
+    for loss in (ROSENBROCK, sp.Sum(sp.Sum((x[i] - x[j]) ** 2, (j, i + 1, n - 1)), (i, 0, n - 1))):
+        source = bp.compile(loss, wrt=[x], derivatives=("grad", "hvp")).source
+        for name in ("value_and_grad", "hvp"):
+            body = source.split(f"\ndef {name}(")[1].split("\ndef ")[0].splitlines()[2:]  # after the docstring
+            statements = [line.strip() for line in body if not line.strip().startswith("#")]
+            assert statements[0].startswith(first), (name, statements[:2])
+    numbers = bp.compile((a - w) ** 2, wrt=[a, w]).source
+    assert first not in numbers.split("\ndef value_and_grad(")[1].split("\ndef ")[0]

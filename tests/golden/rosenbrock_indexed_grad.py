@@ -30,6 +30,7 @@ BLOCK = 32768  # entries of a Sum's range per block (backpropc.blocking, docs/ar
 def forward(x):
     """The per-example loss (the broadcast shape of the arguments)."""
     # before the range: sizes, and each total and gradient set to zero
+    np.empty(1 << 21)  # keep freed memory for reuse
     L = 0.0
     n = x.shape[-1]
     # the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)
@@ -43,6 +44,7 @@ def forward(x):
 def value_and_grad(x):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # before the range: sizes, and each total and gradient set to zero
+    np.empty(1 << 21)    # keep freed memory for reuse
     L = 0.0
     x_bar = _zeros_for(x)
     n = x.shape[-1]
