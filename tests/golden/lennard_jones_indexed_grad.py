@@ -462,7 +462,9 @@ def _accumulate(x, windows, gathers):
     flat = out.ndim == 1
     for g, *index in gathers:
         if flat or out.ndim == 2 and type(index[1]) is int:  # entries, or a column at the gathered rows
-            added = np.bincount(index[0], np.broadcast_to(g, np.shape(index[0])), minlength=out.shape[0])
+            if type(g) is not np.ndarray or g.shape != np.shape(index[0]):  # as it is, when it can:
+                g = np.broadcast_to(g, np.shape(index[0]))                   # broadcast_to costs 2 us
+            added = np.bincount(index[0], g, minlength=out.shape[0])
             if flat:
                 out += added
             else:
