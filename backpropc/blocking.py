@@ -105,10 +105,12 @@ def blocked(m, sections: list[tuple[str, list[Statement]]]) -> list[tuple[str, l
 
 def _keep_freed_memory() -> Statement:
     """The first statement of a function over whole arrays. Freeing one large array makes glibc's
-    malloc keep the memory it frees (its mmap and trim thresholds grow), so the gradient and
-    each block's temporaries reuse pages instead of faulting in new ones after other NumPy code
-    ran (an optimiser's, between two calls): Broyden at 10^6 took 13 ms a call after its
-    hand-written NumPy without it, 5.5 ms with it; a cluster of 1,000 atoms 34.5 and 29.5 ms."""
+    malloc keep the memory it frees (its mmap and trim thresholds grow), so the gradient and the
+    temporaries reuse pages instead of faulting in new ones after other NumPy code ran (an
+    optimiser's, between two calls): a cluster of 1,000 atoms took 34.5 ms a call after its
+    hand-written NumPy without it, 29.5 ms with it. A blocked function has it in the zeros of
+    its gradients (runtime _zeros_for), where the arrays are large: Broyden at 10^6, 13 and
+    5.5 ms."""
     return Statement("_", -1, "forward", code="np.empty(1 << 21)", comment="keep freed memory for reuse",
                      form="call")
 
@@ -179,7 +181,7 @@ def _emit(m, sections, phase, loops):
     for i in accumulators:
         if i not in names:
             names[i] = namer.temp(("node", i))
-    pre, post = [_keep_freed_memory()], []
+    pre, post = [], []  # the gradients' zeros keep freed memory (runtime _zeros_for)
     body: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
     adds: dict[int, list[Statement]] = {loop: [] for loop in sorted(loops)}
     batch = None

@@ -204,7 +204,12 @@ def _accumulate(x, windows, gathers):
 
 
 def _zeros_for(x):
-    """Zeros to accumulate x's signal in: x's shape, and its dtype when that is a float's."""
+    """Zeros to accumulate x's signal in: x's shape, and its dtype when that is a float's. For a
+    large x, one larger array is freed first, so that glibc's malloc keeps the memory it frees
+    (see backpropc.blocking._keep_freed_memory): the gradient and the blocks' temporaries reuse
+    pages after other NumPy code ran."""
+    if x.size > 1 << 15:  # a range longer than a block (blocking.BLOCK)
+        np.empty(1 << 21)
     return np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
 
 

@@ -29,7 +29,6 @@ BLOCK = 32768  # entries of a Sum's range per block (backpropc.blocking, docs/ar
 def forward(A, k, t, y):
     """The per-example loss (the broadcast shape of the arguments)."""
     # before the range: sizes, and each total and gradient set to zero
-    np.empty(1 << 21)  # keep freed memory for reuse
     c0 = 0.0
     n = t.shape[-1]
     # the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)
@@ -44,7 +43,6 @@ def forward(A, k, t, y):
 def value_and_grad(A, k, t, y):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # before the range: sizes, and each total and gradient set to zero
-    np.empty(1 << 21)                             # keep freed memory for reuse
     c0 = 0.0
     c4 = 0.0
     c5 = 0.0

@@ -30,7 +30,6 @@ BLOCK = 32768  # entries of a Sum's range per block (backpropc.blocking, docs/ar
 def forward(x):
     """The per-example loss (the broadcast shape of the arguments)."""
     # before the range: sizes, and each total and gradient set to zero
-    np.empty(1 << 21)  # keep freed memory for reuse
     L = 0.0
     n = x.shape[-1]
     # the passes over each Sum's range, BLOCK entries at a time (a block's values stay in cache)
@@ -44,7 +43,6 @@ def forward(x):
 def value_and_grad(x):
     """(objective, (gradient of each of WRT)): the forward pass, then the backward pass."""
     # before the range: sizes, and each total and gradient set to zero
-    np.empty(1 << 21)    # keep freed memory for reuse
     L = 0.0
     x_bar = _zeros_for(x)
     n = x.shape[-1]
@@ -394,7 +392,12 @@ def _accumulate(x, windows, gathers):
 
 
 def _zeros_for(x):
-    """Zeros to accumulate x's signal in: x's shape, and its dtype when that is a float's."""
+    """Zeros to accumulate x's signal in: x's shape, and its dtype when that is a float's. For a
+    large x, one larger array is freed first, so that glibc's malloc keeps the memory it frees
+    (see backpropc.blocking._keep_freed_memory): the gradient and the blocks' temporaries reuse
+    pages after other NumPy code ran."""
+    if x.size > 1 << 15:  # a range longer than a block (blocking.BLOCK)
+        np.empty(1 << 21)
     return np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
 
 
