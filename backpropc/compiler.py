@@ -138,7 +138,7 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
     checks = {c for f in functions for c in f.checks or ()}
     # Chunks split a batch of data (an indexed model's is evaluated at once); a module without
     # data needs them only for its fast path on Python floats, which _in_chunks chooses.
-    chunked = not indexed and (set(args) != set(builder.wrt_names) or any(f.scalar for f in functions))
+    chunked = not indexed and (builder.has_data or any(f.scalar for f in functions))
     helpers = (builder.helpers | builder.printer.helpers | checks | {"_checked", "_self_check"}
                | ({"_in_chunks"} if chunked else set()))
     source = render(
