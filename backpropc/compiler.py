@@ -11,6 +11,7 @@ import ast
 import builtins
 import gc
 import math
+import re
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,13 +135,19 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
     matrix_shapes = builder.matrix_shapes
     indexed = [a for a, s in zip(args, program.args) if isinstance(s, sp.IndexedBase)]
     for f in functions:
-        f.checks = _checks(f.params, builder, broadcast, bool(indexed))
+        # a private function (_name) is called with values already checked
+        f.checks = None if f.name.startswith("_") else _checks(f.params, builder, broadcast, bool(indexed))
     checks = {c for f in functions for c in f.checks or ()}
     # Chunks split a batch of data (an indexed model's is evaluated at once); a module without
     # data needs them only for its fast path on Python floats, which _in_chunks chooses.
     chunked = not indexed and (builder.has_data or any(f.scalar for f in functions))
     helpers = (builder.helpers | builder.printer.helpers | checks | {"_checked", "_self_check"}
                | ({"_in_chunks"} if chunked else set()))
+    helpers_source = runtime.source(helpers, builder.lacks | ({"checks"} if not checks else set()))
+    # the functions known by an unchecked _name too: chunked ones, and those the code names so
+    code = " ".join([helpers_source] + [f.returns + " " + " ".join(s.code for _, b in f.sections for s in b)
+                                        for f in functions])
+    aliased = {f.name for f in functions if f.combine and (chunked or re.search(rf"\b_{f.name}\b", code))}
     source = render(
         name=docstring_text(program.name),
         version=__version__,
@@ -157,7 +164,8 @@ def _render(builder: ModuleBuilder, broadcast: bool) -> Compiled:
         constants=builder.constants,
         tables=builder.tables,
         broadcast=bool(broadcast),
-        helpers=runtime.source(helpers),
+        aliased=aliased,
+        helpers=helpers_source,
     )
     return Compiled(program.name, source, builder.ops, tuple(builder.wrt_names), tuple(args),
                     program, builder.listing, builder.reduction)

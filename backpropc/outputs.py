@@ -23,7 +23,7 @@ from .graph import SYMBOL, Domain, Lanes, Whole, closure
 from .model import Program
 from .naming import Namer, comment_text, python_string
 from .ops import constant_value
-from .ops.lanes import lane_item, lanes, table_name
+from .ops.lanes import lane_accumulate, lane_item, lane_unslice, lanes, table_name
 from .ops.matrix import entries as entries_op
 from .ops.matrix import entry, matmul, transpose
 from .reverse import Backward, backprop
@@ -299,6 +299,22 @@ class ModuleBuilder:
                 texts.append(float_literal(current[g] if g in current else printer.print(g, current)))
             k += run
         return texts
+
+    @cached_property
+    def lacks(self) -> frozenset[str]:
+        """What the module has none of, so that its runtime helpers leave out their blocks for
+        it (runtime, `[with X]`): data (Dask arrays come only as data), slices or gathers added
+        into a lane vector's signal."""
+        graph, has = self.graph, set()
+        for node in graph.nodes:
+            if node.op is lane_accumulate:
+                slices = int(graph.number(node.args[1]))
+                has |= ({"slices"} if slices else set()) | ({"gathers"} if len(node.args) > 2 + 4 * slices else set())
+            elif node.op is lane_unslice:
+                has.add("slices")
+        if self.has_data:
+            has.add("data")
+        return frozenset({"data", "slices", "gathers"} - has)
 
     @cached_property
     def parameters_in_lanes(self) -> bool:
@@ -624,7 +640,8 @@ def _lane_flat(m: ModuleBuilder, name: str, doc: str, params: list[str], reads: 
     signal a flat result, so a call goes from the vector to the result without a float per
     parameter in between. `reads` maps the nodes of a vector to the argument that holds it;
     `results(signal of each lane vector)` is the returned code, or None when a signal is missing.
-    Only the statements the result needs are kept."""
+    The passes the result needs are written once, in a private function over the lane vectors
+    that the flat form and its source both call (_shared_passes)."""
     graph, program = m.graph, m.program
     if program.inputs or any(isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for w in program.wrt):
         return None
@@ -637,20 +654,57 @@ def _lane_flat(m: ModuleBuilder, name: str, doc: str, params: list[str], reads: 
         return None
     m.helpers.add("_flat_theta")
     size = len(program.wrt)
-    needed, sections = set(re.findall(r"[A-Za-z_]\w*", returns)), []
+    needed, sections, kept_ids = set(_names(returns)), [], set()
     for header, block in reversed(source.sections):  # the statements the result needs, last first
         kept = []
         for s in reversed(block):
             if needed.isdisjoint(s.name.split(", ")):
                 continue
+            needed.update(_names(s.code))
+            kept_ids.add(id(s))
             if id(s) in vectors:
                 s = Statement(s.name, s.node, s.section, s.origins, f"_flat_theta({vectors[id(s)]}, {size}"
                               f"{'' if vectors[id(s)] == m.theta else ', ' + python_string(vectors[id(s)])})",
                               s.comment)
-            needed.update(re.findall(r"[A-Za-z_]\w*", s.code))
             kept.append(s)
         sections.append((header, kept[::-1]))
-    return Function(name, doc, params, [(h, b) for h, b in sections[::-1] if b], returns, None)
+    flat = Function(name, doc, params, [(h, b) for h, b in sections[::-1] if b], returns, None)
+    _shared_passes(m, source, flat, kept_ids, set(vectors))
+    return flat
+
+
+def _names(code: str) -> list[str]:
+    return re.findall(r"[A-Za-z_]\w*", code)
+
+
+def _shared_passes(m: ModuleBuilder, source: Function, flat: Function, kept: set[int], vectors: set[int]) -> None:
+    """Move the passes that `flat` (a _lane_flat form) shares with `source` into one private
+    function of the lane vectors, _<source>_lanes(c0, ...), which both call: they are written
+    once, and a module carries them once. Nothing changes when the passes read an argument of
+    `source` beside its lane vectors, or `source` needs a temporary of theirs that is not a
+    result (they would have to return it)."""
+    statements = [s for _, block in source.sections for s in block]
+    passes = [s for s in statements if id(s) in kept and id(s) not in vectors]
+    rest = [s for s in statements if id(s) not in kept]
+    read = {n for s in passes for n in _names(s.code)}
+    if not passes or read & set(source.params):
+        return
+    used_after = set(_names(flat.returns)) | {n for s in rest for n in _names(s.code)} | set(_names(source.returns))
+    results = [n for s in passes for n in s.name.split(", ") if n in used_after]
+    lane_vectors = [s for s in statements if id(s) in vectors]
+    params = [s.name for s in lane_vectors]
+    private = Function(f"_{source.name}_lanes", f"{source.name}'s passes over the lane vector"
+                       f"{'s' if len(params) > 1 else ''} {', '.join(params)}, shared with {flat.name}.", params,
+                       [(h, [s for s in b if id(s) in kept and id(s) not in vectors]) for h, b in source.sections],
+                       ", ".join(results), None)
+    private.sections = [(h, b) for h, b in private.sections if b]
+    call = f"{private.name}({', '.join(private.params)})"
+    wanted = set(_names(flat.returns))
+    flat_vectors = [s for _, block in flat.sections for s in block if s.code.startswith("_flat_theta(")]
+    flat.sections = [("", flat_vectors + [
+        Statement(", ".join(n if n in wanted else "_" for n in results), -1, "forward", code=call)])]
+    source.sections = [("", lane_vectors + [Statement(", ".join(results), -1, "forward", code=call)] + rest)]
+    m.functions.insert(next(i for i, f in enumerate(m.functions) if f is source), private)
 
 
 def _lane_vector_flat(m: ModuleBuilder) -> Function | None:
@@ -675,16 +729,19 @@ def flat_output(m: ModuleBuilder) -> None:
     """pack, unpack and value_and_grad_flat: what scipy.optimize.minimize(jac=True) calls."""
     wrt = ", ".join(m.wrt_names)
     data = m.data_names
-    m.helpers |= {"_pack", "_unpack"}
+    m.helpers.add("_pack")
     m.functions.append(Function("pack", "theta: the WRT values in one flat vector, each flattened in C order.",
                                 m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
                                 None))
-    m.functions.append(Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
-                                [m.theta], [], f"_unpack({m.theta}, {_flat_shapes(m, m.theta, data=False)})", None))
+    unpack = Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
+                      [m.theta], [], f"_unpack({m.theta}, {_flat_shapes(m, m.theta, data=False)})", None)
+    m.functions.append(unpack)
     direct = _lane_vector_flat(m)
-    if direct is not None:
+    if direct is not None:  # theta is the parameters' lane vector: its entries are the WRT values
+        unpack.returns = f"_flat_theta({m.theta}, {len(m.program.wrt)}).tolist()"
         m.functions.append(direct)
         return
+    m.helpers.add("_unpack")
     call = ", ".join([_unpacked(m, m.theta)] + data)
     m.helpers.add("_flat_value_and_grad")
     m.functions.append(Function(
@@ -705,6 +762,7 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
         m.functions.append(direct)
         return
     data = m.data_names
+    m.helpers.add("_unpack")
     call = ", ".join([_unpacked(m, m.theta)] + data +
                      [f'*_unpack({m.p}, {_flat_shapes(m, m.p)}, {python_string(m.p)})'])
     m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))

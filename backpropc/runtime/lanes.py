@@ -9,14 +9,13 @@ import numpy as np
 
 from .core import _as_float, _sum_like
 
-NEEDS = {"_unlanes": ("_sum_like",), "_lane_accumulate": ("_lane_scatter", "_lane_placed"),
+NEEDS = {"_unlanes": ("_sum_like",), "_lane_accumulate": ("_lane_lazy",), "_lane_lazy": ("_lane_placed",),
          "_lane_unslice": ("_lane_accumulate",), "_flat_theta": ("_as_float",)}
 
 
 def _lanes(values):
-    """The values side by side along a last axis: numbers give a vector; arrays (a batch) are
-    broadcast to one shape first, and other arrays (Dask) stay what they are."""
-    if not set(map(type, values)) <= {float, np.float64, np.float32, np.ndarray}:
+    """The values side by side along a last axis (arrays, a batch, broadcast to one shape first)."""
+    if not set(map(type, values)) <= {float, np.float64, np.float32, np.ndarray}:  # Dask [with data]
         return np.stack(np.broadcast_arrays(*values), axis=-1)
     try:
         stacked = np.array(values)
@@ -26,13 +25,11 @@ def _lanes(values):
 
 
 def _flat_theta(theta, size, what="theta"):
-    """theta (or a direction p) as the lane vector of a re-rolled model's parameters: 1-D, `size`
-    floats."""
+    """theta (or a direction p) as the lane vector of a re-rolled model's parameters: `size` floats."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
         theta = np.asarray(_as_float(theta, what), dtype=float)
     if theta.shape != (size,):
-        raise ValueError(f"{what} must be a 1-D array of {size} numbers (WRT, in order), got shape "
-                         f"{theta.shape}")
+        raise ValueError(f"{what} must be a 1-D array of {size} numbers (WRT, in order), got shape {theta.shape}")
     return theta
 
 
@@ -42,8 +39,7 @@ def _lane_lift(v):
 
 
 def _lane_dot(a, b):
-    """(a*b).sum(-1), in one pass (NumPy's vecdot) when both are NumPy arrays of one length
-    along the last axis (a per-example value spread over a range has length 1 there)."""
+    """(a*b).sum(-1), in one pass (np.vecdot) when both are NumPy arrays of one number of lanes."""
     if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim and b.ndim and a.shape[-1] == b.shape[-1]:
         return np.vecdot(a, b)
     return (a * b).sum(-1)
@@ -83,46 +79,51 @@ def _lane_scatter(g, x, index):
 
 def _lane_accumulate(x, slices, gathers):
     """Zeros with x's number of lanes, every (g, start, stop, step) slice signal and (g, index)
-    gather signal added in: the signal of a lane vector, in one array."""
+    gather signal added in: the signal of a lane vector, in one array; repeated lanes add up."""
     signals = [g for g, *_ in slices + gathers]
+    if not set(map(type, signals)) <= {float, int, np.float64, np.float32, np.ndarray}:  # [with data]
+        return _lane_lazy(x, slices, gathers)
     if type(x) is np.ndarray and x.ndim == 1 and x.dtype.char == "d" and all(
             type(g) is float or type(g) is np.float64 or type(g) is np.ndarray and g.ndim <= 1 for g in signals):
         out = np.zeros(x.shape[0])  # no batch, float64: the common case of a call from an optimiser
-    elif not set(map(type, signals)) <= {float, int, np.float64, np.float32, np.ndarray}:  # Dask
-        size = np.shape(x)[-1]
-        parts = [_lane_placed(g, start, stop, step, size) for g, start, stop, step in slices]
-        for g, index in gathers:  # repeated lanes add up: a product with a 0/1 matrix
-            choose = np.zeros((len(index), size))
-            choose[np.arange(len(index)), index] = 1.0
-            parts.append(np.broadcast_to(g, np.shape(g)[:-1] + (len(index),)) @ choose)
-        return sum(parts[1:], parts[0])
     else:
         lead = np.broadcast_shapes(*[np.shape(g)[:-1] for g in signals])
         out = np.zeros(lead + np.shape(x)[-1:], dtype=np.result_type(x, 1.0, *signals))
-    for g, start, stop, step in slices:
+    for g, start, stop, step in slices:  # [with slices]
         if stop - start == 1 and out.ndim == 1 and (type(g) is float or type(g) is np.float64):
             out[start] += g  # one lane (a boundary term's): 0.1 us, where a slice takes 0.8
         else:
             out[..., start:stop:step] += g
-    if gathers and out.ndim == 1:  # no batch: every gather's signal in one np.bincount
+    if gathers and out.ndim == 1:  # no batch: every gather's signal in one np.bincount [with gathers]
         index = np.concatenate([index for _, index in gathers])
         # a signal of the index's shape as it is: np.broadcast_to costs 2 us a call
         weights = np.concatenate([g if type(g) is np.ndarray and g.shape == np.shape(index)
                                   else np.broadcast_to(g, np.shape(index)) for g, index in gathers])
         out += np.bincount(index, weights=weights, minlength=out.shape[-1])
-    else:
+    elif gathers:  # a batch: one np.add.at a gather [with gathers]
         for g, index in gathers:
-            out += _lane_scatter(g, x, index)
+            np.add.at(out, (..., index), g)
     return out
 
 
+def _lane_lazy(x, slices, gathers):
+    """_lane_accumulate of signals that are not NumPy values (Dask arrays), built with
+    whole-array functions so that they stay lazy."""
+    size = np.shape(x)[-1]
+    parts = [_lane_placed(g, start, stop, step, size) for g, start, stop, step in slices]
+    for g, index in gathers:  # repeated lanes add up: a product with a 0/1 matrix
+        choose = np.zeros((len(index), size))
+        choose[np.arange(len(index)), index] = 1.0
+        parts.append(np.broadcast_to(g, np.shape(g)[:-1] + (len(index),)) @ choose)
+    return sum(parts[1:], parts[0])
+
+
 def _unlanes(signal, values, shape):
-    """The gradients of the symbols stacked in a lane vector, from its signal: each summed over
-    the batch down to its own symbol's shape."""
+    """The gradients of a lane vector's symbols from its signal, each summed down to its own shape."""
     if np.ndim(signal) == 1 and shape == () and signal.dtype == np.float64:  # no batch, floats
         return tuple(signal.tolist())
-    if type(signal) is np.ndarray and all(type(v) is float or type(v) is np.float64 for v in values):
-        # numbers (parameters) over a batch: every lane summed over it at once
+    if type(signal) is np.ndarray and all(type(v) is float or type(v) is np.float64 for v in values):  # [with data]
+        # numbers (parameters) over a batch of data: every lane summed over it at once
         like = np.zeros(signal.shape[-1], dtype=np.result_type(signal, 1.0))
         return tuple(_sum_like(signal, like, tuple(shape) + like.shape))
     return tuple(_sum_like(signal[..., k], v, shape) for k, v in enumerate(values))
