@@ -189,3 +189,24 @@ def test_matrix_forward_rules_match_finite_differences(case):
     moved = [{s: v + sign * h * direction[DX if s is X else DY] for s, v in values.items()} for sign in (1, -1)]
     estimate = (evaluate(graph, out, moved[0]) - evaluate(graph, out, moved[1])) / (2 * h)
     np.testing.assert_allclose(evaluate(graph, jvp, {**values, **direction}), estimate, rtol=1e-6, atol=1e-8)
+
+
+def test_a_runtime_helper_leaves_out_its_blocks_for_what_a_module_lacks():
+    """A block marked `[with X]` goes from a module without X, with the helpers only it needed;
+    every helper stays valid Python whatever is left out, and no mark reaches a module."""
+    import ast
+    import itertools
+
+    marks = {m.group(1) for name in runtime._helpers() for line in runtime.source_of(name).splitlines()
+             for m in [runtime.ONLY_WITH.search(line)] if m} | {"data", "slices", "gathers", "checks"}
+    assert {"data", "slices", "gathers", "checks"} <= marks
+    for r in range(len(marks) + 1):
+        for lacks in map(frozenset, itertools.combinations(sorted(marks), r)):
+            text = runtime.source(list(runtime._helpers()), lacks)
+            ast.parse(text)
+            assert "[with " not in text
+    assert runtime.closure(["_lane_accumulate"], frozenset({"data"})) == ["_lane_accumulate"]
+    assert {"_lane_lazy", "_lane_placed"} <= set(runtime.closure(["_lane_accumulate"]))
+    lean = runtime.source_of("_lane_accumulate", frozenset({"data", "slices"}))
+    assert "_lane_lazy" not in lean and "start:stop:step" not in lean and "np.bincount" in lean
+    assert "for check in checks" not in runtime.source_of("_checked", frozenset({"checks"}))
