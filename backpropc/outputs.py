@@ -304,7 +304,8 @@ class ModuleBuilder:
     def lacks(self) -> frozenset[str]:
         """What the module has none of, so that its runtime helpers leave out their blocks for
         it (runtime, `[with X]`): data (Dask arrays come only as data), slices or gathers added
-        into a lane vector's signal."""
+        into a lane vector's signal; compiler._render adds "checks" when its functions need no
+        argument checks beyond _checked's own."""
         graph, has = self.graph, set()
         for node in graph.nodes:
             if node.op is lane_accumulate:
@@ -680,9 +681,9 @@ def _names(code: str) -> list[str]:
 def _shared_passes(m: ModuleBuilder, source: Function, flat: Function, kept: set[int], vectors: set[int]) -> None:
     """Move the passes that `flat` (a _lane_flat form) shares with `source` into one private
     function of the lane vectors, _<source>_lanes(c0, ...), which both call: they are written
-    once, and a module carries them once. Nothing changes when the passes read an argument of
-    `source` beside its lane vectors, or `source` needs a temporary of theirs that is not a
-    result (they would have to return it)."""
+    once, and a module carries them once. It returns the names of the passes that `flat` or the
+    rest of `source` (the gradients from the signals) use. Nothing changes when the passes read
+    an argument of `source` beside its lane vectors."""
     statements = [s for _, block in source.sections for s in block]
     passes = [s for s in statements if id(s) in kept and id(s) not in vectors]
     rest = [s for s in statements if id(s) not in kept]

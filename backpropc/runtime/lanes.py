@@ -81,7 +81,7 @@ def _lane_accumulate(x, slices, gathers):
     """Zeros with x's number of lanes, every (g, start, stop, step) slice signal and (g, index)
     gather signal added in: the signal of a lane vector, in one array; repeated lanes add up."""
     signals = [g for g, *_ in slices + gathers]
-    if not set(map(type, signals)) <= {float, int, np.float64, np.float32, np.ndarray}:  # [with data]
+    if not set(map(type, signals)) <= {float, int, np.float64, np.float32, np.ndarray}:  # Dask arrays [with data]
         return _lane_lazy(x, slices, gathers)
     if type(x) is np.ndarray and x.ndim == 1 and x.dtype.char == "d" and all(
             type(g) is float or type(g) is np.float64 or type(g) is np.ndarray and g.ndim <= 1 for g in signals):
