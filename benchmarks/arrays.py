@@ -226,7 +226,7 @@ def run(quick: bool, repeats: int) -> dict:
             row = {"problem": name, "n": n, "compile_s": compile_seconds,
                    "lines": len(numeric.source.splitlines()), "lines_symbolic": len(symbolic.source.splitlines())}
             if not quick:
-                calls = repeats if n < 10 ** 5 else max(5, repeats // 3)
+                calls = repeats  # rounds: at 10^6 too, where one slow call among five moved the median
                 inner = 200 if n <= 100 else 20 if n <= 10 ** 4 else 1
                 contenders = {"backpropc_s": module.value_and_grad, "numpy_s": hand}
                 if jax_fns is not None:
