@@ -356,7 +356,7 @@ def _self_check(seed=0, batch=3, tolerance=1e-5, value_and_grad=None):
         return 1
     worst = 0.0
     for name, exact, estimate, error, own in _finite_difference_errors(value_and_grad, point, WRT, rng):
-        noise = tolerance <= error <= 10 * own  # within the estimate's own error: it cannot decide
+        noise = tolerance <= error <= min(10 * own, 1e-3)  # within the estimate's own (small) error
         print(f"d/d{name}: backprop {exact:.10g}  finite differences {estimate:.10g}  relative error {error:.2e}"
               + ("  (within the estimate's own error)" if noise else ""))
         worst = worst if noise else max(worst, error)
