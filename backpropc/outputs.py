@@ -655,7 +655,7 @@ def _lane_flat(m: ModuleBuilder, name: str, doc: str, params: list[str], reads: 
         return None
     m.helpers.add("_flat_theta")
     size = len(program.wrt)
-    needed, sections, kept_ids = set(_names(returns)), [], set()
+    needed, sections, kept_ids, readers = set(_names(returns)), [], set(), []
     for header, block in reversed(source.sections):  # the statements the result needs, last first
         kept = []
         for s in reversed(block):
@@ -667,10 +667,11 @@ def _lane_flat(m: ModuleBuilder, name: str, doc: str, params: list[str], reads: 
                 s = Statement(s.name, s.node, s.section, s.origins, f"_flat_theta({vectors[id(s)]}, {size}"
                               f"{'' if vectors[id(s)] == m.theta else ', ' + python_string(vectors[id(s)])})",
                               s.comment)
+                readers.append(s)
             kept.append(s)
         sections.append((header, kept[::-1]))
     flat = Function(name, doc, params, [(h, b) for h, b in sections[::-1] if b], returns, None)
-    _shared_passes(m, source, flat, kept_ids, set(vectors))
+    _shared_passes(m, source, flat, kept_ids, set(vectors), readers[::-1])
     return flat
 
 
@@ -678,14 +679,17 @@ def _names(code: str) -> list[str]:
     return re.findall(r"[A-Za-z_]\w*", code)
 
 
-def _shared_passes(m: ModuleBuilder, source: Function, flat: Function, kept: set[int], vectors: set[int]) -> None:
+def _shared_passes(m: ModuleBuilder, source: Function, flat: Function, kept: set[int], vectors: set[int],
+                   readers: list[Statement]) -> None:
     """Move the passes that `flat` (a _lane_flat form) shares with `source` into one private
     function of the lane vectors, _<source>_lanes(c0, ...), which both call: they are written
-    once, and a module carries them once. It returns the names of the passes that `flat` or the
-    rest of `source` (the gradients from the signals) use. Nothing changes when the passes read
-    an argument of `source` beside its lane vectors."""
+    once, and a module carries them once. The private function returns the names of the passes
+    that `flat` or the rest of `source` (the gradients from the signals) use. Nothing changes when the passes read
+    an argument of `source` beside its lane vectors. `readers` are the flat form's statements
+    that read its vectors from the flat arguments (_flat_theta)."""
     statements = [s for _, block in source.sections for s in block]
-    passes = [s for s in statements if id(s) in kept and id(s) not in vectors]
+    sections = [(h, [s for s in b if id(s) in kept and id(s) not in vectors]) for h, b in source.sections]
+    passes = [s for _, block in sections for s in block]
     rest = [s for s in statements if id(s) not in kept]
     read = {n for s in passes for n in _names(s.code)}
     if not passes or read & set(source.params):
@@ -696,13 +700,10 @@ def _shared_passes(m: ModuleBuilder, source: Function, flat: Function, kept: set
     params = [s.name for s in lane_vectors]
     private = Function(f"_{source.name}_lanes", f"{source.name}'s passes over the lane vector"
                        f"{'s' if len(params) > 1 else ''} {', '.join(params)}, shared with {flat.name}.", params,
-                       [(h, [s for s in b if id(s) in kept and id(s) not in vectors]) for h, b in source.sections],
-                       ", ".join(results), None)
-    private.sections = [(h, b) for h, b in private.sections if b]
+                       [(h, b) for h, b in sections if b], ", ".join(results), None)
     call = f"{private.name}({', '.join(private.params)})"
     wanted = set(_names(flat.returns))
-    flat_vectors = [s for _, block in flat.sections for s in block if s.code.startswith("_flat_theta(")]
-    flat.sections = [("", flat_vectors + [
+    flat.sections = [("", readers + [
         Statement(", ".join(n if n in wanted else "_" for n in results), -1, "forward", code=call)])]
     source.sections = [("", lane_vectors + [Statement(", ".join(results), -1, "forward", code=call)] + rest)]
     m.functions.insert(next(i for i, f in enumerate(m.functions) if f is source), private)
