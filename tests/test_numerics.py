@@ -129,10 +129,22 @@ def test_models_of_any_size_compile_to_source_python_parses(build):
 
 
 @pytest.mark.parametrize("construct, name", [(sp.Integral(w ** 2, (x, 0, 1)), "Integral"),
-                                             (sp.Derivative(sp.sin(w * x), x), "Derivative")])
+                                             (sp.Derivative(sp.sin(w * x), x), "Derivative"),
+                                             (sp.Product(w + x, (x, 1, 3)), "Product")])
 def test_constructs_that_are_not_functions_are_named(construct, name):
-    with pytest.raises(UnsupportedFunctionError, match=f"{name} is not supported in a model"):
+    with pytest.raises(UnsupportedFunctionError, match=f"{name} is not supported in a model; \\w"):
         bp.compile(construct * w, wrt=[w])
+
+
+def test_a_product_over_a_symbolic_range_can_be_written_as_the_exp_of_a_sum_of_logs():
+    """What the Product error suggests compiles, and its gradient is the product's."""
+    size = sp.Symbol("size", integer=True, positive=True)
+    v, k = sp.IndexedBase("v", shape=(size,)), sp.Symbol("k", integer=True)
+    module = bp.compile(sp.exp(sp.Sum(sp.log(v[k]), (k, 0, size - 1))), wrt=[v]).load()
+    values = np.array([0.5, 2.0, 3.0, 0.25])
+    total, (v_bar,) = module.value_and_grad(values)
+    assert np.isclose(total, np.prod(values))
+    assert np.allclose(v_bar, np.prod(values) / values)
 
 
 def test_bp_sum_refuses_text():

@@ -151,7 +151,8 @@ _NOT_FUNCTIONS = {
     "Integral": "compute the integral in closed form first (sympy.integrate), or approximate it by a sum",
     "Derivative": "write the derivative out (call .doit() on it), or let backpropc differentiate",
     "Subs": "substitute first (call .doit() on it)",
-    "Product": "write the product out (call .doit() on it)",
+    "Product": "write it out (.doit()) when its bounds are numbers, or a product of positive factors "
+               "as exp(Sum(log(...)))",
     "Lambda": "apply the Lambda to its arguments",
 }
 
