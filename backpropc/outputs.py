@@ -304,9 +304,12 @@ class ModuleBuilder:
     def lacks(self) -> frozenset[str]:
         """What the module has none of, so that its runtime helpers leave out their blocks for
         it (runtime, `[with X]`): data (Dask arrays come only as data), slices or gathers added
-        into a lane vector's signal; compiler._render adds "checks" when its functions need no
-        argument checks beyond _checked's own."""
+        into a lane vector's signal, long vectors (a Sum's range, or a family of more than 8192
+        terms); compiler._render adds "checks" when its functions need no argument checks beyond
+        _checked's own."""
         graph, has = self.graph, set()
+        if any(isinstance(s, Domain) or (isinstance(s, Lanes) and s.count > 8192) for s in graph.shapes):
+            has.add("long")
         for node in graph.nodes:
             if node.op is lane_accumulate:
                 slices = int(graph.number(node.args[1]))
@@ -315,7 +318,7 @@ class ModuleBuilder:
                 has.add("slices")
         if self.has_data:
             has.add("data")
-        return frozenset({"data", "slices", "gathers"} - has)
+        return frozenset({"data", "slices", "gathers", "long"} - has)
 
     @cached_property
     def parameters_in_lanes(self) -> bool:

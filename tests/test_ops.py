@@ -210,3 +210,18 @@ def test_a_runtime_helper_leaves_out_its_blocks_for_what_a_module_lacks():
     lean = runtime.source_of("_lane_accumulate", frozenset({"data", "slices"}))
     assert "_lane_lazy" not in lean and "start:stop:step" not in lean and "np.bincount" in lean
     assert "for check in checks" not in runtime.source_of("_checked", frozenset({"checks"}))
+    assert "8192" not in runtime.source_of("_lane_dot", frozenset({"long"}))
+
+
+@pytest.mark.parametrize("size", [10, 8192, 8193, 3 * 8192, 3 * 8192 + 5])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_long_dot_product_in_rows_is_the_dot_product(size, dtype):
+    """_lane_dot takes a long 1-D dot in rows of 8192 (one BLAS thread each) and a ragged rest."""
+    namespace = runtime.namespace(["_lane_dot"])
+    rng = np.random.default_rng(size)
+    a, b = rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype)
+    got = namespace["_lane_dot"](a, b)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, np.dot(a.astype(float), b.astype(float)), rtol=1e-4 if dtype == np.float32 else 1e-12)
+    batch = namespace["_lane_dot"](np.stack([a, b]), b)  # a batch of vectors: one vecdot per row
+    np.testing.assert_allclose(batch, [got, np.dot(b, b)], rtol=1e-4 if dtype == np.float32 else 1e-12)
