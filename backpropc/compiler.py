@@ -117,9 +117,14 @@ def _compile(model, wrt, inputs, name, reduction, rewrite, derivatives, broadcas
 def _derivatives(derivatives) -> tuple[str, ...]:
     if isinstance(derivatives, str):
         derivatives = [d.strip() for d in derivatives.split(",")]
+    if isinstance(derivatives, (set, frozenset)):  # no order of its own: the table's
+        derivatives = sorted(derivatives, key=lambda d: list(DERIVATIVES).index(d) if d in DERIVATIVES else -1)
+    if not isinstance(derivatives, (list, tuple)):
+        raise ModelError(f"derivatives must be a list of names (or one string of them, comma-separated) "
+                         f"from {', '.join(DERIVATIVES)}; got {type(derivatives).__name__}")
     chosen = []
     for d in derivatives:
-        if d not in DERIVATIVES:
+        if not isinstance(d, str) or d not in DERIVATIVES:
             raise ModelError(f"unknown derivative {d!r}; choose from {', '.join(DERIVATIVES)}")
         if d not in chosen:
             chosen.append(d)

@@ -435,9 +435,10 @@ def _is_name(text: str) -> bool:
 
 
 def _is_call(text: str) -> bool:
-    """Whether text is one call or subscript, name(...) or name[...]: an operand as it stands."""
+    """Whether text is one call or subscript, name(...) or name[...], or enclosed in brackets:
+    an operand as it stands."""
     start = min((text.find(c) for c in "([" if c in text), default=-1)
-    if start <= 0 or not text[:start].replace(".", "").replace("_", "a").isalnum():
+    if start < 0 or start and not text[:start].replace(".", "").replace("_", "a").isalnum():
         return False
     depth = 0
     for k, c in enumerate(text[start:], start):

@@ -265,7 +265,8 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     used = set(leaves)
     for w in wrt:
         if w not in used:
-            warnings.warn(f"wrt symbol {w} does not occur in the loss; its gradient is zero",
+            where = "the loss" if not residual_nodes else "the residuals" if loss_expr is None else "the loss or residuals"
+            warnings.warn(f"wrt symbol {w} does not occur in {where}; its gradient is zero",
                           UnusedWrtWarning, stacklevel=4)
     listed = set(wrt) | set(inputs or [])
     if inputs is None:

@@ -22,8 +22,15 @@ import keyword
 import re
 import unicodedata
 
-MODULE_NAMES = frozenset({"np", "forward", "grad", "value_and_grad", "ARGS", "WRT", "SHAPES", "INDEXED", "CHUNK",
-                          "REDUCTION", "pack", "unpack", "hvp", "hessian", "residuals", "jacobian"})
+# The public names a generated module may define (its helpers' names start with "_", which no
+# cleaned name does).
+MODULE_NAMES = frozenset({
+    "np", "math", "ARGS", "WRT", "SHAPES", "INDEXED", "CHUNK", "BLOCK", "BROADCAST", "REDUCTION",
+    "forward", "grad", "value_and_grad", "value_and_grad_flat", "pack", "unpack", "hvp", "hvp_flat",
+    "hessian", "hessian_flat", "hessian_coo", "hessian_values", "residuals", "residuals_flat",
+    "residuals_jvp", "jacobian", "jacobian_flat", "jacobian_coo",
+    *(f"{matrix}_{table}" for matrix in ("HESSIAN", "JACOBIAN")
+      for table in ("ROWS", "COLS", "COLOURS", "ROW_RUNS", "COLOUR_RUNS"))})
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
             | frozenset(dir(builtins)) | MODULE_NAMES)
 

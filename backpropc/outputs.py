@@ -178,7 +178,7 @@ class ModuleBuilder:
     def batch_args(self) -> str:
         """The arguments whose broadcast shape is the batch (a matrix's trailing axes are its own)."""
         program = self.program
-        return ", ".join(f"{a}[{', '.join(['...'] + ['0'] * len(s.shape))}]"
+        return ", ".join(f"np.shape({a})[:-{len(s.shape)}]"  # an empty array has a batch too
                          if isinstance(s, (sp.MatrixSymbol, sp.IndexedBase)) else a
                          for a, s in zip(self.arg_names, program.args)
                          # an indexed parameter has no batch; per-index data's last axes are its own
@@ -769,7 +769,7 @@ def hvp_flat_output(m: ModuleBuilder) -> None:
     data = m.data_names
     m.helpers.add("_unpack")
     call = ", ".join([_unpacked(m, m.theta)] + data +
-                     [f'*_unpack({m.p}, {_flat_shapes(m, m.p)}, {python_string(m.p)})'])
+                     [f'*_unpack({m.p}, {_flat_shapes(m, m.theta)}, {python_string(m.p)})'])  # theta's sizes
     m.functions.append(Function("hvp_flat", doc, [m.theta, m.p] + data, [], f"_pack(_hvp({call})[2])", None))
 
 
@@ -972,7 +972,7 @@ def _direct_hessian(m: ModuleBuilder, pattern: list[list[int]], colours: list[in
     m.functions.append(Function(
         "hessian_values", "The Hessian's structural non-zeros in the order of HESSIAN_ROWS and "
         "HESSIAN_COLS, summed over the batch: the passes, then a tangent pass per colour of columns.",
-        m.arg_names, [("", statements)], f"_summed_entries({values}, {batch})",
+        m.arg_names, [("", statements)], f"_summed_entries({values}, {batch}, {tuple_source(m.arg_names)})",
         '"total"', scalar and (scalar[0], f"np.array({scalar[1]})")))
     return True
 
@@ -1303,8 +1303,7 @@ def _flat_shapes(m: ModuleBuilder, vector: str, data: bool = True) -> str:
                 found[str(d)] = f"np.shape({name})[{axis - len(s.shape)}]"
     m.helpers.add("_named_shapes")
     named = ", {" + ", ".join(f"{python_string(d)}: {code}" for d, code in sorted(found.items())) + "}" if found else ""
-    what = "" if vector == m.theta else f", what={python_string(vector)}"
-    return f"_named_shapes({shapes}, {vector}{named}{what})"
+    return f"_named_shapes({shapes}, {vector}{named})"
 
 
 def _wrt_shapes(m: ModuleBuilder) -> str:

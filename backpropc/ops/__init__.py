@@ -19,6 +19,7 @@ import math
 from functools import cache
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.printing.numpy import NumPyPrinter
 
 from ..errors import UnsupportedFunctionError
@@ -88,8 +89,9 @@ def graph_of(graph, expr: sp.Basic, env: dict) -> int:
     if isinstance(expr, (sp.Number, sp.NumberSymbol)) or expr in (sp.true, sp.false):
         return graph.const(expr)
     args = [graph_of(graph, a, env) for a in expr.args]
-    if not (expr.func in RECORDS or isinstance(expr, sp.Function)):
-        raise UnsupportedFunctionError(f"the derivative {expr} uses {expr.func.__name__}, which has no "
+    if not (expr.func in RECORDS or isinstance(expr, sp.Function) and hasattr(expr.func, "_numpycode")
+            and not isinstance(expr, AppliedUndef)):  # an undefined h(x) would reach the module
+        raise UnsupportedFunctionError(f"a derivative from fdiff uses {expr.func.__name__}, which has no "
                                        f"rule; write fdiff with the supported functions")
     record_for(expr.func)
     return graph.apply(expr.func, *args)

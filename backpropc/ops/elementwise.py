@@ -161,12 +161,12 @@ RECORDS = [
     elementwise(sp.sinc,   _sinc_derivative,                    "np.sinc({p0}/np.pi)",  # SymPy's sinc is sin(x)/x
                 mpmath=lambda x: mp.sin(x) / x if x else mp.mpf(1), scalar=""),
     elementwise(sp.frac,   lambda x, out: 1,                     "np.mod({0}, 1.0)",  # frac' = 1 away from the jumps
-                mpmath=lambda x: x - mp.floor(x), scalar="{p0} % 1.0"),
+                mpmath=lambda x: x - mp.floor(x), scalar="({p0} % 1.0)"),
     _two_argument(hypot, (lambda a, b, out: a / out, lambda a, b, out: b / out), "np.hypot({0}, {1})",
                   mpmath=lambda a, b: mp.sqrt(a * a + b * b), scalar="math.hypot({0}, {1})"),
     _two_argument(sp.Mod, (lambda a, b, out: 1, lambda a, b, out: -call(sp.floor, a / b)),  # a - b*floor(a/b)
                   "np.mod({0}, {1})", mpmath=lambda a, b: a - b * mp.floor(a / b), domain=POSITIVE,
-                  scalar="{p0} % {p1}"),
+                  scalar="({p0} % {p1})"),
     elementwise(sp.loggamma, lambda x, out: digamma(x),         "_loggamma({0})", safe=1,
                 helpers=("_loggamma",), mpmath=mp.loggamma, domain=POSITIVE, scalar="math.lgamma({0})"),
     elementwise(sp.gamma,  lambda x, out: out * digamma(x),     "_gamma({0})", safe=1, helpers=("_gamma",),

@@ -219,9 +219,10 @@ def _pack(values):
 
 
 def _unpack_floats(theta, size):
-    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path)."""
+    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path);
+    float32 ones as NumPy's float32 (float32 stays float32)."""
     if type(theta) is np.ndarray and theta.shape == (size,) and theta.dtype.kind == "f":
-        return theta.tolist()
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)
     return _unpack(theta, ((),) * size)
 
 
@@ -229,8 +230,8 @@ def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
         theta = np.asarray(_as_float(theta, what), dtype=float)
-    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
-        return theta.tolist()  # Python floats: the fast path
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):  # the fast path:
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)  # Python floats, or float32
     if any(type(n) is str for shape in shapes for n in shape):
         raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
     sizes = [int(np.prod(shape)) for shape in shapes]
@@ -276,16 +277,16 @@ def _pattern(row_runs, colour_runs):
     return rows, cols, np.array(unrun(colour_runs), dtype=np.intp)
 
 
-def _summed_entries(entries, shape):
-    """The Hessian's entries from their per-example values: each summed over the batch."""
-    # float32 stays float32 (Python numbers are weak); the distinct dtypes are a handful
-    dtype = np.result_type(1.0, *{np.result_type(e) for e in entries if not isinstance(e, (int, float))})
+def _summed_entries(entries, shape, args):
+    """The Hessian's entries from their per-example values: each summed over the batch, in the
+    floating type of the arguments `args` (float32 stays float32; Python numbers are weak)."""
+    dtype = np.result_type(1.0, *{a.dtype for a in args if hasattr(a, "dtype")})
     if not shape:
         return np.array(entries, dtype=dtype)
     return np.array([np.sum(np.broadcast_to(e, shape)) for e in entries], dtype=dtype)
 
 
-def _named_shapes(shapes, theta, named=None, what="theta"):
+def _named_shapes(shapes, theta, named=None):
     """The shapes with each named dimension a number: its size in `named` (read off the data), or
     for the one size left, the size for which the shapes hold as many numbers as the flat vector
     theta."""
@@ -306,8 +307,8 @@ def _named_shapes(shapes, theta, named=None, what="theta"):
     missing = [d for d in left if d not in sizes]
     if missing:
         names = ", ".join(missing)
-        raise ValueError(f"{what} (shape {np.shape(theta)}) does not give the size of {names} in the WRT shapes "
-                         f"{shapes}: pass a 1-D {what} whose length one size of {names} gives, or data that have "
+        raise ValueError(f"theta (shape {np.shape(theta)}) does not give the size of {names} in the WRT shapes "
+                         f"{shapes}: pass a 1-D theta whose length one size of {names} gives, or data that have "
                          f"{'them' if len(missing) > 1 else 'it'}")
     return tuple(tuple(sizes[d] if type(d) is str else d for d in shape) for shape in shapes)
 
@@ -340,7 +341,10 @@ def _residual_rows(values, kinds, shape, residuals=None):
     """Per-example residuals (or their tangents) side by side along a last axis, broadcast to the
     batch `shape`. kinds[k] says what values[k] is: "one", a residual; "range", a residual for each
     index of a range (its last axis); "spread", the tangent of such a residual that is the same for
-    every index, spread over as many rows as residuals[k] has."""
+    every index, spread over as many rows as residuals[k] has. A number takes the float type of
+    the others and of the residuals (Python numbers are weak)."""
+    dtype = np.result_type(*[getattr(v, "dtype", v) for v in (*values, *(residuals or ()))], 1.0)
+    values = [np.asarray(v, dtype) if isinstance(v, (int, float)) else v for v in values]
     parts = []
     for k, (v, kind) in enumerate(zip(values, kinds)):
         if kind == "one":
@@ -381,6 +385,9 @@ def _jacobian_by_tangents(residuals_jvp, args, wrt_shapes):
         seed = np.zeros(sum(sizes))
         seed[j] = 1.0
         columns.append(residuals_jvp(*args, *_unpack(seed, wrt_shapes, "a seed"))[1])
+    if not columns:  # parameters of no entries (a size 0): no columns
+        residuals = residuals_jvp(*args, *_unpack(np.zeros(0), wrt_shapes, "a seed"))[0]
+        return np.zeros(np.shape(residuals) + (0,), dtype=np.result_type(residuals, 1.0))
     return np.stack(columns, axis=-1)
 
 
@@ -406,7 +413,8 @@ def _assemble_jacobian(entries, shape, wrt_shapes=None):
 
 def _flat_jacobian(jacobian):
     """Every example's Jacobian rows stacked: one row per residual of each example."""
-    return np.reshape(jacobian, (-1, np.shape(jacobian)[-1]))
+    shape = np.shape(jacobian)
+    return np.reshape(jacobian, (-1 if shape[-1] else int(np.prod(shape[:-1])), shape[-1]))  # no columns: rows
 
 
 def _objective(loss, mean=False):
@@ -451,8 +459,9 @@ def _sum_like(g, like, shape):
 
 def _batch_shape(*args):
     """The broadcast shape of all arguments: the batch the objective runs over (each shape
-    counted once: np.broadcast_shapes of a thousand numbers' () takes a millisecond)."""
-    shapes = {np.shape(a) for a in args if type(a) is not float}
+    counted once: np.broadcast_shapes of a thousand numbers' () takes a millisecond). A tuple is
+    a shape already (a matrix's or indexed array's batch axes)."""
+    shapes = {a if type(a) is tuple else np.shape(a) for a in args if type(a) is not float}
     return np.broadcast_shapes(*shapes) if shapes else ()
 
 

@@ -88,7 +88,7 @@ def residuals(A, k, c, t, y):
     """The residuals of each example, shape batch + (number of residuals,)."""
     n = t.shape[-1]
     c3 = c - _window(y, "y", 0, n, 1) + A*np.exp(-k*_window(t, "t", 0, n, 1))
-    return _residual_rows((c3,), ("range",), _batch_shape(A, k, c, t[..., 0], y[..., 0]))
+    return _residual_rows((c3,), ("range",), _batch_shape(A, k, c, np.shape(t)[:-1], np.shape(y)[:-1]))
 
 
 def residuals_flat(theta, t, y):
@@ -231,9 +231,10 @@ def _pack(values):
 
 
 def _unpack_floats(theta, size):
-    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path)."""
+    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path);
+    float32 ones as NumPy's float32 (float32 stays float32)."""
     if type(theta) is np.ndarray and theta.shape == (size,) and theta.dtype.kind == "f":
-        return theta.tolist()
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)
     return _unpack(theta, ((),) * size)
 
 
@@ -241,8 +242,8 @@ def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
         theta = np.asarray(_as_float(theta, what), dtype=float)
-    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
-        return theta.tolist()  # Python floats: the fast path
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):  # the fast path:
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)  # Python floats, or float32
     if any(type(n) is str for shape in shapes for n in shape):
         raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
     sizes = [int(np.prod(shape)) for shape in shapes]
@@ -260,7 +261,10 @@ def _residual_rows(values, kinds, shape, residuals=None):
     """Per-example residuals (or their tangents) side by side along a last axis, broadcast to the
     batch `shape`. kinds[k] says what values[k] is: "one", a residual; "range", a residual for each
     index of a range (its last axis); "spread", the tangent of such a residual that is the same for
-    every index, spread over as many rows as residuals[k] has."""
+    every index, spread over as many rows as residuals[k] has. A number takes the float type of
+    the others and of the residuals (Python numbers are weak)."""
+    dtype = np.result_type(*[getattr(v, "dtype", v) for v in (*values, *(residuals or ()))], 1.0)
+    values = [np.asarray(v, dtype) if isinstance(v, (int, float)) else v for v in values]
     parts = []
     for k, (v, kind) in enumerate(zip(values, kinds)):
         if kind == "one":
@@ -314,8 +318,9 @@ def _sum_like(g, like, shape):
 
 def _batch_shape(*args):
     """The broadcast shape of all arguments: the batch the objective runs over (each shape
-    counted once: np.broadcast_shapes of a thousand numbers' () takes a millisecond)."""
-    shapes = {np.shape(a) for a in args if type(a) is not float}
+    counted once: np.broadcast_shapes of a thousand numbers' () takes a millisecond). A tuple is
+    a shape already (a matrix's or indexed array's batch axes)."""
+    shapes = {a if type(a) is tuple else np.shape(a) for a in args if type(a) is not float}
     return np.broadcast_shapes(*shapes) if shapes else ()
 
 

@@ -235,8 +235,8 @@ def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
         theta = np.asarray(_as_float(theta, what), dtype=float)
-    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
-        return theta.tolist()  # Python floats: the fast path
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):  # the fast path:
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)  # Python floats, or float32
     if any(type(n) is str for shape in shapes for n in shape):
         raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
     sizes = [int(np.prod(shape)) for shape in shapes]

@@ -184,8 +184,8 @@ def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
         theta = np.asarray(_as_float(theta, what), dtype=float)
-    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
-        return theta.tolist()  # Python floats: the fast path
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):  # the fast path:
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)  # Python floats, or float32
     if any(type(n) is str for shape in shapes for n in shape):
         raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
     sizes = [int(np.prod(shape)) for shape in shapes]
@@ -199,7 +199,7 @@ def _unpack(theta, shapes, what="theta"):
     return values
 
 
-def _named_shapes(shapes, theta, named=None, what="theta"):
+def _named_shapes(shapes, theta, named=None):
     """The shapes with each named dimension a number: its size in `named` (read off the data), or
     for the one size left, the size for which the shapes hold as many numbers as the flat vector
     theta."""
@@ -220,8 +220,8 @@ def _named_shapes(shapes, theta, named=None, what="theta"):
     missing = [d for d in left if d not in sizes]
     if missing:
         names = ", ".join(missing)
-        raise ValueError(f"{what} (shape {np.shape(theta)}) does not give the size of {names} in the WRT shapes "
-                         f"{shapes}: pass a 1-D {what} whose length one size of {names} gives, or data that have "
+        raise ValueError(f"theta (shape {np.shape(theta)}) does not give the size of {names} in the WRT shapes "
+                         f"{shapes}: pass a 1-D theta whose length one size of {names} gives, or data that have "
                          f"{'them' if len(missing) > 1 else 'it'}")
     return tuple(tuple(sizes[d] if type(d) is str else d for d in shape) for shape in shapes)
 

@@ -247,9 +247,10 @@ def _pack(values):
 
 
 def _unpack_floats(theta, size):
-    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path)."""
+    """theta's entries as Python floats, when every WRT is a scalar (the flat forms' fast path);
+    float32 ones as NumPy's float32 (float32 stays float32)."""
     if type(theta) is np.ndarray and theta.shape == (size,) and theta.dtype.kind == "f":
-        return theta.tolist()
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)
     return _unpack(theta, ((),) * size)
 
 
@@ -257,8 +258,8 @@ def _unpack(theta, shapes, what="theta"):
     """The values of the given shapes, in order, from the flat vector theta (_pack's inverse)."""
     if type(theta) is not np.ndarray or theta.dtype.kind != "f":
         theta = np.asarray(_as_float(theta, what), dtype=float)
-    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):
-        return theta.tolist()  # Python floats: the fast path
+    if theta.shape == (len(shapes),) and all(shape == () for shape in shapes):  # the fast path:
+        return theta.tolist() if theta.dtype == np.float64 else list(theta)  # Python floats, or float32
     if any(type(n) is str for shape in shapes for n in shape):
         raise ValueError(f"flat vectors need numeric shapes; the wrt shapes are {shapes}")
     sizes = [int(np.prod(shape)) for shape in shapes]

@@ -1,0 +1,175 @@
+"""Third robustness round: the float path's precedence, module names, flat directions, fdiff,
+float32 through Hessians and Jacobians, empty ranges, the derivatives argument."""
+
+from __future__ import annotations
+
+import ast
+import warnings
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import backpropc as bp
+from backpropc.errors import ModelError, UnsupportedFunctionError, UnusedWrtWarning
+from backpropc.naming import MODULE_NAMES
+
+a, b, c, x, y = sp.symbols("a b c x y")
+n = sp.Symbol("n", integer=True, positive=True)
+i = sp.Symbol("i", integer=True)
+F32 = np.float32
+
+
+@pytest.mark.parametrize("loss", [
+    b ** 2 + 2 * sp.Mod(a, 2), b + 5 * sp.frac(a), b ** 2 * sp.Mod(3 * a, 2), -b * sp.Mod(a + b, 2 * b),
+    b ** 2 * sp.frac(3 * a + 10), sp.Mod(a, 2) ** 2 * b, b / sp.Mod(a, 2), 2 ** sp.Mod(a, 3) * b,
+], ids=str)
+def test_mod_and_frac_on_python_floats_agree_with_numpy_in_every_position(loss):
+    """On floats Mod is Python's %, which binds like * and /: 2*Mod(a, 2) is not 2*a % 2."""
+    module = bp.compile(loss, wrt=[a, b], derivatives=("grad", "hessian")).load()
+    point = {a: -0.7, b: 0.9}
+    exact = float(loss.subs(point))
+    on_floats, on_arrays = module.forward(-0.7, 0.9), module.forward(np.array(-0.7), np.array(0.9))
+    assert np.isclose(on_floats, exact, rtol=1e-12) and np.isclose(on_arrays, exact, rtol=1e-12)
+    # near the point, Mod(u, v) is u - v*q and frac(u) is u - q, with q the floor at the point
+    local = loss.replace(sp.Mod, lambda u, v: u - v * sp.floor((u / v).subs(point)))
+    local = local.replace(sp.frac, lambda u: u - sp.floor(u.subs(point)))
+    exact_grad = [float(sp.diff(local, s).subs(point)) for s in (a, b)]
+    np.testing.assert_allclose(module.grad(-0.7, 0.9), exact_grad, rtol=1e-12, atol=1e-12)
+    exact_hessian = np.array(sp.hessian(local, (a, b)).subs(point), dtype=float)
+    np.testing.assert_allclose(module.hessian(-0.7, 0.9), exact_hessian, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(module.hessian(np.array(-0.7), np.array(0.9)), exact_hessian, rtol=1e-12, atol=1e-12)
+
+
+def _public_names(source: str) -> set[str]:
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                names |= {t.id for t in ast.walk(target) if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_every_public_name_of_a_module_is_reserved():
+    """A symbol named like a module's global (math, HESSIAN_ROWS, ...) would shadow it."""
+    xs = sp.symbols("x0:100")  # a Jacobian of 10^4 entries: coloured
+    A = sp.MatrixSymbol("A", 2, 2)
+    v = sp.IndexedBase("v", shape=(n,))
+    sources = [
+        bp.compile(bp.Model("loop", residuals=[(3 - 2 * xs[k]) * xs[k] - 2 * xs[k + 1] + 1 for k in range(99)],
+                            wrt=list(xs)), derivatives=("grad", "hvp", "hessian", "jacobian")).source,
+        bp.compile(sp.sin(a) * x + sp.Trace(A * A.T) * b, wrt=[a, b, A], inputs=[x],
+                   derivatives=("grad", "hvp", "hessian")).source,
+        bp.compile(sp.Sum((v[i + 1] - v[i] ** 2) ** 2, (i, 0, n - 2)), wrt=[v], derivatives=("grad", "hvp", "hessian")).source,
+        bp.compile(sp.sin(a) * b, wrt=[a, b], derivatives=("grad", "hvp", "hessian")).source,
+    ]
+    found = set().union(*map(_public_names, sources))
+    assert {"math", "HESSIAN_ROWS", "JACOBIAN_COLOURS", "hvp_flat", "jacobian_coo"} <= found
+    assert found <= MODULE_NAMES
+
+
+@pytest.mark.parametrize("name", ["math", "HESSIAN_ROWS", "HESSIAN_COLS", "BLOCK"])
+def test_a_symbol_named_like_a_module_global_is_renamed(name):
+    s = sp.Symbol(name)
+    module = bp.compile(sp.sin(a) * s + a ** 2 * s, wrt=[a], inputs=[s], derivatives=("grad", "hessian")).load()
+    assert module.ARGS == ("a", f"{name}_")
+    assert np.isclose(module.value_and_grad(0.3, 2.0)[1][0], 2.0 * np.cos(0.3) + 1.2)
+    np.testing.assert_allclose(module.hessian_flat(np.array([0.3]), 2.0), [[-2.0 * np.sin(0.3) + 4.0]])
+
+
+def test_hvp_flat_of_a_named_size_takes_the_size_from_theta_not_from_the_direction():
+    v = sp.IndexedBase("v", shape=(n,))
+    module = bp.compile(sp.Sum(100 * (v[i + 1] - v[i] ** 2) ** 2 + (1 - v[i]) ** 2, (i, 0, n - 2)), wrt=[v],
+                        derivatives=("grad", "hvp", "hessian")).load()
+    theta = np.linspace(-1.0, 1.0, 6)
+    np.testing.assert_allclose(module.hvp_flat(theta, np.arange(6.0)), module.hessian_flat(theta) @ np.arange(6.0))
+    for length in (5, 7, 12):
+        with pytest.raises(ValueError, match=r"p must be a 1-D array of 6 numbers"):
+            module.hvp_flat(theta, np.arange(float(length)))
+
+
+class _Undefined(sp.Function):
+    """fdiff gives an undefined function: no module can compute it."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sp.Function("h")(self.args[0])
+
+    def _numpycode(self, printer):
+        return f"np.sin({printer._print(self.args[0])})"
+
+
+@pytest.mark.parametrize("derivatives", [("grad",), ("grad", "hessian")])
+def test_a_derivative_from_fdiff_that_is_undefined_is_refused_at_compile_time(derivatives):
+    with pytest.raises(UnsupportedFunctionError, match="fdiff uses h, which has no rule"):
+        bp.compile(_Undefined(a) * b, wrt=[a, b], derivatives=derivatives)
+
+
+def test_float32_stays_float32_through_constant_hessians_matrices_and_jacobians():
+    data = np.linspace(-1, 1, 5, dtype=F32)
+    constant = bp.compile(a ** 2 / 10 + c * x, wrt=[a, c], inputs=[x], derivatives=("grad", "hessian")).load()
+    assert constant.hessian(F32(0.3), F32(0.5), data).dtype == F32
+    assert constant.hessian_coo(F32(0.3), F32(0.5), data)[2].dtype == F32
+    np.testing.assert_allclose(constant.hessian(F32(0.3), F32(0.5), data), [[1.0, 0.0], [0.0, 0.0]], atol=1e-6)  # 5 examples
+
+    A = sp.MatrixSymbol("A", 2, 2)
+    matrix = bp.compile(sp.Trace(A.I * A.T) * x + a ** 2 * x, wrt=[A, a], inputs=[x], derivatives=("grad", "hessian")).load()
+    start = np.eye(2, dtype=F32) * 2
+    assert matrix.hessian(start, F32(0.5), data).dtype == F32
+    assert matrix.hessian_flat(matrix.pack(start, F32(0.5)), data).dtype == F32
+
+    t, obs = sp.IndexedBase("t", shape=(n,)), sp.IndexedBase("obs", shape=(n,))
+    decay = bp.compile(bp.Model("decay", residuals=[(a * sp.exp(-b * t[i]) + c - obs[i], (i, 0, n - 1))],
+                                wrt=[a, b, c], inputs=[t, obs]), derivatives=("grad", "jacobian")).load()
+    times, values = np.linspace(0, 4, 30, dtype=F32), np.ones(30, F32)
+    assert decay.jacobian(F32(1), F32(1), F32(0), times, values).dtype == F32
+    assert decay.jacobian_flat(np.array([1, 1, 0], F32), times, values).dtype == F32
+
+    scalars = bp.compile(a * b + sp.exp(a), wrt=[a, b]).load()
+    value, gradient = scalars.value_and_grad_flat(np.array([0.5, 2.0], F32))
+    assert gradient.dtype == F32 and np.isclose(value, 1.0 + np.exp(0.5), rtol=1e-6)
+    assert scalars.value_and_grad_flat(np.array([0.5, 2.0]))[1].dtype == np.float64
+
+
+def test_an_empty_range_of_data_gives_empty_residuals_and_jacobians():
+    t, obs = sp.IndexedBase("t", shape=(n,)), sp.IndexedBase("obs", shape=(n,))
+    decay = bp.compile(bp.Model("decay", residuals=[(a * sp.exp(-b * t[i]) + c - obs[i], (i, 0, n - 1))],
+                                wrt=[a, b, c], inputs=[t, obs]), derivatives=("grad", "jacobian")).load()
+    empty = np.array([])
+    assert decay.residuals_flat(np.ones(3), empty, empty).shape == (0,)
+    assert decay.jacobian_flat(np.ones(3), empty, empty).shape == (0, 3)
+    assert decay.jacobian(1.0, 1.0, 1.0, np.zeros((2, 0)), np.zeros((2, 0))).shape == (2, 0, 3)
+    assert decay.value_and_grad_flat(np.ones(3), empty, empty)[0] == 0
+
+    K = sp.Symbol("K", integer=True, positive=True)
+    coefficients, k = sp.IndexedBase("coef", shape=(K,)), sp.Symbol("k", integer=True)
+    poly = bp.compile(bp.Model("poly", residuals=[(obs[i] - sp.Sum(coefficients[k] * t[i] ** k, (k, 0, K - 1)), (i, 0, n - 1))],
+                               wrt=[coefficients], inputs=[t, obs]), derivatives=("grad", "jacobian")).load()
+    samples = np.linspace(-1, 1, 5)
+    assert poly.jacobian_flat(np.zeros(0), samples, samples).shape == (5, 0)
+    np.testing.assert_allclose(poly.jacobian_flat(np.zeros(2), samples, samples), -np.stack([samples ** 0, samples], axis=1))
+
+
+@pytest.mark.parametrize("derivatives", [None, 3, {"grad": 1}, [["grad"]], ["grad", 3]])
+def test_derivatives_of_the_wrong_type_are_a_model_error(derivatives):
+    with pytest.raises(ModelError, match="derivative"):
+        bp.compile(a * b, wrt=[a, b], derivatives=derivatives)
+
+
+def test_a_set_of_derivatives_compiles_as_the_same_list_would():
+    as_set = bp.compile(a * sp.sin(b), wrt=[a, b], derivatives={"hessian", "hvp"})
+    as_list = bp.compile(a * sp.sin(b), wrt=[a, b], derivatives=("grad", "hvp", "hessian"))
+    assert as_set.source == as_list.source
+
+
+def test_an_unused_parameter_of_a_residual_model_is_named_against_the_residuals():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bp.compile(bp.Model("fit", residuals=[a * x - y], wrt=[a, b], inputs=[x, y]))
+    assert any(issubclass(w.category, UnusedWrtWarning) and "does not occur in the residuals" in str(w.message)
+               for w in caught)
