@@ -236,6 +236,11 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     graph = converter.graph
     for s in wrt + (inputs or []):  # symbolic matrix dimensions are read off the arguments
         graph.register_dimensions(s)
+    for s in wrt + (inputs or []):
+        source = graph.array_dimensions.get(s) or graph.dimension_sources.get(s)
+        if source is not None:
+            raise ModelError(f"{s} is a size in the shape of {source[0]}, read off {source[0]} at call time; "
+                             f"remove it from {'wrt' if s in wrt else 'inputs'}")
     env: dict[sp.Basic, int] = {}
     named: list[tuple[sp.Symbol, int]] = []
     converter.pending = step_index

@@ -738,8 +738,15 @@ def flat_output(m: ModuleBuilder) -> None:
     m.functions.append(Function("pack", "theta: the WRT values in one flat vector, each flattened in C order.",
                                 m.wrt_names, [], f"_pack(({wrt},))" if len(m.wrt_names) == 1 else f"_pack(({wrt}))",
                                 None))
-    unpack = Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
-                      [m.theta], [], f"_unpack({m.theta}, {_flat_shapes(m, m.theta, data=False)})", None)
+    named = {d for w in m.program.wrt if isinstance(w, (sp.MatrixSymbol, sp.IndexedBase)) for d in w.shape
+             if not d.is_Integer}
+    if len(named) > 1 and data:  # theta's length gives one named size: the data give the others
+        unpack = Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse), "
+                          "their sizes read off the data as the flat forms read them.",
+                          [m.theta] + data, [], f"_unpack({m.theta}, {_flat_shapes(m, m.theta)})", None)
+    else:
+        unpack = Function("unpack", "The WRT values from theta, each in its own shape (pack's inverse).",
+                          [m.theta], [], f"_unpack({m.theta}, {_flat_shapes(m, m.theta, data=False)})", None)
     m.functions.append(unpack)
     direct = _lane_vector_flat(m)
     if direct is not None:  # theta is the parameters' lane vector: its entries are the WRT values

@@ -393,8 +393,9 @@ def test_flat_forms_read_named_sizes_off_the_data_or_the_vector():
     value, gradient = two.value_and_grad_flat(weights.ravel(), zs)
     assert value == pytest.approx(np.sum(weights ** 2 * zs))
     np.testing.assert_allclose(gradient, (2 * weights * zs).ravel())
-    with pytest.raises(ValueError, match="does not give the size of m, n"):
-        two.unpack(weights.ravel())  # neither size: unpack has no data
+    np.testing.assert_array_equal(two.unpack(weights.ravel(), zs)[0], weights)  # m from z, as the flat forms
+    with pytest.raises(TypeError, match="missing: z"):
+        two.unpack(weights.ravel())  # theta's length alone cannot give both sizes
     with pytest.raises(ValueError, match=r"theta \(shape \(13,\)\) does not give the size of n"):
         two.value_and_grad_flat(np.ones(13), zs)  # 13 is no multiple of m = 3
 

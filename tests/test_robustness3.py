@@ -173,3 +173,63 @@ def test_an_unused_parameter_of_a_residual_model_is_named_against_the_residuals(
         bp.compile(bp.Model("fit", residuals=[a * x - y], wrt=[a, b], inputs=[x, y]))
     assert any(issubclass(w.category, UnusedWrtWarning) and "does not occur in the residuals" in str(w.message)
                for w in caught)
+
+
+# ---- indexed models --------------------------------------------------------------------------------
+m_size, j = sp.Symbol("m", integer=True, positive=True), sp.Symbol("j", integer=True)
+
+
+def test_unpack_reads_the_sizes_theta_cannot_give_off_the_data():
+    W, bias, t = sp.IndexedBase("W", shape=(m_size, n)), sp.IndexedBase("bias", shape=(m_size,)), sp.IndexedBase("t", shape=(n,))
+    layer = sp.Sum(sp.tanh(sp.Sum(W[i, j] * t[j], (j, 0, n - 1)) + bias[i]), (i, 0, m_size - 1))
+    module = bp.compile(bp.Model("layer", loss=layer, wrt=[W, bias], inputs=[t])).load()
+    weights, offsets, samples = np.arange(15.0).reshape(3, 5), np.arange(3.0), np.linspace(0, 1, 5)
+    theta = module.pack(weights, offsets)
+    got_weights, got_offsets = module.unpack(theta, samples)
+    np.testing.assert_array_equal(got_weights, weights)
+    np.testing.assert_array_equal(got_offsets, offsets)
+    single = bp.compile(sp.Sum(t[i] * sp.IndexedBase("v", shape=(n,))[i] ** 2, (i, 0, n - 1)),
+                        wrt=[sp.IndexedBase("v", shape=(n,))], inputs=[t]).load()
+    np.testing.assert_array_equal(single.unpack(np.arange(4.0))[0], np.arange(4.0))  # theta's length is n
+
+
+@pytest.mark.parametrize("where", ["inputs", "wrt"])
+def test_a_shape_symbol_listed_as_an_argument_is_refused(where):
+    v = sp.IndexedBase("v", shape=(n,))
+    lists = {"wrt": [v, n], "inputs": []} if where == "wrt" else {"wrt": [v], "inputs": [n]}
+    with pytest.raises(ModelError, match=f"n is a size in the shape of v, read off v at call time; remove it from {where}"):
+        bp.compile(bp.Model("m", loss=sp.Sum(v[i] ** 2, (i, 0, n - 1)), **lists))
+
+
+@pytest.mark.parametrize("shape", [(n + 1,), (2 * n,)], ids=str)
+def test_a_shape_that_is_an_expression_is_refused(shape):
+    v = sp.IndexedBase("v", shape=shape)
+    with pytest.raises(ModelError, match="give each size as a number or one symbol"):
+        bp.compile(sp.Sum(v[i] ** 2, (i, 0, 2)), wrt=[v])
+
+
+def test_an_entry_out_of_a_numeric_shape_for_numeric_bounds_is_refused_at_compile_time():
+    v, p = sp.IndexedBase("v", shape=(5,)), sp.Idx("p", 10)
+    for loss, index in [(v[5] ** 2, 5), (sp.Sum(v[i] ** 2, (i, 0, 5)), 5), (sp.Sum(v[i - 1] ** 2, (i, 0, 4)), -1),
+                        (sp.Sum(v[p] ** 2, p), 9), (sp.Sum(v[2 * i + 1] ** 2, (i, 0, 2)), 5)]:
+        with pytest.raises(ModelError, match=f"reaches index {index} of v, which has 5 entries there"):
+            bp.compile(loss, wrt=[v])
+    edge = bp.compile(sp.Sum((v[i + 1] - v[i]) ** 2, (i, 0, 3)) + sp.Sum(v[i] ** 2, (i, 3, 2)), wrt=[v]).load()
+    values = np.array([0.0, 1.0, 3.0, 6.0, 10.0])
+    value, (gradient,) = edge.value_and_grad(values)
+    assert value == np.sum(np.diff(values) ** 2)  # the empty range 3..2 adds nothing
+    np.testing.assert_allclose(gradient, [-2.0, -2.0, -2.0, -2.0, 8.0])
+
+
+def test_reversed_numeric_bounds_are_refused_rather_than_read_two_ways():
+    v = sp.IndexedBase("v", shape=(5,))
+    with pytest.raises(ModelError, match="runs from 3 down to 1, which SymPy reads as minus the Sum from 2 to 2"):
+        bp.compile(sp.Sum(v[i], (i, 3, 1)), wrt=[v])
+
+
+def test_the_forward_steps_of_the_docstring_print_every_axis_of_a_window():
+    v, A = sp.IndexedBase("v", shape=(n,)), sp.IndexedBase("A", shape=(n, 3))
+    loss = v[0] ** 2 + v[2] * v[n - 1] + sp.Sum(v[2 * i] ** 2, (i, 0, 2)) + sp.Sum(A[i, 0] * A[i, 2], (i, 0, n - 1))
+    doc = bp.compile(loss, wrt=[v, A]).load().__doc__
+    for text in ("v[0]**2", "v[2]*v[n - 1]", "v[0:5:2]**2", "A[0:n, 0]*A[0:n, 2]"):
+        assert text in doc

@@ -126,6 +126,9 @@ def _enter(converter, sym, lo, hi, env) -> Loop:
                               f"the bound {bound} of the Sum over {sym}",
                               "for a bound such as n/2, declare the shape with a new symbol, "
                               "(2*q,), and sum up to q - 1")
+    if sp.sympify(lo).is_Integer and sp.sympify(hi).is_Integer and hi < lo - 1:
+        raise ModelError(f"the Sum over {sym} runs from {lo} down to {hi}, which SymPy reads as minus the Sum "
+                         f"from {hi + 1} to {lo - 1}; write the bounds in increasing order")
     lo_node = converter.from_sympy(sp.sympify(lo), env)
     stop_node = converter.from_sympy(sp.sympify(hi + 1), env)
     if not scope:
@@ -217,6 +220,7 @@ def _indexed(converter, e: sp.Indexed, env: dict) -> int:
     scope = _scope(converter)
     loops = {loop.symbol: loop for loop in scope}
     affine = [_check_integer_affine(graph, k, set(loops), f"the index {k} of {e}") for k in indices]
+    _check_static_range(e, affine, loops)
     leaf = graph.symbol(base)
     used = [[s for s, a in coeffs.items() if a != 0] for coeffs, _ in affine]
     deepest = max((loops[s].depth for axis in used for s in axis), default=-1)
@@ -255,6 +259,24 @@ def _indexed(converter, e: sp.Indexed, env: dict) -> int:
     return graph.apply(gather, leaf, *index)
 
 
+def _check_static_range(e: sp.Indexed, affine, loops) -> None:
+    """Refuse an entry that every call would find out of range: the size and the bounds of the
+    Sums it runs over are numbers (the run time checks the rest)."""
+    for axis, ((coeffs, rest), size) in enumerate(zip(affine, e.base.shape)):
+        terms = [(a, loops[sym]) for sym, a in coeffs.items() if a != 0]
+        bounds = [(sp.sympify(loop.lo), sp.sympify(loop.hi)) for _, loop in terms]
+        if not (size.is_Integer and rest.is_Integer and all(lo.is_Integer and hi.is_Integer for lo, hi in bounds)):
+            continue
+        if any(lo > hi for lo, hi in bounds):  # an empty range reads nothing
+            continue
+        low = rest + sum(min(a * lo, a * hi) for (a, _), (lo, hi) in zip(terms, bounds))
+        high = rest + sum(max(a * lo, a * hi) for (a, _), (lo, hi) in zip(terms, bounds))
+        if low < 0 or high >= size:
+            where = f"along axis {axis} " if len(affine) > 1 else ""
+            raise ModelError(f"{e} reaches index {low if low < 0 else high} {where}of {e.base}, which has "
+                             f"{size} entries there (0 to {size - 1}); change the index or the Sum's bounds")
+
+
 def _may_miss(base, affine, loops, scope, deepest) -> bool:
     """Whether x[i + 1] inside an inner Sum, read at the outer depth for every outer value, might
     fall outside x for an outer value whose inner range is empty (j = i + 1 .. n - 1 at
@@ -291,10 +313,12 @@ def _check_integer_affine(graph, expr, loop_symbols: set, what: str,
     allowed = set(loop_symbols) | set(graph.array_dimensions)
     for s in sorted(expr.free_symbols, key=str):
         if s not in allowed:
+            step = ("; a step is its own expression, outside every Sum: write what uses the index "
+                    "inside the Sum") if s.is_integer else ""
             raise ModelError(f"{what} depends on {s}, which is not the index of an enclosing Sum nor "
                              f"a shape symbol; indices and Sum bounds may use only numbers, enclosing "
                              f"Sum indices and the shape symbols of IndexedBase arguments (no "
-                             f"parameters or data)")
+                             f"parameters or data){step}")
     gens = sorted(expr.free_symbols, key=str)
     try:
         poly = sp.Poly(expr, *gens) if gens else None

@@ -377,7 +377,7 @@ RECORDS = [
             _like_third, ("_segment_sum",), fold=_fold_zero_first),
     _record(total, total_vjp, reduction_jvp(total), "{p0}.sum(-1)", _scalar, fold=_fold_total),
     _record(window, window_vjp, linear_jvp(window), _window_code, _window_shape, ("_window",),
-            math="{0}[{2}:{3}]"),
+            math=lambda texts: f"{texts[0]}[{_axes_code(texts[2:])}]"),
     _record(unwindow, unwindow_vjp, linear_jvp(unwindow), _unwindow_code, _like_second, ("_unwindow",),
             math="unwindow", fold=_fold_zero_first),
     _record(gather, gather_vjp, linear_jvp(gather), _gather_code, _gather_shape, ("_gather",),

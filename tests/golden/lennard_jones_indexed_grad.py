@@ -6,7 +6,7 @@ Forward steps:
     c0 = pairs(i + 1 <= j < n)
     c1 = outer(c0)
     j = inner(c0)
-    c2 = 1/(((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2 + ((X[0:n]) - gather)**2)**3
+    c2 = 1/((X[0:n, 0] - gather)**2 + (X[0:n, 1] - gather)**2 + (X[0:n, 2] - gather)**2)**3
     L = sum(4*(c2**2 - c2))
 
 Differentiated with respect to: X.
