@@ -15,7 +15,8 @@ At each n (LJ: number of atoms), in this process on the same data:
   (the same at every n);
 - at the largest n, the peak memory of one call (tracemalloc) against hand-written NumPy, and
   cache blocking's effect: the module against itself with every range in one block (BLOCK set
-  past the range), in time and peak memory.
+  past the range), in time and peak memory; and dot products in rows of 8192 against one BLAS
+  call each, as the machine is and with every other core busy.
 The three are timed in turn, round after round, and each reports its median, so that a change
 of the machine's load affects them alike. Prints a table (medians, ratios against hand-written NumPy) and writes arrays.json.
 """
@@ -27,6 +28,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -200,6 +203,33 @@ def one_block(module, v, calls: int) -> dict:
     return {**times, "peak_one_block_bytes": peak_bytes(whole, v)}
 
 
+def one_call_dots(module, v, calls: int) -> dict:
+    """Dot products in rows of 8192 (_lane_dot): the module against itself with each block's dot
+    product one BLAS call (which OpenBLAS splits over its threads), timed in turn on the machine as
+    it is and with a busy loop on every other core."""
+    in_rows = module._lane_dot
+
+    def single(a, b):
+        return np.vecdot(a, b) if type(a) is np.ndarray and type(b) is np.ndarray else (a * b).sum(-1)
+
+    def one_call(v):
+        module._lane_dot = single
+        try:
+            return module.value_and_grad(v)
+        finally:
+            module._lane_dot = in_rows
+    contenders = {"rows_s": module.value_and_grad, "one_call_s": one_call}
+    times = interleaved_medians(contenders, v, calls, 1)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 2) - 1)]
+    try:
+        loaded = interleaved_medians(contenders, v, calls, 1)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    return {**times, "rows_busy_s": loaded["rows_s"], "one_call_busy_s": loaded["one_call_s"]}
+
+
 def peak_bytes(f, *args) -> int:
     tracemalloc.start()
     f(*args)
@@ -237,6 +267,8 @@ def run(quick: bool, repeats: int) -> dict:
                     row["peak_numpy_bytes"] = peak_bytes(hand, v)
                     if hasattr(module, "BLOCK"):  # the same module with the range in one block
                         row.update(one_block(module, v, calls))
+                    if hasattr(module, "_lane_dot"):
+                        row.update(one_call_dots(module, v, calls))
             rows.append(row)
             print(format_row(row), flush=True)
             if "one_block_s" in row:
@@ -244,6 +276,10 @@ def run(quick: bool, repeats: int) -> dict:
                       f"in one block ({row['one_block_s'] / row['blocked_s']:.2f} x faster), peak memory "
                       f"{row['peak_backpropc_bytes'] / 1e6:.1f} MB against {row['peak_one_block_bytes'] / 1e6:.1f} MB",
                       flush=True)
+            if "one_call_s" in row:
+                print(f"{'':<14} {'':>8} dot products in rows: {_time(row['rows_s'])} against {_time(row['one_call_s'])} "
+                      f"as one BLAS call; with the other cores busy, {_time(row['rows_busy_s'])} against "
+                      f"{_time(row['one_call_busy_s'])}", flush=True)
     return {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
             "load_average": os.getloadavg(),
             "jax": jax_fns is not None, "quick": quick, "rows": rows}
