@@ -210,8 +210,8 @@ def _named_shapes(shapes, theta, named=None):
     if missing:
         names = ", ".join(missing)
         raise ValueError(f"theta (shape {np.shape(theta)}) does not give the size of {names} in the WRT shapes "
-                         f"{shapes}: pass a 1-D theta whose length one size of {names} gives, or data that have "
-                         f"{'them' if len(missing) > 1 else 'it'}")
+                         f"{shapes}: its length gives at most one named size, and only a length that one size "
+                         f"fits; pass a theta of such a length, or the data that have the size")
     return tuple(tuple(sizes[d] if type(d) is str else d for d in shape) for shape in shapes)
 
 
