@@ -40,7 +40,7 @@ def evaluate(graph: Graph, node: int, values: dict):
 def primitive(record):
     """(graph, output node, argument symbols, argument nodes) of the bare primitive."""
     graph = Graph(REGISTRY)
-    n = ARITY.get(record.op, 2 if record.op.__name__ in ("Heaviside", "polygamma") else 1)
+    n = ARITY.get(record.op, record.arity or (2 if record.op.__name__ in ("Heaviside", "polygamma") else 1))
     if issubclass(record.op, sp.core.relational.Relational):
         n = 2
     symbols = sp.symbols(f"a0:{n}", real=True)

@@ -233,3 +233,22 @@ def test_the_forward_steps_of_the_docstring_print_every_axis_of_a_window():
     doc = bp.compile(loss, wrt=[v, A]).load().__doc__
     for text in ("v[0]**2", "v[2]*v[n - 1]", "v[0:5:2]**2", "A[0:n, 0]*A[0:n, 2]"):
         assert text in doc
+
+
+def test_kronecker_delta_of_indices_is_one_where_they_are_equal():
+    """SymPy writes d x[i] / d x[j] as KroneckerDelta(i, j); a model may use it over indices."""
+    A, v = sp.IndexedBase("A", shape=(n, n)), sp.IndexedBase("v", shape=(n,))
+    loss = (sp.Sum((A[i, j] - sp.KroneckerDelta(i, j)) ** 2, (i, 0, n - 1), (j, 0, n - 1))
+            + sp.Sum(v[i] ** 2 * sp.KroneckerDelta(i, 2), (i, 0, n - 1)))
+    module = bp.compile(loss, wrt=[A, v], derivatives=("grad", "hessian")).load()
+    rng = np.random.default_rng(3)
+    matrix, vector = rng.standard_normal((4, 4)), rng.standard_normal(4)
+    written = sum((A[r, q] - sp.KroneckerDelta(r, q)) ** 2 for r in range(4) for q in range(4)) + v[2] ** 2
+    entries = {A[r, q]: matrix[r, q] for r in range(4) for q in range(4)} | {v[r]: vector[r] for r in range(4)}
+    value, (matrix_bar, vector_bar) = module.value_and_grad(matrix, vector)
+    assert np.isclose(value, float(written.subs(entries)))
+    np.testing.assert_allclose(matrix_bar, [[float(sp.diff(written, A[r, q]).subs(entries)) for q in range(4)]
+                                            for r in range(4)])
+    np.testing.assert_allclose(vector_bar, [float(sp.diff(written, v[r]).subs(entries)) for r in range(4)])
+    np.testing.assert_allclose(module.hessian_flat(module.pack(matrix, vector)),
+                               np.diag([2.0] * 16 + [0.0, 0.0, 2.0, 0.0]))

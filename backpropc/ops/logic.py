@@ -67,4 +67,7 @@ RECORDS = [
        scalar="(not {0})"),
     Op(sp.ITE, zero_vjp, zero_jvp, "np.where({0}, {1}, {2})", zero_derivative=True,
        mpmath=lambda c, a, b: a if c else b),
+    # of indices as a rule (SymPy's derivative of x[i] by x[j]): 1 where they are equal, else 0
+    Op(sp.KroneckerDelta, zero_vjp, zero_jvp, "np.where({0} == {1}, 1.0, 0.0)", zero_derivative=True,
+       mpmath=lambda a, b: 1 if a == b else 0, scalar="(1.0 if {0} == {1} else 0.0)", arity=2),
 ]
