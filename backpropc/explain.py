@@ -154,7 +154,7 @@ def latex_document(compiled: Compiled) -> str:
              "% Forward pass", r"\[", aligned(forward), r"\]",
              f"% Backward pass (v_bar = d(objective)/dv, objective = {objective(compiled)})",
              r"\[", aligned(backward), r"\]", f"% Cost: {cost(compiled)}"]
-    return "\n".join(printable(line) for line in lines) + "\n"
+    return _printable_lines(lines)
 
 
 def markdown(compiled: Compiled) -> str:
@@ -166,4 +166,9 @@ def markdown(compiled: Compiled) -> str:
             (rf"Backward pass ($\bar v$ = d(objective)/d$v$, objective = {objective(compiled)}; "
              "each gradient is then summed over the batch):"), "", "$$", aligned(backward), "$$", "",
             f"Cost: {cost(compiled)}."]
-    return "\n".join(printable(line) for line in text) + "\n"
+    return _printable_lines(text)
+
+
+def _printable_lines(blocks: list[str]) -> str:
+    """The blocks' lines (an aligned block has several), each made printable on its own."""
+    return "\n".join(printable(line) for block in blocks for line in block.split("\n")) + "\n"

@@ -39,6 +39,7 @@ from .stencil import families, index_code, jacobian_families
 # Functions of more statements get no copy for Python floats: per-call overhead no longer shows
 # beside their work, and compiling (and the module) would double.
 SCALAR_LIMIT = 20000
+MAX_SOURCES = 12  # the forward statements a "from" comment names before it shortens the list
 # A "from" comment quotes its forward statement when that fits, else names it.
 COMMENT_WIDTH = 60
 BACKWARD_HEADER = "backward pass: v_bar is the error signal d(objective)/dv"
@@ -374,7 +375,7 @@ class ModuleBuilder:
         origin written inside another statement (a shared `-lse` in ell1, ell2 and ell3) stands
         for the statements that sent it its own signal."""
         senders = self.backward.senders if "backward" in self.__dict__ else {}
-        sources, stack, seen = [], list(reversed(origins)), set()
+        sources, listed, stack, seen = [], set(), list(reversed(origins)), set()
         while stack:
             v = stack.pop()
             if v in seen:
@@ -383,13 +384,17 @@ class ModuleBuilder:
             s = forward_by_node.get(owner.get(v, v))
             if v not in forward_by_node and senders.get(v) and s is not None and s.node != v:
                 stack.extend(reversed(senders[v]))
-            elif s is not None and s not in sources:
+            elif s is not None and id(s) not in listed:
+                listed.add(id(s))
                 sources.append(s)
         sources.sort(key=lambda s: s.node)
         if len(sources) == 1 and len(sources[0].name) + len(sources[0].math) + 3 <= COMMENT_WIDTH:
             text = comment_text(f"{sources[0].name} = {sources[0].math}")
             if len(text) <= COMMENT_WIDTH:
                 return f"from {text}"
+        if len(sources) > MAX_SOURCES:  # a parameter read at every level of a chain: the ends
+            shown = [s.name for s in sources[:MAX_SOURCES - 2]]
+            return f"from {', '.join(shown)}, ..., {sources[-1].name} ({len(sources)} statements)"
         return "from " + ", ".join(s.name for s in sources) if sources else ""
 
     def family_comment(self, node: int) -> str:

@@ -95,6 +95,9 @@ def test_explain_formats_on_the_command_line():
     assert latex.returncode == 0 and r"\begin{aligned}" in latex.stdout and r"\bar{z} &= " in latex.stdout
     markdown = backpropc("explain", model, "--format", "markdown")
     assert markdown.returncode == 0 and markdown.stdout.count("$$") == 4 and "**logistic**" in markdown.stdout
+    for text in (latex.stdout, markdown.stdout):  # an equation a line, with real line breaks
+        assert "\\begin{aligned}\n" in text and "\\n" not in text
+        assert any(line.startswith(r"\bar{z} &= ") for line in text.splitlines())
     bad = backpropc("explain", model, "--format", "html")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
