@@ -252,3 +252,11 @@ def test_kronecker_delta_of_indices_is_one_where_they_are_equal():
     np.testing.assert_allclose(vector_bar, [float(sp.diff(written, v[r]).subs(entries)) for r in range(4)])
     np.testing.assert_allclose(module.hessian_flat(module.pack(matrix, vector)),
                                np.diag([2.0] * 16 + [0.0, 0.0, 2.0, 0.0]))
+
+
+def test_a_parameter_read_at_every_level_of_a_chain_names_the_ends_of_its_sources():
+    xs, L = sp.symbols("x0:21"), sp.Symbol("L")
+    steps = [(xs[k + 1], xs[k] ** 2 + a * xs[k]) for k in range(20)] + [(L, xs[20])]
+    source = bp.compile(bp.Model("chain", steps=steps, loss=L, wrt=[a], inputs=[xs[0]])).source
+    line = next(text for text in source.splitlines() if text.lstrip().startswith("a_bar = "))
+    assert line.endswith("# from x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, ..., x20 (20 statements)")
