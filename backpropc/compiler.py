@@ -182,11 +182,11 @@ def _checks(params, builder: ModuleBuilder, broadcast: bool, indexed: bool) -> l
     alone (theta, p), which their readers check: a call from an optimiser pays for no wrapper."""
     if set(params) <= {builder.theta, builder.p}:
         return None
-    wrt = set(builder.wrt_names)
+    wrt, args = set(builder.wrt_names), set(builder.arg_names)
     checks = []
     if any(a in builder.matrix_shapes or indexed and a in wrt for a in params):
         checks.append("_check_matrices")
-    data = sum(1 for a in params if a in builder.arg_names and a not in wrt)
+    data = sum(1 for a in params if a in args and a not in wrt)
     if not broadcast and data > 1:
         checks.append("_check_batch")
     if data:
