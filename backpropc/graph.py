@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.logic.boolalg import BooleanAtom
 
-from .errors import ModelError
 
 SYMBOL = "symbol"
 CONST = "const"
@@ -149,17 +148,14 @@ class Graph:
         return self._intern(Node(SYMBOL, (), sym))
 
     def register_dimensions(self, sym: sp.Basic) -> None:
-        """The sizes an argument's shape names, read off it at call time; a shape entry is a
-        number or one symbol."""
+        """The sizes an argument's shape names, read off it at call time (lower.indexed.register_shape
+        refuses an entry that is neither a number nor one symbol)."""
         axes = (enumerate(sym.shape or ()) if isinstance(sym, sp.IndexedBase)
                 else ((-2, sym.shape[0]), (-1, sym.shape[1])) if isinstance(sym, sp.MatrixSymbol) else ())
         for axis, d in axes:
             if isinstance(d, sp.Symbol):
                 sources = self.array_dimensions if isinstance(sym, sp.IndexedBase) else self.dimension_sources
                 sources.setdefault(d, (sym, axis))
-            elif not d.is_Integer:
-                raise ModelError(f"the shape of {sym} has {d}, an expression; give each size as a number or "
-                                 f"one symbol (shape=(m,) for m = {d}) and write the bounds in it")
 
     def is_matrix(self, i: int) -> bool:
         return type(self.shapes[i]) is tuple

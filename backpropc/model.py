@@ -16,7 +16,7 @@ import sympy as sp
 from .errors import ModelError, NonScalarLossError, UnusedWrtWarning
 from .graph import SYMBOL, Domain, Graph, closure
 from .lower import Converter
-from .lower.indexed import free_indices, over_range
+from .lower.indexed import free_indices, over_range, register_shape
 from .lower.matrices import loss_scalar
 from .ops.array import total
 from .reroll import reroll as reroll_families
@@ -235,7 +235,7 @@ def lower(model: Model, rewrite: bool = True, reroll: bool = True) -> Program:
     converter = Converter(rewrite)
     graph = converter.graph
     for s in wrt + (inputs or []):  # symbolic matrix dimensions are read off the arguments
-        graph.register_dimensions(s)
+        register_shape(graph, s)
     for s in wrt + (inputs or []):
         source = graph.array_dimensions.get(s) or graph.dimension_sources.get(s)
         if source is not None:

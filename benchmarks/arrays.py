@@ -218,16 +218,18 @@ def one_call_dots(module, v, calls: int) -> dict:
             return module.value_and_grad(v)
         finally:
             module._lane_dot = in_rows
-    contenders = {"rows_s": module.value_and_grad, "one_call_s": one_call}
-    times = interleaved_medians(contenders, v, calls, 1)
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 2) - 1)]
-    try:
-        loaded = interleaved_medians(contenders, v, calls, 1)
-    finally:
-        for process in busy:
-            process.kill()
-            process.wait()
-    return {**times, "rows_busy_s": loaded["rows_s"], "one_call_busy_s": loaded["one_call_s"]}
+    # one after the other, not in turn: BLAS threads woken by one call would slow the next
+    times = {}
+    for key, f in (("rows", module.value_and_grad), ("one_call", one_call)):
+        times[f"{key}_s"] = interleaved_medians({key: f}, v, calls, 1)[key]
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 2) - 1)]
+        try:
+            times[f"{key}_busy_s"] = interleaved_medians({key: f}, v, calls, 1)[key]
+        finally:
+            for process in busy:
+                process.kill()
+                process.wait()
+    return times
 
 
 def peak_bytes(f, *args) -> int:

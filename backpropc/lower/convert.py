@@ -77,7 +77,7 @@ class Converter:
             size = indexed.dimension(self, e)
             if size is not None:  # the shape symbol of an IndexedBase: its size, read at run time
                 return size
-            graph.register_dimensions(e)
+            indexed.register_shape(graph, e)
             return graph.symbol(e)
         if kind == "constant":
             return self.constant(e)

@@ -196,13 +196,24 @@ def _register_arrays(graph, summand) -> None:
             continue
         seen.add(id(e))
         if isinstance(e, sp.IndexedBase):
-            graph.register_dimensions(e)
+            register_shape(graph, e)
         elif isinstance(e, MatrixElement) and not (e.i.is_Integer and e.j.is_Integer):
             raise ModelError(f"{e}: a matrix entry needs numeric indices (SymPy writes an entry of a "
                              f"product, such as (A*x)[0, 0], as a sum over a symbolic index); use the "
                              f"1x1 product itself, or bp.sum of it")
         elif isinstance(e, sp.Basic) and not isinstance(e, (sp.Symbol, sp.Number)):
             stack.extend(e.args)
+
+
+def register_shape(graph, sym: sp.Basic) -> None:
+    """Make the sizes an argument's shape names known to the graph; each entry is a number or one
+    symbol (an expression could not be read off the array at call time)."""
+    shape = sym.shape if isinstance(sym, (sp.IndexedBase, sp.MatrixSymbol)) else None
+    for d in shape or ():
+        if not (isinstance(d, sp.Symbol) or d.is_Integer):
+            raise ModelError(f"the shape of {sym} has {d}, an expression; give each size as a number or "
+                             f"one symbol (shape=(m,) for m = {d}) and write the bounds in it")
+    graph.register_dimensions(sym)
 
 
 # ---- Indexed --------------------------------------------------------------------------------------
@@ -216,7 +227,7 @@ def _indexed(converter, e: sp.Indexed, env: dict) -> int:
         raise ModelError(f"{e} has {len(indices)} indices but {base} has shape {tuple(base.shape)}")
     if len(indices) > 2:
         raise ModelError(f"{e}: indexed arrays of more than 2 dimensions are not supported")
-    graph.register_dimensions(base)
+    register_shape(graph, base)
     scope = _scope(converter)
     loops = {loop.symbol: loop for loop in scope}
     affine = [_check_integer_affine(graph, k, set(loops), f"the index {k} of {e}") for k in indices]
