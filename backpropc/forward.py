@@ -11,7 +11,9 @@ Applied to the nodes of the reverse pass, this differentiates the backward sweep
 
 from __future__ import annotations
 
-from .graph import Graph, closure
+import sympy as sp
+
+from .graph import Domain, Graph, closure
 from .ops import Ref, call, record_for
 from .ops.matrix import fill
 
@@ -20,7 +22,9 @@ def tangents(graph: Graph, roots: list[int], seeds: dict[int, int]) -> dict[int,
     """{node: its tangent node} for every node between the seeds and the roots whose tangent
     is not a symbolic zero (the seeds included: a root may be one)."""
     live = closure(graph, roots)
+    ends = set(roots)
     tangent: dict[int, Ref | None] = {s: Ref(graph, t) for s, t in seeds.items()}
+    tangent_nodes = set(seeds.values())
     for i in live:  # increasing ids: arguments first
         if i in tangent:
             continue
@@ -33,9 +37,49 @@ def tangents(graph: Graph, roots: list[int], seeds: dict[int, int]) -> dict[int,
             tangent[i] = None
             continue
         saved, graph.current_origin = graph.current_origin, i
-        t = record_for(node.op).jvp(Ref(graph, i), [Ref(graph, a) for a in node.args], arg_tangents)
+        if node.op is sp.Add and (graph.shapes[i] is None or isinstance(graph.shapes[i], Domain)):
+            t = _tangent_of_sum(graph, node.args, arg_tangents, tangent_nodes, ends)
+        else:
+            t = record_for(node.op).jvp(Ref(graph, i), [Ref(graph, a) for a in node.args], arg_tangents)
         graph.current_origin = saved
         if t is not None and graph.is_matrix(i) and not graph.is_matrix(t.id):
             t = call(fill, t, Ref(graph, i))  # a scalar's tangent spread over a matrix
         tangent[i] = t
+        if t is not None:
+            tangent_nodes.add(t.id)
     return {i: t.id for i, t in tangent.items() if t is not None}
+
+
+def _tangent_of_sum(graph: Graph, args, arg_tangents: list, tangent_nodes: set, ends: set) -> Ref:
+    """The tangent of a sum with the tangents its terms share taken out, as the reverse pass
+    sums an error signal: c3 = c0 + c0*w1 has the tangent c0_dot*(1 + w1) + c0*w1_dot (where
+    1 + w1 is the node c0's error signal already multiplies by), not c0_dot + c0_dot*w1 +
+    c0*w1_dot. The tangent of an argument that only this sum reads (and that is no root) is a
+    sum nothing else will read: its terms are taken in as they are."""
+    terms = []
+    for a, t in zip(args, arg_tangents):
+        if t is None:
+            continue
+        node = graph[t.id]
+        only_here = node.op is sp.Add and graph.users[t.id] == 0 and graph.users[a] == 1 and a not in ends
+        terms.extend(node.args if only_here else (t.id,))
+    groups: dict[int, list] = {}  # a tangent -> the terms it multiplies, each as (term, its other factors)
+    for term in terms:
+        node = graph[term]
+        dots = [f for f in node.args if f in tangent_nodes] if node.op is sp.Mul else []
+        if term in tangent_nodes:
+            groups.setdefault(term, []).append((term, ()))
+        elif len(dots) == 1:
+            rest = list(node.args)
+            rest.remove(dots[0])
+            groups.setdefault(dots[0], []).append((term, tuple(rest)))
+        else:
+            groups.setdefault(-1 - term, []).append((term, None))  # not a tangent times a factor
+    summed = []
+    for dot, group in groups.items():  # in the order of the sum: the result does not depend on hashing
+        if len(group) == 1:
+            summed.append(group[0][0])
+        else:
+            partial = graph.add(*[graph.mul(*rest) if rest else graph.const(1) for _, rest in group])
+            summed.append(graph.mul(dot, partial))
+    return Ref(graph, graph.add(*summed))
