@@ -281,22 +281,32 @@ def _accumulator(m, printer, i, names, pre, adds, post, batch) -> None:
         return
     x = node.args[1] if node.op is unwindow else node.args[0]
     pre.append(Statement(name, i, "backward", code=f"_zeros_for({_ref(printer, x, names)})"))
-    by_loop: dict[object, list[str]] = {}
+    by_loop: dict[object, tuple[list[str], list[str]]] = {}  # windows added, and subtracted
     for g, axes in _windows(graph, i):
         shape = graph.shapes[g]
         where = shape.loop if isinstance(shape, Domain) else POST
         texts = [_ref(printer, a, names) for a in axes]
-        signal = _ref(printer, g, names)
+        negated = not m.has_data and _negation(graph, g, names)
+        signal = _ref(printer, graph[g].args[1] if negated else g, names)
         if where != POST:
             texts = shifted_axes(texts)
         elif printer.data and printer.per_example(g) and any(t != "0" for t in texts[2::3]):
             printer.helpers.add("_spread")  # a per-example scalar over a slice: a trailing axis
             signal = f"_spread({signal})"
-        by_loop.setdefault(where, []).append(f"({', '.join([signal] + texts)})")
-    for where, items in by_loop.items():
-        code = f"{_adder(m)}({name}, ({', '.join(items)},){', ' + batch if batch else ''})"
+        by_loop.setdefault(where, ([], []))[negated].append(f"({', '.join([signal] + texts)})")
+    for where, (added, subtracted) in by_loop.items():
+        windows = f"({', '.join(added)},)" if added else "()"
+        if subtracted:
+            windows += f", ({', '.join(subtracted)},)"
+        code = f"{_adder(m)}({name}, {windows}{', ' + batch if batch else ''})"
         line = Statement("", i, "backward", code=code, form="call", indent=0 if where == POST else 1)
         (post if where == POST else adds[where]).append(line)
+
+
+def _negation(graph, g: int, names: dict[int, str]) -> bool:
+    """Whether signal g is printed as -(v): it is then subtracted (a pass over the range saved)."""
+    node = graph[g]
+    return g not in names and node.op is sp.Mul and len(node.args) == 2 and graph.number(node.args[0]) == -1
 
 
 def _ref(printer, i: int, names: dict[int, str]) -> str:

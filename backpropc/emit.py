@@ -18,7 +18,7 @@ from .graph import CONST, SYMBOL, Domain, Graph, Lanes, closure
 from .naming import Namer
 from .opcount import node_cost
 from .ops import RECORDS, NumPyNamesPrinter, constant_value, record_for
-from .ops.array import PerExample, spread_positions, total
+from .ops.array import PerExample, spread_positions, total, window
 from .ops.lanes import lane_lift, lane_sum
 from .ops.matrix import transpose
 
@@ -466,6 +466,11 @@ class Schedule:
                 uses[a] += 1
         for r in list(roots) + list(results):
             uses[r] += 1
+        # A negation written into a sum is a subtraction: no operation of its own.
+        users_are_sums = {i: True for i in live}
+        for i in live:
+            for a in graph[i].args:
+                users_are_sums[a] = users_are_sums[a] and graph[i].op is sp.Add
         own: set[int] = set()
         depth: dict[int, int] = {}
         for i in live:  # increasing ids: arguments first
@@ -474,8 +479,11 @@ class Schedule:
                 depth[i] = 0
                 continue
             d = 1 + max((depth[a] for a in node.args), default=0)
-            if self._is_view_of_name(i, own) and i not in wanted and i not in roots:
-                depth[i] = 0  # `-v` and `_T(v)` are written where they are used: no work of their own
+            if ((self._is_view_of_name(i, own) or users_are_sums[i] and self._is_negated_window(i))
+                    and i not in wanted and i not in roots):
+                # `-v` and `_T(v)` are written where they are used: no work of their own; so is
+                # `-x[lo:hi]` in sums, where it is a subtraction (a pass over the range saved)
+                depth[i] = 0
                 continue
             if i in wanted or uses[i] > 1 or i in roots or d > MAX_INLINE_DEPTH or i in graph.families:
                 own.add(i)
@@ -483,12 +491,7 @@ class Schedule:
             depth[i] = d
         self.live = live
         self.own = sorted(own)
-        # A negation written into a sum is a subtraction: no operation of its own.
-        users_are_sums = {i: True for i in live}
-        for i in live:
-            for a in graph[i].args:
-                users_are_sums[a] = users_are_sums[a] and graph[i].op is sp.Add
-        self.ops = sum(0 if self._is_negation_of_name(i, own) and users_are_sums[i]
+        self.ops = sum(0 if (self._is_negation_of_name(i, own) or self._is_negated_window(i)) and users_are_sums[i]
                        or constant_value(graph, i) is not None  # computed once, when compiling
                        else node_cost(graph, i) for i in live)
         self.names: dict[int, str] = {}
@@ -518,6 +521,14 @@ class Schedule:
         node = self.graph[i]
         return (node.op is sp.Mul and len(node.args) == 2 and self.graph.number(node.args[0]) == -1
                 and (node.args[1] in own or self.graph[node.args[1]].is_leaf))
+
+    def _is_negated_window(self, i: int) -> bool:
+        """-x[lo:hi] of an argument x: its window is a view, printed where it is used."""
+        node = self.graph[i]
+        if not (node.op is sp.Mul and len(node.args) == 2 and self.graph.number(node.args[0]) == -1):
+            return False
+        inner = self.graph[node.args[1]]
+        return inner.op is window and self.graph[inner.args[0]].is_leaf
 
     def sympy_rhs(self, i: int, names: dict[int, str]) -> sp.Basic:
         """Node i's expression as a small SymPy tree, with named nodes (other than i) as symbols:

@@ -9,6 +9,7 @@ sums the oracle over the examples), and against the same module with the range i
 
 from __future__ import annotations
 
+import re
 import warnings
 from contextlib import contextmanager
 
@@ -93,6 +94,17 @@ def test_blocked_ranges_match_sympy_and_finite_differences(name, size):
 def function(compiled, name: str) -> str:
     """The source of one function of a compiled module."""
     return compiled.source.split(f"\ndef {name}(")[1].split("\ndef ")[0]
+
+
+@pytest.mark.parametrize("name", ["powell, columns of a 2-D array", "broyden, fixed entries beside the range"])
+def test_a_negated_signal_is_subtracted_from_its_window(name):
+    """-(c7_bar + c6_bar) into X_bar[:, 3] is a subtraction of c7_bar + c6_bar: no pass to negate
+    (the signals' values are checked against sympy.diff by the test above)."""
+    loss, wrt, *_ = BLOCKED[name]
+    adds = [line for line in function(bp.compile(loss, wrt=wrt), "value_and_grad").splitlines()
+            if "_add_windows(" in line]
+    assert adds and all(re.search(r"\(-\w+, |\(-\(", line) is None for line in adds), adds
+    assert any(line.rstrip().endswith(",))") and "), ((" in line for line in adds), adds  # a subtracted tuple
 
 
 @pytest.mark.parametrize("name", ["rosenbrock", "broyden, fixed entries beside the range",

@@ -2,6 +2,8 @@
 sympy.hessian and central differences of the gradient, Jacobians against
 sympy.Matrix.jacobian, the sparsity of banded Hessians, and what SciPy calls."""
 
+import re
+
 import mpmath
 import numpy as np
 import pytest
@@ -93,6 +95,20 @@ def test_hvp_and_hessian_of_every_example(second_order_example, batch):
 def test_hvp_costs_at_most_three_value_and_gradient_passes(second_order_example):
     compiled = second_order_example[2]
     assert compiled.ops["hvp"] <= 3 * compiled.ops["value_and_grad"]
+
+
+def test_the_tangent_of_a_sum_takes_a_shared_tangent_once():
+    """c2 = c0 + c0*w1: its tangent is c0_dot*(1 + w1) + c0*w1_dot (1 + w1 is what c0_bar
+    multiplies the signal by), not c0_dot + c0_dot*w1 + c0*w1_dot."""
+    x, w0, w1 = sp.symbols("x w0 w1")
+    e = sp.sin(w0 * x)
+    source = bp.compile(sp.sin(e + e * w1), wrt=[w0, w1], inputs=[x], derivatives=("hvp",)).source
+    hvp = source.split("def hvp(")[1].split("\ndef ")[0]
+    shared = re.search(r"= (c\d+) \+ \1\*w1\n", hvp).group(1)  # the forward pass's c0
+    uses = [line for line in hvp.splitlines() if f"{shared}*w1_dot" in line]
+    assert uses, hvp
+    for line in uses:
+        assert len(re.findall(rf"\b{shared}_dot\b", line)) == 1, line
 
 
 def rosenbrock(n):

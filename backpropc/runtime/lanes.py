@@ -46,7 +46,7 @@ def _lane_dot(a, b):
             whole = a.shape[-1] - a.shape[-1] % 8192
             rows = np.vecdot(a[:whole].reshape(-1, 8192), b[:whole].reshape(-1, 8192)).sum()
             return rows + np.vecdot(a[whole:], b[whole:]) if whole < a.shape[-1] else rows
-        return np.vecdot(a, b)
+        return a.dot(b) if a.ndim == b.ndim == 1 else np.vecdot(a, b)  # a.dot: 1 us less per call
     return (a * b).sum(-1)
 
 

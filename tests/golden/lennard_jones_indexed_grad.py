@@ -471,24 +471,28 @@ def _zeros_for(x):
     return np.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else float)
 
 
-def _add_windows(out, windows):
-    """out with each (g, start, stop, step, ...) of `windows` added into its slice (a window
-    already checked by _window)."""
-    if out.ndim == 1:  # 1-D windows and entries: the common case, kept short
-        for g, start, stop, step in windows:
-            if not step:
-                out[start] += g
-            elif stop > start:
-                view = out[start:stop:step]
+def _add_windows(out, windows, subtracted=()):
+    """out with each (g, start, stop, step, ...) of `windows` added into its slice and each of
+    `subtracted` subtracted from it (-g written as a subtraction: a pass saved), the windows
+    already checked by _window."""
+    for items, minus in ((windows, False), (subtracted, True)):
+        for g, *axes in items:
+            if out.ndim == 1 and not axes[2]:  # an entry
+                out[axes[0]] = out[axes[0]] - g if minus else out[axes[0]] + g
+                continue
+            if out.ndim == 1 or len(axes) == 6 and axes[2] and not axes[5]:  # a 1-D window, a column
+                if axes[1] <= axes[0]:
+                    continue
+                view = out[axes[0]:axes[1]:axes[2]] if out.ndim == 1 else out[axes[0]:axes[1]:axes[2], axes[3]]
+            else:
+                view = out[_key(axes)]
+                if type(view) is not np.ndarray:  # an entry of a matrix
+                    out[_key(axes)] = view - g if minus else view + g
+                    continue
+            if minus:
+                view -= g
+            else:
                 view += g
-        return out
-    for g, *axes in windows:
-        if len(axes) == 6 and axes[2] and not axes[5]:  # a column
-            if axes[1] > axes[0]:
-                view = out[axes[0]:axes[1]:axes[2], axes[3]]
-                view += g
-        else:
-            out[_key(axes)] += g
     return out
 
 
