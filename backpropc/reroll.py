@@ -213,7 +213,8 @@ def reroll(graph: Graph, roots: list[int], order: list[sp.Basic],
                 memo[terms] = _read(graph, vector, [position[t] for t in terms])
             elif head.op == CONST:
                 values = tuple(float(graph[t].value) for t in terms)
-                memo[terms] = graph.apply(lane_values, graph.const(graph.table(("values", values))))
+                table = graph.const(graph.table(("values", values)))
+                memo[terms] = graph.apply(lane_values, table, *([vector] if vector is not None else []))
             elif not ready:
                 stack.append((terms, True))
                 stack.extend((c, False) for c in walker.children(terms) if c not in memo)

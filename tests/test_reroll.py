@@ -435,6 +435,26 @@ def test_dask_data_and_float32_through_a_rerolled_model(small_families):
     assert all(np.asarray(g).dtype == np.float32 for g in grads32)
 
 
+@pytest.mark.parametrize("batch", [None, 5])
+def test_numbers_that_differ_from_term_to_term_keep_float32(small_families, batch):
+    """A family's table of numbers (k + 1 in (k + 1)*x_k) is weak beside the lanes, as NumPy's
+    numbers are: float32 arguments give a float32 value and gradients, float64 ones float64."""
+    x = sp.symbols("x0:8")
+    s = sp.Symbol("s")
+    model = bp.Model("weighted", loss=sum((k + 1) * sp.sin(x[k] * s) for k in range(8)) + 2 * s,
+                     wrt=list(x), inputs=[s])
+    rolled = bp.compile(model)
+    assert "_table_like(TABLE_0" in rolled.source
+    module = rolled.load()
+    rng = np.random.default_rng(4)
+    point = {a: rng.uniform(-1, 1, batch) if a == "s" and batch else float(rng.uniform(-1, 1)) for a in module.ARGS}
+    for dtype in (np.float32, np.float64):
+        value, grads = module.value_and_grad(**{a: np.asarray(v, dtype=dtype) if np.ndim(v) else dtype(v)
+                                                for a, v in point.items()})
+        assert np.asarray(value).dtype == dtype and all(np.asarray(g).dtype == dtype for g in grads)
+    check_against_references(model, point)
+
+
 def test_a_shared_parameter_gathers_its_signal_by_dot_products(small_families):
     """A curve fit written term by term: the parameters a, b and c are shared by every term, so
     their gradients are sums over the lanes of products, printed as dot products (and squares as

@@ -99,9 +99,10 @@ def _accumulated(args, slices: int):
 
 
 class lane_values(LaneOp):
-    """Table k: numbers that differ from term to term."""
+    """Table k: numbers that differ from term to term. Arguments: k, and the lane vector the
+    terms read, if any: numbers are weak, so the table takes its float type (float32 stays)."""
 
-    nargs, math = 1, "table {0}"
+    nargs, math = (1, 2), "table {0}"
 
 
 class lane_lift(LaneOp):
@@ -119,6 +120,10 @@ class lane_sum(LaneOp):
 
 def table_name(k) -> str:
     return f"TABLE_{k}"
+
+
+def _table_code(k, like=None) -> str:
+    return table_name(k) if like is None else f"_table_like({table_name(k)}, {like})"
 
 
 # ---- rules ---------------------------------------------------------------------------------------
@@ -321,7 +326,7 @@ RECORDS = [
             fold=_fold_zero_first, cost=unit_cost),
     _record(lane_accumulate, lane_accumulate_vjp, lane_accumulate_jvp, _accumulate_code, _like(0),
             ("_lane_accumulate",), cost=unit_cost),
-    _record(lane_values, _no_rule, _no_tangent, lambda k: table_name(k), _table_shape(0),
+    _record(lane_values, _no_rule, _no_tangent, _table_code, _table_shape(0), ("_table_like",),
             zero_derivative=True),
     _record(lane_lift, lane_lift_vjp, linear_jvp(lane_lift), "_lane_lift({0})", _lift_shape, ("_lane_lift",),
             fold=_fold_lift),

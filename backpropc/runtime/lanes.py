@@ -33,6 +33,12 @@ def _flat_theta(theta, size, what="theta"):
     return theta
 
 
+def _table_like(table, lanes):
+    """A table of a family's numbers in the float type of the lane vector they meet: numbers
+    are weak beside arrays, as in NumPy's own arithmetic, so float32 stays float32."""
+    return table if lanes.dtype == table.dtype else table.astype(lanes.dtype)
+
+
 def _lane_lift(v):
     """A value the terms share, with a last axis to broadcast over the lanes (numbers need none)."""
     return v[..., None] if getattr(v, "ndim", 0) else v
