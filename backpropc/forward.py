@@ -67,14 +67,12 @@ def _tangent_of_sum(graph: Graph, args, arg_tangents: list, tangent_nodes: set, 
     for term in terms:
         node = graph[term]
         dots = [f for f in node.args if f in tangent_nodes] if node.op is sp.Mul else []
-        if term in tangent_nodes:
-            groups.setdefault(term, []).append((term, ()))
-        elif len(dots) == 1:
+        if len(dots) == 1 and term not in tangent_nodes:
             rest = list(node.args)
             rest.remove(dots[0])
             groups.setdefault(dots[0], []).append((term, tuple(rest)))
-        else:
-            groups.setdefault(-1 - term, []).append((term, None))  # not a tangent times a factor
+        else:  # a tangent, or not a tangent times factors: the same term twice is twice it
+            groups.setdefault(term, []).append((term, ()))
     summed = []
     for dot, group in groups.items():  # in the order of the sum: the result does not depend on hashing
         if len(group) == 1:

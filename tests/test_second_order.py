@@ -333,6 +333,27 @@ def test_matrix_hessians_have_every_non_zero_in_their_structure(expr):
         np.testing.assert_allclose(dense[:, k], module.hvp_flat(theta, column, *data), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dense[:, k], gradient_differences(module, point, column), rtol=1e-5, atol=1e-6)
 
+_c, _x, _w, _t = sp.symbols("c x w t")
+
+
+@pytest.mark.parametrize("model", [
+    bp.Model("rational", [], (_c * (_c + _x) + 1) / (_c + _x), [_c], [_x]),
+    bp.Model("sum_angles", [], sp.sin(_t + _w) * sp.cos(_t - _w), [_w], [_t]),
+    bp.Model("residual", [], None, [_w], [_t], residuals=[_t + sp.sin(_t + _w) * sp.cos(_t - _w)]),
+], ids=lambda m: m.name)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_fuzz_found_hessians_whose_tangent_sums_read_one_term_twice(model, reduction):
+    """A sum's terms with one tangent (the Hessian's seeds are numbers, so tangents fold to
+    the same node) are that tangent twice: the straight-line Hessian once crashed on them."""
+    module = bp.compile(model, derivatives=("grad", "hessian"), reduction=reduction, rewrite=False).load()
+    point = {"c": 0.7, "w": 0.4, "x": np.array([0.3, -1.2, 2.0]), "t": np.array([0.3, -1.2, 2.0])}
+    data = [point[a] for a in module.ARGS if a not in module.WRT]
+    hessian = module.hessian_flat(module.pack(*[point[w] for w in module.WRT]), *data)
+    if model.residuals:
+        model = bp.Model(model.name, [], (_t + sp.sin(_t + _w) * sp.cos(_t - _w)) ** 2 / 2, [_w], [_t])
+    np.testing.assert_allclose(hessian, sympy_hessian(model, point, reduction), rtol=1e-10, atol=1e-12)
+
+
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(model=models(), seed=st.integers(0, 2 ** 16))
