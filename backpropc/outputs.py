@@ -1268,7 +1268,7 @@ def _jacobian_of_entries(m: ModuleBuilder, arrays: list) -> None:
     m.ops["jacobian"] = schedule.ops
     m.functions.append(Function(
         "jacobian", f"Per example, d residual_k / d WRT_j, shape batch + (residuals, WRT) ({mode}).",
-        m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}){layout})",
+        m.arg_names, [("", statements)], f"_assemble_jacobian(({rows},), _batch_shape({m.batch_args()}){layout}, like=({', '.join(m.arg_names)},))",
         '"example"'))
 
 

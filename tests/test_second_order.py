@@ -385,6 +385,19 @@ def test_float32_stays_float32():
     assert np.asarray(hv[0]).dtype == np.float32 and np.asarray(grads[0]).dtype == np.float32
 
 
+@pytest.mark.parametrize("residuals", [lambda w, v, x: [w - x], lambda w, v, x: [w - x, 3 * v, w * v * x]])
+def test_a_jacobian_with_constant_entries_stays_float32(residuals):
+    """dr/dw = 1 is a number: weak beside float32 arguments, as NumPy's own numbers are."""
+    w, v, x = sp.symbols("w v x")
+    module = bp.compile(bp.Model("r", [], None, [w, v], [x], residuals=residuals(w, v, x)),
+                        derivatives=("jacobian",)).load()
+    for dtype in (np.float32, np.float64):
+        theta, xs = np.array([0.5, 0.25], dtype), np.arange(3, dtype=dtype)
+        jacobian = module.jacobian_flat(theta, xs)
+        assert jacobian.dtype == dtype and module.jacobian(dtype(0.5), dtype(0.25), xs).dtype == dtype
+        np.testing.assert_allclose(jacobian[0], [1.0, 0.0])  # the first residual of the first example
+
+
 def test_second_derivatives_at_kinks_are_zero_and_untaken_branches_stay_finite():
     w = sp.Symbol("w")
     cases = [(sp.Abs(w), 0.0, 0.0), (bp.relu(w), 0.0, 0.0), (sp.Max(w, 0), 0.0, 0.0),
