@@ -476,6 +476,12 @@ def _symbol(name: str):
     return lambda: sp.Symbol(name)
 
 
+def _as_float_text(m: ModuleBuilder, node: int, text: str) -> str:
+    """A constant loss as a float literal (3.0, not 3): broadcast over a batch, it is an array
+    of floats, not of integers."""
+    return text if m.graph.number(node) is None else float_literal(text)
+
+
 # ---- the builders ---------------------------------------------------------------------------------
 def forward_output(m: ModuleBuilder) -> None:
     """forward(): the per-example loss, with the same names as value_and_grad for the same values."""
@@ -484,7 +490,8 @@ def forward_output(m: ModuleBuilder) -> None:
     schedule = Schedule(graph, [program.loss], m.step_names, m.namer, program.n_forward)
     statements = m.lines(schedule, names)
     loss = m.ref(program.loss, names)
-    returns = loss if m.every_arg_reaches_loss else f"np.broadcast_to({loss}, _batch_shape({m.batch_args()}))"
+    returns = loss if m.every_arg_reaches_loss else \
+        f"np.broadcast_to({_as_float_text(m, program.loss, loss)}, _batch_shape({m.batch_args()}))"
     if "_batch_shape" in returns:
         m.helpers.add("_batch_shape")
     m.ops["forward"] = schedule.ops
@@ -554,7 +561,7 @@ def _reverse_function(m: ModuleBuilder, second_order: bool) -> tuple:
         m.helpers.add("_objective")
         value = f"_objective({loss})"
     else:
-        value = f"np.sum(np.broadcast_to({loss}, {shape}))"
+        value = f"np.sum(np.broadcast_to({_as_float_text(m, program.loss, loss)}, {shape}))"
     sections = [("forward pass", [s for s in statements if s.section == "forward"]),
                 (BACKWARD_HEADER, first + [s for s in statements if s.section == "backward"]
                  + _lane_runs(m, grads, shape, names))]

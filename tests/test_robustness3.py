@@ -260,3 +260,14 @@ def test_a_parameter_read_at_every_level_of_a_chain_names_the_ends_of_its_source
     source = bp.compile(bp.Model("chain", steps=steps, loss=L, wrt=[a], inputs=[xs[0]])).source
     line = next(text for text in source.splitlines() if text.lstrip().startswith("a_bar = "))
     assert line.endswith("# from x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, ..., x20 (20 statements)")
+
+
+@pytest.mark.parametrize("loss", [sp.Integer(3), sp.Integer(-2), sp.Rational(1, 3)], ids=str)
+def test_a_constant_loss_over_a_batch_is_a_float(loss):
+    """A loss that reads no argument, broadcast over the batch, sums floats, not integers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedWrtWarning)
+        module = bp.compile(bp.Model("constant", [], loss, [a], [x])).load()
+    value, (a_bar,) = module.value_and_grad(0.5, np.ones(4))
+    assert type(value) is np.float64 and value == 4 * float(loss) and a_bar == 0
+    assert module.forward(0.5, np.ones(4)).dtype == np.float64

@@ -339,12 +339,14 @@ _c, _x, _w, _t = sp.symbols("c x w t")
 @pytest.mark.parametrize("model", [
     bp.Model("rational", [], (_c * (_c + _x) + 1) / (_c + _x), [_c], [_x]),
     bp.Model("sum_angles", [], sp.sin(_t + _w) * sp.cos(_t - _w), [_w], [_t]),
+    bp.Model("wrong_entry_once", [], _w * sp.exp(_c) * sp.sin(_c) + 3 * _w * sp.exp(_c) + sp.sin(_c), [_w, _c], [_t]),
     bp.Model("residual", [], None, [_w], [_t], residuals=[_t + sp.sin(_t + _w) * sp.cos(_t - _w)]),
 ], ids=lambda m: m.name)
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_fuzz_found_hessians_whose_tangent_sums_read_one_term_twice(model, reduction):
     """A sum's terms with one tangent (the Hessian's seeds are numbers, so tangents fold to
-    the same node) are that tangent twice: the straight-line Hessian once crashed on them."""
+    the same node) are that tangent twice: the straight-line Hessian once crashed on them, or
+    (w*exp(c)*sin(c) + 3*w*exp(c) + sin(c)) gave a wrong d2L/dc2."""
     module = bp.compile(model, derivatives=("grad", "hessian"), reduction=reduction, rewrite=False).load()
     point = {"c": 0.7, "w": 0.4, "x": np.array([0.3, -1.2, 2.0]), "t": np.array([0.3, -1.2, 2.0])}
     data = [point[a] for a in module.ARGS if a not in module.WRT]
