@@ -41,6 +41,8 @@ def tangents(graph: Graph, roots: list[int], seeds: dict[int, int]) -> dict[int,
             t = _tangent_of_sum(graph, node.args, arg_tangents, tangent_nodes, ends)
         else:
             t = record_for(node.op).jvp(Ref(graph, i), [Ref(graph, a) for a in node.args], arg_tangents)
+            if t is not None and _is_new_scalar_sum(graph, t.id):  # a product rule's terms
+                t = Ref(graph, _factored(graph, list(graph[t.id].args), tangent_nodes))
         graph.current_origin = saved
         if t is not None and graph.is_matrix(i) and not graph.is_matrix(t.id):
             t = call(fill, t, Ref(graph, i))  # a scalar's tangent spread over a matrix
@@ -63,6 +65,28 @@ def _tangent_of_sum(graph: Graph, args, arg_tangents: list, tangent_nodes: set, 
         node = graph[t.id]
         only_here = node.op is sp.Add and graph.users[t.id] == 0 and graph.users[a] == 1 and a not in ends
         terms.extend(node.args if only_here else (t.id,))
+    return Ref(graph, _factored(graph, terms, tangent_nodes))
+
+
+def _scaled_tangent(graph: Graph, i: int, tangent_nodes: set) -> tuple[int, tuple]:
+    """(v_dot, (k,)) when node i is k*v_dot for a number k (the tangent of 1 - v is -v_dot),
+    else (i, ())."""
+    node = graph[i]
+    if (node.op is sp.Mul and len(node.args) == 2 and graph.number(node.args[0]) is not None
+            and node.args[1] in tangent_nodes):
+        return node.args[1], (node.args[0],)
+    return i, ()
+
+
+def _is_new_scalar_sum(graph: Graph, i: int) -> bool:
+    """Whether node i is a sum of scalars (or of values over a range) that nothing reads yet."""
+    return graph[i].op is sp.Add and graph.users[i] == 0 and (graph.shapes[i] is None or
+                                                              isinstance(graph.shapes[i], Domain))
+
+
+def _factored(graph: Graph, terms: list[int], tangent_nodes: set) -> int:
+    """The sum of `terms` with the terms that multiply one tangent summed first: a*v_dot +
+    b*v_dot is (a + b)*v_dot."""
     groups: dict[int, list] = {}  # a tangent -> the terms it multiplies, each as (term, its other factors)
     for term in terms:
         node = graph[term]
@@ -70,9 +94,11 @@ def _tangent_of_sum(graph: Graph, args, arg_tangents: list, tangent_nodes: set, 
         if len(dots) == 1 and term not in tangent_nodes:
             rest = list(node.args)
             rest.remove(dots[0])
-            groups.setdefault(dots[0], []).append((term, tuple(rest)))
+            dot, number = _scaled_tangent(graph, dots[0], tangent_nodes)
+            groups.setdefault(dot, []).append((term, tuple(rest) + number))
         else:  # a tangent, or not a tangent times factors: the same term twice is twice it
-            groups.setdefault(term, []).append((term, ()))
+            dot, number = _scaled_tangent(graph, term, tangent_nodes)
+            groups.setdefault(dot, []).append((term, number))
     summed = []
     for dot, group in groups.items():  # in the order of the sum: the result does not depend on hashing
         if len(group) == 1:
@@ -80,4 +106,4 @@ def _tangent_of_sum(graph: Graph, args, arg_tangents: list, tangent_nodes: set, 
         else:
             partial = graph.add(*[graph.mul(*rest) if rest else graph.const(1) for _, rest in group])
             summed.append(graph.mul(dot, partial))
-    return Ref(graph, graph.add(*summed))
+    return graph.add(*summed)

@@ -111,6 +111,18 @@ def test_the_tangent_of_a_sum_takes_a_shared_tangent_once():
         assert len(re.findall(rf"\b{shared}_dot\b", line)) == 1, line
 
 
+def test_a_product_rules_terms_that_share_a_tangent_up_to_a_number_are_factored():
+    """sigmoid's c3 = c0*(1 - c0): its tangent c0_dot*(1 - c0) + c0*(-c0_dot) is written
+    c0_dot*((1 - c0) - c0), one product of the tangent, not two."""
+    z, t = sp.symbols("z t")
+    compiled = bp.compile((bp.sigmoid(z) - t) ** 2, wrt=[z], inputs=[t], derivatives=("hvp",))
+    tangent_pass = compiled.source.split("# tangent pass")[1].split("return")[0]
+    dot = re.search(r"(c\d+_dot) = ", tangent_pass).group(1)  # the tangent of sigmoid(z)
+    last = tangent_pass.strip().splitlines()[-1]
+    assert len(re.findall(rf"\b{dot}\b", last)) == 2, last  # once per term of z_bar = c1_bar*c3
+    assert compiled.ops["hvp"] < 2 * compiled.ops["value_and_grad"]
+
+
 def rosenbrock(n):
     xs = sp.symbols(f"x0:{n}")
     return bp.Model(f"rosenbrock{n}", [], sum(100 * (xs[i + 1] - xs[i] ** 2) ** 2 + (1 - xs[i]) ** 2
