@@ -10,7 +10,7 @@ module imports nothing else from the package. The SymPy front end is backpropc.l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 from sympy.logic.boolalg import BooleanAtom
@@ -49,9 +49,12 @@ class Domain:
 @dataclass(frozen=True, slots=True)
 class Lanes:
     """The shape of a re-rolled family's value (backpropc.reroll): one entry per term of the
-    family, along the last axis at run time (batch axes, if any, lead)."""
+    family, along the last axis at run time (batch axes, if any, lead). A `uniform` value is the
+    same in every lane (built from values the terms share): at run time its last axis is one
+    lane, or it has none. Shapes compare by their count alone."""
 
     count: int
+    uniform: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

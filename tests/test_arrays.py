@@ -617,3 +617,15 @@ def test_an_arrays_integer_powers_share_one_power_and_divide_by_the_base():
     assert exponents == [-3, -2, -1]  # x**-6 and x**-4 are squares of x**-3 and x**-2; 1/x divides
     check_model(loss, [x], {"x": (6,), "t": (6,)}, {n: 6}, seed=7, low=0.5, high=1.5)
     check_model(loss, [x], {"x": (6,), "t": (6,)}, {n: 6}, seed=8, low=-1.5, high=-0.5)
+
+
+@pytest.mark.parametrize("loss", [
+    sp.Sum((x[i] - sp.Sum(x[i], (i, 0, n - 1)) / n) ** 2, (i, 0, n - 1)),  # squared deviations from the mean
+    sp.Sum(x[i] * sp.Sum(x[i] ** 2, (i, 0, n - 1)), (i, 0, n - 1)),
+    sp.Sum(x[i], (i, 0, 1), (i, 0, n - 1)),  # one index twice in one Sum's limits
+    sp.Sum(sp.Sum(x[i] * x[j], (i, 0, j)) * sp.Sum(sp.sin(x[i]), (i, j, n - 1)), (j, 0, n - 1)),
+], ids=["deviations", "inner_sum_of_squares", "twice_in_limits", "bounds_read_the_outer_index"])
+def test_an_inner_sum_that_reuses_an_outer_index_binds_its_own(loss):
+    """As in SymPy, an inner Sum's index is its own: x[i] inside Sum(..., (i, ...)) is the inner
+    entry, not the enclosing Sum's (fuzz-found: the deviations from the mean compiled to 0)."""
+    check_model(loss, [x], {"x": (5,)}, {n: 5})

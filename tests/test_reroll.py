@@ -582,3 +582,30 @@ def test_the_self_check_fails_a_wrong_gradient_but_not_where_finite_differences_
         return value, tuple(1.001 * g for g in grads)
     assert module._self_check(value_and_grad=wrong) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("term", [
+    lambda a, x: sp.Piecewise((a, a > 0), (x, True)),
+    lambda a, x: sp.Piecewise((a ** 2 + x, a > 0), (x ** 2, True)),
+    lambda a, x: sp.Piecewise((a ** 2, a > 0), (x ** 3, x > 0), (x ** 2, True)),
+], ids=["a_or_x", "shared_inside_a_sum", "three_branches"])
+@pytest.mark.parametrize("a_value", [0.5, -0.5])
+def test_a_signal_the_same_in_every_lane_counts_once_per_term(small_families, term, a_value):
+    """Piecewise((a, a > 0), (x_k, True)) over 8 terms: a's signal where(a > 0, 1, 0) is the same
+    in every lane, so it counts 8 times (fuzz-found: it was summed over one lane, d/da = 1), in
+    the gradient and in Hessian-vector products; float32 stays float32 through the int where."""
+    a = sp.Symbol("a")
+    xs = sp.symbols("x0:8")
+    model = bp.Model("uniform", loss=sum(term(a, x) for x in xs), wrt=[*xs, a])
+    rolled = bp.compile(model, derivatives=("grad", "hvp"))
+    assert "_lanes(" in rolled.source
+    module, unrolled = rolled.load(), bp.compile(model, reroll=False, derivatives=("grad", "hvp")).load()
+    rng = np.random.default_rng(5)
+    theta = np.concatenate([rng.uniform(-1, 1, 8), [a_value]])
+    p = rng.uniform(-1, 1, 9)
+    assert_close(module.value_and_grad_flat(theta)[1], unrolled.value_and_grad_flat(theta)[1], 1e-12)
+    assert_close(module.hvp_flat(theta, p), unrolled.hvp_flat(theta, p), 1e-12)
+    point = dict(zip(module.ARGS, theta.tolist()))
+    check_against_references(model, point)
+    grads32 = module.value_and_grad(*theta.astype(np.float32))[1]
+    assert all(np.asarray(g).dtype == np.float32 for g in grads32)

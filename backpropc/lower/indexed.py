@@ -100,6 +100,9 @@ def _reduce(converter, summand, limits, env) -> int:
     graph = converter.graph
     scope = _scope(converter)
     sym, lo, hi = limits[-1]
+    if any(loop.symbol == sym for loop in scope):  # it shadows an enclosing Sum's index, as in SymPy
+        summand, limits = _renamed(sym, summand, limits, scope)
+        sym = limits[-1][0]
     loop = _enter(converter, sym, lo, hi, env)
     try:
         if len(limits) > 1:
@@ -114,6 +117,19 @@ def _reduce(converter, summand, limits, env) -> int:
     if loop.parent is None:
         return graph.apply(total, body)
     return graph.apply(segment_sum, body, loop.parent, scope[-1].values)
+
+
+def _renamed(sym, summand, limits, scope):
+    """The summand and limits of a Sum whose index `sym` is an enclosing Sum's too, with its own
+    index renamed where it is bound: the summand and the inner limits (its bounds read the
+    enclosing index). A uniform renaming, so an inner rebinding stays one."""
+    taken = {str(loop.symbol) for loop in scope}
+    k = len(scope)
+    while f"{sym}_{k}" in taken or summand.has(sp.Symbol(f"{sym}_{k}", integer=True)):
+        k += 1
+    rename = {sym: sp.Symbol(f"{sym}_{k}", integer=True)}
+    inner = [tuple(sp.sympify(part).xreplace(rename) for part in limit) for limit in limits[:-1]]
+    return summand.xreplace(rename), inner + [(rename[sym], *limits[-1][1:])]
 
 
 def _enter(converter, sym, lo, hi, env) -> Loop:

@@ -461,7 +461,7 @@ def combined_shape(graph, node):
         if len(lanes) > 1 or len(lanes) != len(set(shapes)):
             raise ModelError(f"values over {len(lanes)} families of terms meet in one operation; "
                              f"compile with reroll=False")
-        return lanes.pop()
+        return Lanes(lanes.pop().count, uniform=all(s.uniform for s in shapes))
     domains = {s for s in shapes if isinstance(s, Domain)}
     if len(domains) > 1:
         deepest = max(domains, key=lambda d: d.depth)

@@ -118,6 +118,13 @@ class lane_sum(LaneOp):
     nargs, math = 1, "sum({0})"
 
 
+class lane_uniform_sum(LaneOp):
+    """The sum over `count` lanes of a value the same in each (its one lane, times count).
+    Arguments: the value, the number of lanes."""
+
+    nargs, math = 2, "{1}*{0}"
+
+
 def table_name(k) -> str:
     return f"TABLE_{k}"
 
@@ -212,8 +219,9 @@ def accumulated_lanes(graph, node) -> int:
 def _summed_over_lanes(value, count):
     """The sum over the lanes of `value`: one that is the same in every lane (a number, once a
     lift of one folds to it) counts once per lane."""
-    if isinstance(value.graph.shapes[value.id], Lanes):
-        return call(lane_sum, value)
+    shape = value.graph.shapes[value.id]
+    if isinstance(shape, Lanes):
+        return call(lane_uniform_sum, value, count) if shape.uniform else call(lane_sum, value)
     return value * count
 
 
@@ -230,6 +238,10 @@ def lane_sum_jvp(out, args, tangents):
 def lane_sum_vjp(out_bar, out, args, needed):
     count = out.graph.shapes[args[0].id].count
     return [call(lane_lift, out_bar, count)]
+
+
+def lane_uniform_sum_vjp(out_bar, out, args, needed):
+    return [call(lane_lift, out_bar, args[1]), None]
 
 
 def _no_rule(out_bar, out, args, needed):
@@ -263,7 +275,7 @@ def _like(k: int):
 
 
 def _lift_shape(graph, node):
-    return Lanes(int(graph.number(node.args[1])))
+    return Lanes(int(graph.number(node.args[1])), uniform=True)
 
 
 def _scalar(graph, node):
@@ -332,5 +344,7 @@ RECORDS = [
             fold=_fold_lift),
     _record(lane_sum, lane_sum_vjp, lane_sum_jvp, "{p0}.sum(-1)", _scalar,
             fold=_fold_zero_first, cost=unit_cost),
+    _record(lane_uniform_sum, lane_uniform_sum_vjp, linear_jvp(lane_uniform_sum), "_lane_uniform_sum({0}, {1})",
+            _scalar, ("_lane_uniform_sum",), fold=_fold_zero_first, cost=unit_cost),
 ]
 

@@ -44,6 +44,12 @@ def _lane_lift(v):
     return v[..., None] if getattr(v, "ndim", 0) else v
 
 
+def _lane_uniform_sum(v, count):
+    """The sum over `count` lanes of a value the same in each: its one lane (a last axis of
+    length 1, or none), times count."""
+    return (v[..., 0] if np.ndim(v) else v) * count
+
+
 def _lane_dot(a, b):
     """(a*b).sum(-1), in one pass (np.vecdot) when both are NumPy arrays of one number of lanes."""
     if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim and b.ndim and a.shape[-1] == b.shape[-1]:
@@ -99,7 +105,7 @@ def _lane_accumulate(x, slices, gathers):
         out = np.zeros(x.shape[0])  # no batch, float64: the common case of a call from an optimiser
     else:
         lead = np.broadcast_shapes(*[np.shape(g)[:-1] for g in signals])
-        out = np.zeros(lead + np.shape(x)[-1:], dtype=np.result_type(x, 1.0, *signals))
+        out = np.zeros(lead + np.shape(x)[-1:], dtype=x.dtype if x.dtype.kind == "f" else float)  # x's, as a gradient
     for g, start, stop, step in slices:  # [with slices]
         if stop - start == 1 and out.ndim == 1 and (type(g) is float or type(g) is np.float64):
             out[start] += g  # one lane (a boundary term's): 0.1 us, where a slice takes 0.8
