@@ -399,9 +399,11 @@ def test_float32_stays_float32():
     assert np.asarray(hv[0]).dtype == np.float32 and np.asarray(grads[0]).dtype == np.float32
 
 
-@pytest.mark.parametrize("residuals", [lambda w, v, x: [w - x], lambda w, v, x: [w - x, 3 * v, w * v * x]])
+@pytest.mark.parametrize("residuals", [lambda w, v, x: [w - x], lambda w, v, x: [w - x, 3 * v, w * v * x],
+                                       lambda w, v, x: [w - x, sp.Piecewise((1, v > 0), (v, True))]])
 def test_a_jacobian_with_constant_entries_stays_float32(residuals):
-    """dr/dw = 1 is a number: weak beside float32 arguments, as NumPy's own numbers are."""
+    """dr/dw = 1 is a number, and so is an integer np.where of numbers (the derivative of a
+    Piecewise of constants): weak beside float32 arguments, as NumPy's own numbers are."""
     w, v, x = sp.symbols("w v x")
     module = bp.compile(bp.Model("r", [], None, [w, v], [x], residuals=residuals(w, v, x)),
                         derivatives=("jacobian",)).load()

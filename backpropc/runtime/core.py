@@ -393,13 +393,14 @@ def _jacobian_by_tangents(residuals_jvp, args, wrt_shapes):
 
 def _assemble_jacobian(entries, shape, wrt_shapes=None, like=()):
     """The per-example Jacobian, shape + (rows, columns), from its entries (each broadcast), in
-    the float type of the entries and of the call's arguments `like` (a constant entry is a weak
-    number: float32 stays float32); with `wrt_shapes`, a matrix or indexed parameter's entry is
+    the float type of the entries and of the call's arguments `like` (a constant entry, or an
+    integer np.where of them, is a weak number: float32 stays float32); with `wrt_shapes`, a matrix or indexed parameter's entry is
     its per-example signal (shape + its own shape), which fills one column per element, in C order."""
     shape = tuple(shape)
     wrt_shapes = wrt_shapes or ((),) * len(entries[0])
     sizes = [int(np.prod(s)) for s in wrt_shapes]
-    dtype = np.result_type(*[e for row in entries for e in row], *[getattr(a, "dtype", a) for a in like], 1.0)
+    kinds = [getattr(v, "dtype", v) for v in [e for row in entries for e in row] + list(like)]
+    dtype = np.result_type(*[k for k in kinds if not isinstance(k, np.dtype) or k.kind == "f"], 1.0)
     result = np.empty(shape + (len(entries), sum(sizes)), dtype=dtype)
     for k, row in enumerate(entries):
         start = 0
