@@ -213,10 +213,11 @@ def test_a_runtime_helper_leaves_out_its_blocks_for_what_a_module_lacks():
     assert "8192" not in runtime.source_of("_lane_dot", frozenset({"long"}))
 
 
-@pytest.mark.parametrize("size", [10, 8192, 8193, 3 * 8192, 3 * 8192 + 5])
+@pytest.mark.parametrize("size", [10, 8192, 8193, 10000, 10001, 3 * 8192, 3 * 8192 + 5])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_long_dot_product_in_rows_is_the_dot_product(size, dtype):
-    """_lane_dot takes a long 1-D dot in rows of 8192 (one BLAS thread each) and a ragged rest."""
+    """_lane_dot takes a 1-D dot of more than 10,000 entries (where OpenBLAS would start its
+    threads) in rows of 8192 (one BLAS thread each) and a ragged rest, a shorter one at once."""
     namespace = runtime.namespace(["_lane_dot"])
     rng = np.random.default_rng(size)
     a, b = rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype)
