@@ -394,8 +394,9 @@ def _jacobian_by_tangents(residuals_jvp, args, wrt_shapes):
 def _assemble_jacobian(entries, shape, wrt_shapes=None, like=()):
     """The per-example Jacobian, shape + (rows, columns), from its entries (each broadcast), in
     the float type of the entries and of the call's arguments `like` (a constant entry, or an
-    integer np.where of them, is a weak number: float32 stays float32); with `wrt_shapes`, a matrix or indexed parameter's entry is
-    its per-example signal (shape + its own shape), which fills one column per element, in C order."""
+    integer np.where of constants, is a weak number: float32 stays float32); with `wrt_shapes`,
+    a matrix or indexed parameter's entry is its per-example signal (shape + its own shape),
+    which fills one column per element, in C order."""
     shape = tuple(shape)
     wrt_shapes = wrt_shapes or ((),) * len(entries[0])
     sizes = [int(np.prod(s)) for s in wrt_shapes]

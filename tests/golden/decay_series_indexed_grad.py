@@ -377,7 +377,7 @@ def _window_checked(x, name, *axes):
 def _lane_dot(a, b):
     """(a*b).sum(-1), in one pass (np.vecdot) when both are NumPy arrays of one number of lanes."""
     if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim and b.ndim and a.shape[-1] == b.shape[-1]:
-        if a.shape[-1] > 10000 and a.ndim == b.ndim == 1:  # past OpenBLAS's threads' threshold, in rows
+        if a.shape[-1] > 10_000 and a.ndim == b.ndim == 1:  # past OpenBLAS's threads' threshold, in rows
             # (its threads cost more than they save on a dot product, far more on a busy machine)
             whole = a.shape[-1] - a.shape[-1] % 8192
             rows = np.vecdot(a[:whole].reshape(-1, 8192), b[:whole].reshape(-1, 8192)).sum()
