@@ -271,3 +271,10 @@ def test_a_constant_loss_over_a_batch_is_a_float(loss):
     value, (a_bar,) = module.value_and_grad(0.5, np.ones(4))
     assert type(value) is np.float64 and value == 4 * float(loss) and a_bar == 0
     assert module.forward(0.5, np.ones(4)).dtype == np.float64
+
+
+def test_a_negative_numeric_shape_is_refused_as_such():
+    """shape=(-3,) is no size: refused with that, not as an index past "0 to -4"."""
+    v = sp.IndexedBase("v", shape=(-3,))
+    with pytest.raises(ModelError, match=r"the shape of v has -3 entries along an axis; a size is 0 or more"):
+        bp.compile(sp.Sum(v[i] ** 2, (i, 0, 1)), wrt=[v])

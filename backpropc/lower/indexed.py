@@ -229,6 +229,8 @@ def register_shape(graph, sym: sp.Basic) -> None:
         if not (isinstance(d, sp.Symbol) or d.is_Integer):
             raise ModelError(f"the shape of {sym} has {d}, an expression; give each size as a number or "
                              f"one symbol (shape=(m,) for m = {d}) and write the bounds in it")
+        if d.is_Integer and d < 0:
+            raise ModelError(f"the shape of {sym} has {d} entries along an axis; a size is 0 or more")
     graph.register_dimensions(sym)
 
 
