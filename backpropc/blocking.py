@@ -286,8 +286,10 @@ def _accumulator(m, printer, i, names, pre, adds, post, batch) -> None:
         shape = graph.shapes[g]
         where = shape.loop if isinstance(shape, Domain) else POST
         texts = [_ref(printer, a, names) for a in axes]
-        negated = not m.has_data and _negation(graph, g, names)
-        signal = _ref(printer, graph[g].args[1] if negated else g, names)
+        # an unnamed -v is subtracted, a pass over the range saved (_add_batched_windows only adds)
+        v = None if m.has_data or g in names else graph.negated(g)
+        negated = v is not None
+        signal = _ref(printer, v if negated else g, names)
         if where != POST:
             texts = shifted_axes(texts)
         elif printer.data and printer.per_example(g) and any(t != "0" for t in texts[2::3]):
@@ -301,12 +303,6 @@ def _accumulator(m, printer, i, names, pre, adds, post, batch) -> None:
         code = f"{_adder(m)}({name}, {windows}{', ' + batch if batch else ''})"
         line = Statement("", i, "backward", code=code, form="call", indent=0 if where == POST else 1)
         (post if where == POST else adds[where]).append(line)
-
-
-def _negation(graph, g: int, names: dict[int, str]) -> bool:
-    """Whether signal g is printed as -(v): it is then subtracted (a pass over the range saved)."""
-    node = graph[g]
-    return g not in names and node.op is sp.Mul and len(node.args) == 2 and graph.number(node.args[0]) == -1
 
 
 def _ref(printer, i: int, names: dict[int, str]) -> str:

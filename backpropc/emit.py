@@ -518,17 +518,13 @@ class Schedule:
         return self._is_negation_of_name(i, own)
 
     def _is_negation_of_name(self, i: int, own: set[int]) -> bool:
-        node = self.graph[i]
-        return (node.op is sp.Mul and len(node.args) == 2 and self.graph.number(node.args[0]) == -1
-                and (node.args[1] in own or self.graph[node.args[1]].is_leaf))
+        v = self.graph.negated(i)
+        return v is not None and (v in own or self.graph[v].is_leaf)
 
     def _is_negated_window(self, i: int) -> bool:
         """-x[lo:hi] of an argument x: its window is a view, printed where it is used."""
-        node = self.graph[i]
-        if not (node.op is sp.Mul and len(node.args) == 2 and self.graph.number(node.args[0]) == -1):
-            return False
-        inner = self.graph[node.args[1]]
-        return inner.op is window and self.graph[inner.args[0]].is_leaf
+        v = self.graph.negated(i)
+        return v is not None and self.graph[v].op is window and self.graph[self.graph[v].args[0]].is_leaf
 
     def sympy_rhs(self, i: int, names: dict[int, str]) -> sp.Basic:
         """Node i's expression as a small SymPy tree, with named nodes (other than i) as symbols:

@@ -202,6 +202,13 @@ class Graph:
             return node.value
         return None
 
+    def negated(self, i: int) -> int | None:
+        """v when node i is -v (the product of -1 and v), else None."""
+        node = self.nodes[i]
+        if node.op is sp.Mul and len(node.args) == 2 and self.number(node.args[0]) == -1:
+            return node.args[1]
+        return None
+
     # ---- smart constructors -----------------------------------------------------------------
     def add(self, *args: int) -> int:
         total = sp.S.Zero
